@@ -1,0 +1,93 @@
+"""The one clsviz exception tree.
+
+    ClsvizError
+    ├── ImageError            an image cannot be read or converted
+    ├── FormatError           files on disk are not a model clsviz understands
+    │   └── UnsafeCheckpoint  a pickle asks for objects outside the safe set
+    ├── CheckpointMismatch    weights do not fit the network (carries .diagnostics)
+    ├── ArchitectureError     unknown or unbuildable network
+    ├── EngineError           an engine failed to build or run
+    │   └── BackendUnavailable  an option this build/machine cannot honour
+    ├── ExportError           export or migration failed (nothing was left behind)
+    └── OptionError           an option value is out of range (also a ValueError)
+
+Every message says what was expected, what was found and what to do.
+Lower-level (Paddle, Pillow, OS) errors are translated at the boundary and
+kept as ``__cause__`` so ``--debug`` can show them.
+"""
+from __future__ import annotations
+
+
+class ClsvizError(Exception):
+    """Base of every error clsviz raises on purpose."""
+
+    def __init__(self, message: str, *, path=None, hint: str | None = None):
+        self.path = None if path is None else str(path)
+        self.hint = hint
+        parts = [message]
+        if self.path and self.path not in message:
+            parts.append(f"[{self.path}]")
+        if hint:
+            parts.append(f"— {hint}")
+        super().__init__(" ".join(parts))
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return (f'<div style="border-left:4px solid #c62828;padding:4px 8px;background:#fff5f5">'
+                f"<b>{type(self).__name__}</b>: {html.escape(str(self))}</div>")
+
+
+class ImageError(ClsvizError):
+    """An input image is missing, unreadable, or cannot be converted to RGB."""
+
+
+class FormatError(ClsvizError):
+    """The files are not a Paddle model format clsviz can read (or are damaged)."""
+
+
+class UnsafeCheckpoint(FormatError):
+    """A ``.pdparams`` pickle references objects outside the safe set."""
+
+
+class CheckpointMismatch(ClsvizError):
+    """The checkpoint's keys or shapes do not match the network.
+
+    ``.diagnostics`` holds a :class:`clsviz.checkpoint.LoadDiagnostics`.
+    """
+
+    def __init__(self, message: str, *, diagnostics=None, path=None, hint=None):
+        self.diagnostics = diagnostics
+        super().__init__(message, path=path, hint=hint)
+
+    def _repr_html_(self) -> str:
+        head = super()._repr_html_()
+        if self.diagnostics is None:
+            return head
+        return head + self.diagnostics._repr_html_()
+
+
+class ArchitectureError(ClsvizError):
+    """Unknown architecture name, or a network that is not a classifier."""
+
+
+class EngineError(ClsvizError):
+    """An engine failed to build or run."""
+
+
+class BackendUnavailable(EngineError):
+    """An option (GPU, TensorRT, bf16, …) that this build or machine cannot honour."""
+
+
+class ExportError(ClsvizError):
+    """Export or migration failed; the target was left untouched."""
+
+
+class OptionError(ClsvizError, ValueError):
+    """An option value is out of range or of the wrong kind."""
+
+
+__all__ = [
+    "ClsvizError", "ImageError", "FormatError", "UnsafeCheckpoint", "CheckpointMismatch",
+    "ArchitectureError", "EngineError", "BackendUnavailable", "ExportError", "OptionError",
+]
