@@ -1,0 +1,40 @@
+"""clsviz — explore PaddlePaddle image classifiers: export, three prediction modes, side by side.
+
+    >>> import clsviz
+    >>> clsviz.export("ResNet50_vd", "ResNet50_vd_pretrained.pdparams", "bundle/")
+    >>> clf = clsviz.load("bundle/", mode="predictor")
+    >>> clf.predict("cat.jpg", top_k=5)
+    >>> clsviz.compare("images/", [clsviz.load("bundle/", mode=m) for m in clsviz.MODES])
+"""
+from __future__ import annotations
+
+from . import errors
+from ._paddle import paddle as _paddle  # noqa: F401  (quiet import, before anything else)
+from .archs import get_model, list_models
+from .bundle import BundleConfig, read_labels
+from .checkpoint import LoadDiagnostics, load_state_dict
+from .compare import compare
+from .engines import MODES, Classifier, EngineOptions, load
+from .errors import (ArchitectureError, BackendUnavailable, CheckpointMismatch, ClsvizError,
+                     EngineError, ExportError, FormatError, ImageError, OptionError, UnsafeCheckpoint)
+from .export import ExportResult, export
+from .results import Agreement, Comparison, ModeReport, Prediction, StageStats, TopK
+from .transforms import Preprocess, load_image
+
+__version__ = "0.1.0"
+
+
+def predict(images, model, *, mode: str = "predictor", top_k: int = 5, **kwargs):
+    """One-shot convenience: ``load(model, mode=mode, **kwargs).predict(images, top_k)``."""
+    with load(model, mode=mode, **kwargs) as clf:
+        return clf.predict(images, top_k=top_k)
+
+
+__all__ = [
+    "get_model", "list_models", "export", "load", "predict", "compare", "MODES",
+    "Classifier", "EngineOptions", "BundleConfig", "Preprocess", "load_image", "read_labels",
+    "load_state_dict", "LoadDiagnostics", "ExportResult",
+    "Prediction", "TopK", "Comparison", "ModeReport", "Agreement", "StageStats",
+    "errors", "ClsvizError", "ImageError", "FormatError", "UnsafeCheckpoint", "CheckpointMismatch",
+    "ArchitectureError", "EngineError", "BackendUnavailable", "ExportError", "OptionError",
+]

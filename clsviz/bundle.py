@@ -1,0 +1,150 @@
+"""The self-describing bundle: ``inference.yml`` (preprocessing + labels + model name).
+
+The YAML keys follow what PaddleClas / PaddleX deploy tools read
+(``Global.model_name``, ``PreProcess.transform_ops``, ``PostProcess.Topk``
+with ``label_list``); clsviz's extra facts live under ``Global.clsviz``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from .errors import FormatError, OptionError
+from .transforms import Preprocess
+
+CONFIG_NAME = "inference.yml"
+MODEL_PREFIX = "inference"
+CHECKPOINT_NAME = "model.pdparams"
+
+
+@dataclass(frozen=True)
+class BundleConfig:
+    """What every engine needs besides the network: preprocessing, labels, output kind."""
+
+    model_name: str | None = None
+    class_num: int | None = None
+    image_shape: tuple[int, int, int] = (3, 224, 224)
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    labels: tuple[str, ...] | None = None
+    topk: int = 5
+    softmax: bool = False  # True: the network already outputs probabilities
+    arch_kwargs: tuple = ()  # extra keyword arguments for get_model, as (key, value) pairs
+
+    def label(self, class_id: int) -> str:
+        if self.labels is not None and 0 <= class_id < len(self.labels):
+            return self.labels[class_id]
+        return str(class_id)
+
+    def with_class_num(self, n: int) -> "BundleConfig":
+        if self.labels is not None and len(self.labels) != n:
+            raise OptionError(f"{len(self.labels)} labels given for a model with {n} classes",
+                              hint="give exactly one label per class")
+        return replace(self, class_num=n)
+
+    # -- YAML ------------------------------------------------------------------------------
+    def to_yaml_dict(self) -> dict:
+        topk = {"topk": int(self.topk)}
+        if self.labels is not None:
+            topk["label_list"] = list(self.labels)
+        return {
+            "Global": {
+                "model_name": self.model_name,
+                "clsviz": {
+                    "class_num": self.class_num,
+                    "image_shape": list(self.image_shape),
+                    "softmax": bool(self.softmax),
+                    "arch_kwargs": dict(self.arch_kwargs),
+                    "interpolation": self.preprocess.interpolation,
+                },
+            },
+            "PreProcess": {"transform_ops": self.preprocess.to_transform_ops()},
+            "PostProcess": {"main_indicator": "Topk", "Topk": topk},
+        }
+
+    @classmethod
+    def from_yaml_dict(cls, d: dict, *, where=None) -> "BundleConfig":
+        if not isinstance(d, dict):
+            raise FormatError("inference.yml is not a mapping", path=where)
+        g = d.get("Global") or {}
+        extra = g.get("clsviz") or {}
+        ops = (d.get("PreProcess") or {}).get("transform_ops") or []
+        pre = Preprocess.from_transform_ops(ops)
+        post = (d.get("PostProcess") or {})
+        topk = post.get("Topk") or {}
+        labels = topk.get("label_list")
+        if labels is None and topk.get("class_id_map_file"):
+            cmap = Path(topk["class_id_map_file"])
+            if where is not None and not cmap.is_absolute():
+                cmap = Path(where).parent / cmap
+            if cmap.exists():
+                labels = read_labels(cmap)
+        shape = extra.get("image_shape") or [3, *pre.crop_hw]
+        return cls(
+            model_name=g.get("model_name"),
+            class_num=extra.get("class_num") or (len(labels) if labels else None),
+            image_shape=tuple(int(v) for v in shape),
+            preprocess=pre,
+            labels=tuple(str(x) for x in labels) if labels else None,
+            topk=int(topk.get("topk", 5)),
+            softmax=bool(extra.get("softmax", False)),
+            arch_kwargs=tuple(sorted((extra.get("arch_kwargs") or {}).items())),
+        )
+
+    def write(self, path) -> Path:
+        path = Path(path)
+        with open(path, "w", encoding="utf-8") as f:
+            yaml.safe_dump(self.to_yaml_dict(), f, sort_keys=False, allow_unicode=True)
+        return path
+
+    @classmethod
+    def read(cls, path) -> "BundleConfig":
+        try:
+            with open(path, encoding="utf-8") as f:
+                d = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise FormatError(f"inference.yml is not valid YAML: {e}", path=path) from e
+        except OSError as e:
+            raise FormatError(f"cannot read config: {e}", path=path) from e
+        return cls.from_yaml_dict(d, where=path)
+
+
+def read_labels(source) -> tuple[str, ...]:
+    """Labels from a PaddleClas ``class_id_map`` file (``0 tench`` per line) or a list.
+
+    Lines may also be bare names (one per line, id = line number).
+    """
+    if source is None:
+        return None
+    if isinstance(source, (list, tuple)):
+        return tuple(str(s) for s in source)
+    path = Path(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise FormatError(f"cannot read label file: {e}", path=path) from e
+    entries: dict[int, str] = {}
+    bare: list[str] = []
+    for ln in text.splitlines():
+        ln = ln.strip()
+        if not ln or ln.startswith("#"):
+            continue
+        head, _, rest = ln.partition(" ")
+        if head.isdigit() and rest.strip():
+            entries[int(head)] = rest.strip()
+        else:
+            bare.append(ln)
+    if entries and bare:
+        raise FormatError("label file mixes 'id name' lines with bare names", path=path)
+    if bare:
+        return tuple(bare)
+    if not entries:
+        raise FormatError("label file is empty", path=path)
+    n = max(entries) + 1
+    missing = [i for i in range(n) if i not in entries]
+    if missing:
+        raise FormatError(f"label file has no name for class ids {missing[:10]}", path=path)
+    return tuple(entries[i] for i in range(n))

@@ -1,0 +1,347 @@
+"""``python -m clsviz`` — one subcommand per user task.
+
+Flags accept the spellings of PaddleClas's classic tools (``tools/export_model.py``,
+``tools/infer/predict.py``, ``infer.py``, ``py_infer.py``): ``-i=./a.jpg``,
+``--m=ResNet50_vd``, ``--use_gpu=1``, ``--use_tensorrt=True``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import traceback
+from pathlib import Path
+
+_SHORT_EQ = re.compile(r"^(-[A-Za-z])=(.*)$")
+
+
+def str2bool(v) -> bool:
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in ("1", "true", "t", "yes", "y", "on"):
+        return True
+    if s in ("0", "false", "f", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (True/False/1/0), got {v!r}")
+
+
+def _flag(p, *names, default=False, help=None):
+    p.add_argument(*names, type=str2bool, nargs="?", const=True, default=default, help=help)
+
+
+def normalize_argv(argv):
+    """``-i=x`` → ``-i x`` (argparse would keep the '=' in the value)."""
+    out = []
+    for a in argv:
+        m = _SHORT_EQ.match(a)
+        out.extend([m.group(1), m.group(2)] if m else [a])
+    return out
+
+
+def _engine_flags(p, *, predictor=True):
+    _flag(p, "--use_gpu", help="run on GPU (needs paddlepaddle-gpu)")
+    p.add_argument("--gpu_mem", type=int, default=8000, help="initial GPU memory pool, MB")
+    p.add_argument("--gpu_id", type=int, default=0)
+    p.add_argument("-b", "--batch_size", "--b", type=int, default=1)
+    p.add_argument("--cpu_num_threads", "--cpu_threads", dest="cpu_threads", type=int, default=None)
+    if predictor:
+        _flag(p, "--use_tensorrt", help="TensorRT subgraphs (GPU builds with TensorRT)")
+        _flag(p, "--ir_optim", default=True, help="IR graph optimisation passes")
+        _flag(p, "--enable_mkldnn", "--enable_onednn", default=None, help="oneDNN CPU kernels (default on)")
+        _flag(p, "--use_fp16", help="same as --precision fp16")
+        p.add_argument("--precision", choices=["fp32", "fp16", "bf16", "int8"], default="fp32")
+
+
+def _common_out(p):
+    p.add_argument("--top_k", "--topk", "-k", type=int, default=5)
+    p.add_argument("--labels", "--class_id_map_file", default=None,
+                   help="class_id_map file ('0 tench' per line)")
+    _flag(p, "--json", help="print one JSON object")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="clsviz", description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = ap.add_subparsers(dest="cmd", metavar="COMMAND")
+
+    p = sub.add_parser("export", help="checkpoint → inference bundle (mode 0)")
+    p.add_argument("-m", "--m", "--model", "--arch", dest="arch", required=True, help="architecture name")
+    p.add_argument("-p", "--p", "--pretrained_model", "--checkpoint", dest="checkpoint", required=True)
+    p.add_argument("-o", "--o", "--output_path", "--out", dest="out", required=True)
+    p.add_argument("--class_num", "--class_dim", type=int, default=None)
+    p.add_argument("--img_size", "--image_size", type=int, default=None, help="square input size")
+    p.add_argument("--image_shape", type=int, nargs=3, default=None, metavar=("C", "H", "W"))
+    p.add_argument("--labels", "--class_id_map_file", default=None)
+    _flag(p, "--softmax", "--save_softmax", help="append a softmax head")
+    _flag(p, "--force", help="replace a non-empty output folder")
+    _flag(p, "--trust", help="load the checkpoint with plain pickle (only for files you trust)")
+    _flag(p, "--json")
+
+    p = sub.add_parser("predict", help="inference engine + inference model (mode 1)")
+    p.add_argument("-i", "--i", "--image_file", dest="image", required=True, help="image or folder")
+    p.add_argument("-m", "--m", "--model_file", "--model_dir", dest="model", required=True,
+                   help="model file (.json/.pdmodel/model/__model__) or bundle folder")
+    p.add_argument("-p", "--p", "--params_file", dest="params", default=None)
+    p.add_argument("--model_name", default=None, help="shown in the output")
+    _flag(p, "--enable_benchmark", help="print latency per stage")
+    _engine_flags(p)
+    _common_out(p)
+
+    p = sub.add_parser("infer", help="training engine + checkpoint (mode 2)")
+    p.add_argument("-i", "--i", "--image_file", dest="image", required=True)
+    p.add_argument("-m", "--m", "--model", "--arch", dest="arch", default=None, help="architecture name")
+    p.add_argument("-p", "--p", "--pretrained_model", "--checkpoint", dest="checkpoint", required=True,
+                   help=".pdparams, a fluid persistables folder, or a bundle folder")
+    p.add_argument("--class_num", "--class_dim", type=int, default=None)
+    _flag(p, "--trust")
+    _engine_flags(p, predictor=False)
+    _common_out(p)
+
+    p = sub.add_parser("py_infer", help="training engine + inference model (mode 3)")
+    p.add_argument("-i", "--i", "--image_file", dest="image", required=True)
+    p.add_argument("-d", "--d", "--model_dir", dest="model_dir", default=None)
+    p.add_argument("-m", "--m", "--model_file", dest="model", default=None)
+    p.add_argument("-p", "--p", "--params_file", dest="params", default=None)
+    _engine_flags(p, predictor=False)
+    _common_out(p)
+
+    p = sub.add_parser("compare", help="all three modes side by side")
+    p.add_argument("-i", "--i", "--image_file", dest="image", required=True)
+    p.add_argument("--bundle", "-d", required=True, help="inference bundle folder or model file")
+    p.add_argument("--checkpoint", "-p", default=None, help="checkpoint for the dygraph mode (default: bundle's)")
+    p.add_argument("--arch", "-m", default=None)
+    p.add_argument("--modes", default="predictor,dygraph,executor")
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=2)
+    _flag(p, "--trust")
+    _engine_flags(p)
+    _common_out(p)
+
+    p = sub.add_parser("demo", help="the whole story on the bundled demo model")
+    p.add_argument("--out", default="out/demo")
+    p.add_argument("--repeats", type=int, default=5)
+
+    p = sub.add_parser("train-demo", help="train the bundled demo model from scratch")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None)
+
+    p = sub.add_parser("evaluate", help="accuracy on a labelled folder, per mode")
+    p.add_argument("folder")
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--mode", default="predictor", help="a mode, a comma list, or 'all'")
+    p.add_argument("--out", default=None, help="where to write report.html + confusion.png")
+    _flag(p, "--json")
+
+    p = sub.add_parser("inspect", help="what Paddle model format is this, and what is in it")
+    p.add_argument("path")
+    p.add_argument("--compare", default=None, help="a second model to put side by side")
+    _flag(p, "--json")
+
+    p = sub.add_parser("migrate", help="legacy model → Paddle 3 bundle")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--arch", "-m", default=None, help="architecture, for checkpoint folders")
+    p.add_argument("--params", "-p", default=None)
+    p.add_argument("--class_num", type=int, default=None)
+    _flag(p, "--force")
+    _flag(p, "--json")
+
+    p = sub.add_parser("bench", help="latency lab: per-mode, per-stage, sweeps")
+    p.add_argument("--model", default="ResNet50_vd")
+    _flag(p, "--overhead", help="clsviz forward vs the raw Paddle loop")
+    _flag(p, "--json")
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--out", default="out/bench")
+    return ap
+
+
+def _engine_options(a, *, predictor=True) -> dict:
+    o = {"use_gpu": a.use_gpu, "gpu_mem": a.gpu_mem, "gpu_id": a.gpu_id, "batch_size": a.batch_size,
+         "cpu_threads": a.cpu_threads}
+    if predictor:
+        o.update(use_tensorrt=a.use_tensorrt, ir_optim=a.ir_optim, enable_mkldnn=a.enable_mkldnn,
+                 precision="fp16" if a.use_fp16 else a.precision)
+    return o
+
+
+def _print_predictions(preds, a, extra=None):
+    if a.json:
+        d = {"predictions": [p.to_dict() for p in preds]}
+        d.update(extra or {})
+        print(json.dumps(d, indent=2))
+        return
+    for p in preds:
+        print(f"{p.image}")
+        for t in p.topk:
+            print(f"    {t.class_id:>5}  {t.label:<24} {t.score:.5f}")
+
+
+def _predict_with(clf, a, title):
+    from .compare import compare
+
+    if getattr(a, "enable_benchmark", False):
+        cmp = compare(a.image, {clf.mode: clf}, top_k=a.top_k, repeats=10, warmup=2)
+        rep = cmp.modes[clf.mode]
+        _print_predictions(rep.predictions, a, {"latency_ms": rep.to_dict()["stages_ms"]})
+        if not a.json:
+            print(f"{title}: build {clf.build_seconds:.2f}s; per batch of {rep.batch_size}: "
+                  + ", ".join(f"{s} p50 {v.p50:.2f} ms" for s, v in rep.stages.items()))
+        return
+    _print_predictions(clf.predict(a.image, top_k=a.top_k), a)
+
+
+def cmd_export(a):
+    from .export import export
+
+    shape = tuple(a.image_shape) if a.image_shape else ((3, a.img_size, a.img_size) if a.img_size else (3, 224, 224))
+    r = export(a.arch, a.checkpoint, a.out, class_num=a.class_num, image_shape=shape, labels=a.labels,
+               force=a.force, softmax=a.softmax, trust=a.trust)
+    print(json.dumps(r.to_dict(), indent=2) if a.json else r)
+
+
+def cmd_predict(a):
+    from .engines import load
+
+    clf = load(a.model, mode="predictor", params=a.params, labels=a.labels, **_engine_options(a))
+    _predict_with(clf, a, a.model_name or "predictor")
+
+
+def cmd_infer(a):
+    from .engines import load
+
+    clf = load(a.checkpoint, mode="dygraph", arch=a.arch, class_num=a.class_num, labels=a.labels,
+               trust=a.trust, **_engine_options(a, predictor=False))
+    _predict_with(clf, a, "dygraph")
+
+
+def cmd_py_infer(a):
+    from .engines import load
+    from .errors import OptionError
+
+    if a.model_dir is None and a.model is None:
+        raise OptionError("py_infer needs --d MODEL_DIR and/or --m MODEL_FILE")
+    model = Path(a.model_dir) if a.model_dir else None
+    if a.model:
+        model = (model / a.model) if model is not None and not Path(a.model).is_absolute() \
+            and not Path(a.model).exists() else Path(a.model)
+    params = None
+    if a.params:
+        params = Path(a.params)
+        if a.model_dir and not params.exists():
+            params = Path(a.model_dir) / a.params
+    clf = load(model, mode="executor", params=params, labels=a.labels, **_engine_options(a, predictor=False))
+    _predict_with(clf, a, "executor")
+
+
+def cmd_compare(a):
+    from .compare import compare
+    from .engines import MODES, load
+    from .errors import OptionError
+
+    modes = [m.strip() for m in a.modes.split(",") if m.strip()]
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        raise OptionError(f"unknown mode(s) {bad}", hint=f"choose from {', '.join(MODES)}")
+    clfs = {}
+    for m in modes:
+        if m == "dygraph":
+            src = a.checkpoint or a.bundle
+            clfs[m] = load(src, mode=m, arch=a.arch, labels=a.labels, trust=a.trust,
+                           **_engine_options(a, predictor=False))
+        elif m == "executor":
+            clfs[m] = load(a.bundle, mode=m, labels=a.labels, **_engine_options(a, predictor=False))
+        else:
+            clfs[m] = load(a.bundle, mode=m, labels=a.labels, **_engine_options(a))
+        if not a.json:
+            print(f"built {m:<9} in {clfs[m].build_seconds:.2f}s  ({clfs[m].describe()})", file=sys.stderr)
+    cmp = compare(a.image, clfs, top_k=a.top_k, repeats=a.repeats, warmup=a.warmup)
+    print(json.dumps(cmp.to_dict(), indent=2) if a.json else cmp.to_text())
+    return 0 if cmp.agree else 3
+
+
+def cmd_demo(a):
+    from .demo.run import run_demo
+
+    return run_demo(a.out, repeats=a.repeats)
+
+
+def cmd_train_demo(a):
+    from .demo.train import train_demo
+
+    kw = {k: v for k, v in (("seed", a.seed), ("epochs", a.epochs)) if v is not None}
+    r = train_demo(a.out, **kw)
+    print(r)
+
+
+def cmd_evaluate(a):
+    from .evaluate import evaluate_cli
+
+    return evaluate_cli(a)
+
+
+def cmd_inspect(a):
+    from .inspect import inspect as inspect_path
+    from .inspect import compare as inspect_compare
+
+    rep = inspect_compare(a.path, a.compare) if a.compare else inspect_path(a.path)
+    print(json.dumps(rep.to_dict(), indent=2) if a.json else rep.to_text())
+
+
+def cmd_migrate(a):
+    from .migrate import migrate
+
+    r = migrate(a.src, a.dst, arch=a.arch, params=a.params, class_num=a.class_num, force=a.force)
+    print(json.dumps(r.to_dict(), indent=2) if a.json else r)
+
+
+def cmd_bench(a):
+    from .bench import bench_cli
+
+    return bench_cli(a)
+
+
+COMMANDS = {
+    "export": cmd_export, "predict": cmd_predict, "infer": cmd_infer, "py_infer": cmd_py_infer,
+    "compare": cmd_compare, "demo": cmd_demo, "train-demo": cmd_train_demo, "evaluate": cmd_evaluate,
+    "inspect": cmd_inspect, "migrate": cmd_migrate, "bench": cmd_bench,
+}
+
+
+def main(argv=None) -> int:
+    argv = normalize_argv(sys.argv[1:] if argv is None else list(argv))
+    ap = build_parser()
+    a = ap.parse_args(argv)
+    if not a.cmd:
+        ap.print_help()
+        return 2
+    debug = a.debug or os.environ.get("CLSVIZ_DEBUG") not in (None, "", "0")
+    try:
+        rc = COMMANDS[a.cmd](a)
+        return int(rc or 0)
+    except KeyboardInterrupt:
+        print("clsviz: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # one line for users; the trace with --debug
+        from .errors import ClsvizError
+
+        if debug:
+            traceback.print_exc()
+        if isinstance(e, ClsvizError):
+            first = str(e).splitlines()[0]
+            rest = str(e).splitlines()[1:]
+            hint_line = rest[-1] if rest and "—" in rest[-1] else ""
+            print(f"clsviz: {type(e).__name__}: {first}{(' ' + hint_line) if hint_line else ''}",
+                  file=sys.stderr)
+            return 1
+        print(f"clsviz: unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+              f"(rerun with --debug for the trace)", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

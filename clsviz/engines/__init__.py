@@ -1,0 +1,99 @@
+"""Build a :class:`Classifier` for any of the three prediction modes: ``clsviz.load``."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from ..bundle import BundleConfig, read_labels
+from ..errors import FormatError, OptionError
+from ..formats import detect
+from .base import Classifier, EngineOptions
+
+MODES = ("predictor", "dygraph", "executor")
+MODE_HELP = {
+    "predictor": "inference engine (paddle.inference) + inference model",
+    "dygraph": "training engine + checkpoint (network rebuilt from code)",
+    "executor": "training engine + inference model (load_inference_model + Executor)",
+}
+
+__all__ = ["load", "Classifier", "EngineOptions", "MODES", "MODE_HELP"]
+
+
+def _config_for(files: detect.ModelFiles, *, arch, class_num, labels, preprocess, config) -> BundleConfig:
+    if config is None:
+        config = BundleConfig.read(files.config_file) if files.config_file else BundleConfig()
+    elif not isinstance(config, BundleConfig):
+        config = BundleConfig.read(config)
+    changes = {}
+    if arch is not None:
+        changes["model_name"] = arch
+    if preprocess is not None:
+        changes["preprocess"] = preprocess
+    if labels is not None:
+        changes["labels"] = read_labels(labels)
+    config = replace(config, **changes)
+    if class_num is not None:
+        config = config.with_class_num(int(class_num))
+    elif config.class_num is None and config.labels is not None:
+        config = replace(config, class_num=len(config.labels))
+    return config
+
+
+def load(path, *, mode: str = "predictor", arch: str | None = None, params=None,
+         class_num: int | None = None, labels=None, preprocess=None, config=None,
+         trust: bool = False, **options) -> Classifier:
+    """Build a classifier from ``path`` (a bundle folder, a model file or a checkpoint).
+
+    ``mode`` is one of ``"predictor"``, ``"dygraph"``, ``"executor"``.  ``arch`` names the
+    network for checkpoints (see :func:`clsviz.list_models`).  Engine ``options``:
+    use_gpu, gpu_mem, use_tensorrt, precision, ir_optim, enable_mkldnn, cpu_threads, batch_size.
+    """
+    if mode not in MODES:
+        raise OptionError(f"unknown mode {mode!r}", hint=f"choose one of {', '.join(MODES)}")
+    opts = EngineOptions.from_kwargs(**options)
+    files = detect.resolve(path, params=params)
+    cfg = _config_for(files, arch=arch, class_num=class_num, labels=labels,
+                      preprocess=preprocess, config=config)
+    source = str(path)
+
+    if mode in ("predictor", "executor"):
+        if not files.has_program:
+            raise FormatError(
+                f"mode {mode!r} needs an inference model, but this is a {files.kind.replace('_', ' ')}",
+                path=path, hint="export it first: clsviz.export(arch, checkpoint, out_dir) "
+                                "or `python -m clsviz export`; or use mode='dygraph' with arch=")
+        if mode == "predictor":
+            from .predictor import PredictorClassifier
+
+            return PredictorClassifier(files, cfg, opts, source=source)
+        if files.legacy_program:
+            from .legacy import LegacyExecutorClassifier
+
+            return LegacyExecutorClassifier(files, cfg, opts, source=source)
+        from .executor import ExecutorClassifier
+
+        return ExecutorClassifier(files, cfg, opts, source=source)
+
+    # dygraph: network code + weights
+    from ..checkpoint import infer_class_num, load_state_dict
+    from .dygraph import DygraphClassifier
+
+    if files.checkpoint is None:
+        from .legacy import dygraph_from_program  # rebuilds the program op by op as a Layer
+
+        return dygraph_from_program(files, cfg, opts, source=source)
+    if cfg.model_name is None:
+        raise OptionError("mode 'dygraph' rebuilds the network from code, and no architecture is known",
+                          hint="pass arch= (CLI: --arch / -m), e.g. 'ResNet50_vd'; see clsviz.list_models()")
+    state = load_state_dict(files.checkpoint, trust=trust)
+    if files.kind == detect.FLUID_PERSISTABLES:
+        from ..formats.fluid_names import fluid_to_dygraph_for_arch
+
+        state = fluid_to_dygraph_for_arch(state, cfg.model_name)
+    if cfg.class_num is None:
+        n = infer_class_num(state)
+        if n is None:
+            raise OptionError("cannot tell the number of classes from the checkpoint",
+                              hint="pass class_num=")
+        cfg = cfg.with_class_num(n)
+    return DygraphClassifier(cfg.model_name, state, cfg, opts, checkpoint=files.checkpoint, source=source)

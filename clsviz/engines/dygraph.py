@@ -1,0 +1,89 @@
+"""Mode ``dygraph``: training engine + checkpoint (network rebuilt from code)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .._paddle import dygraph_mode, paddle
+from ..archs import get_model
+from ..checkpoint import load_into, load_state_dict
+from ..errors import EngineError
+from .base import Classifier
+
+
+class SoftmaxHead(paddle.nn.Layer):
+    """Wrap a classifier so it outputs probabilities (PaddleClas export's ``save_inference`` head)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return paddle.nn.functional.softmax(self.net(x), axis=-1)
+
+
+class DygraphClassifier(Classifier):
+    mode = "dygraph"
+
+    def __init__(self, arch: str, state: dict | None, config, options, *, checkpoint=None,
+                 net=None, trust=False, source=""):
+        self.arch = arch
+        self._state = state
+        self._checkpoint = checkpoint
+        self._net = net
+        self._trust = trust
+        super().__init__(config, options, source=source or str(checkpoint or arch))
+
+    def _build(self):
+        o = self.options
+        if o.use_gpu:
+            from .predictor import gpu_available
+            from ..errors import BackendUnavailable
+
+            ok, why = gpu_available()
+            if not ok:
+                raise BackendUnavailable(f"use_gpu requested but {why}")
+        if o.use_tensorrt:
+            from ..errors import BackendUnavailable
+
+            raise BackendUnavailable("use_tensorrt applies to the predictor mode only")
+        if o.precision != "fp32":
+            from ..errors import BackendUnavailable
+
+            raise BackendUnavailable(f"the dygraph mode runs fp32 only (asked for {o.precision})",
+                                     hint="use mode='predictor' for bf16/fp16/int8")
+        self.place = paddle.CUDAPlace(o.gpu_id) if o.use_gpu else paddle.CPUPlace()
+        with dygraph_mode():
+            paddle.set_device(f"gpu:{o.gpu_id}" if o.use_gpu else "cpu")
+            if self._net is None:
+                state = self._state if self._state is not None else load_state_dict(self._checkpoint,
+                                                                                     trust=self._trust)
+                net = get_model(self.arch, class_num=self.config.class_num, **dict(self.config.arch_kwargs))
+                load_into(net, state, path=self._checkpoint)
+                self._state = None  # the network owns the weights now
+            else:
+                net = self._net
+            if self.config.softmax and not isinstance(net, SoftmaxHead):
+                net = SoftmaxHead(net)
+            net.eval()
+            self.net = net
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        with dygraph_mode(), paddle.no_grad():
+            try:
+                x = paddle.to_tensor(np.ascontiguousarray(batch, dtype=np.float32), place=self.place)
+                out = self.net(x)
+            except Exception as e:
+                from .predictor import _first_line
+
+                raise EngineError(f"dygraph forward failed on input {list(batch.shape)}: {_first_line(e)}",
+                                  path=self.source,
+                                  hint=f"the model expects {list(self.config.image_shape)} per image") from e
+            if isinstance(out, (list, tuple)):
+                out = out[0]
+            if isinstance(out, dict):
+                raise EngineError("the network returns a dict, not a class vector", path=self.source,
+                                  hint="is this an image classifier?")
+            return out.numpy()
+
+    def describe(self) -> str:
+        return f"dygraph {self.arch} · {'GPU' if self.options.use_gpu else 'CPU'} · eval, no_grad"

@@ -1,0 +1,74 @@
+"""Mode ``executor``: training engine + inference model.
+
+``paddle.static.load_inference_model`` + ``Executor.run`` in a private scope.
+Static mode is global state in Paddle, so every entry into it is scoped and
+the caller's dygraph mode is restored afterwards.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._paddle import paddle, pir_enabled, quiet, static_mode
+from ..errors import BackendUnavailable, EngineError
+from .base import Classifier
+
+
+class ExecutorClassifier(Classifier):
+    mode = "executor"
+
+    def __init__(self, files, config, options, *, source=""):
+        self.files = files
+        super().__init__(config, options, source=source)
+
+    def _build(self):
+        o = self.options
+        if o.use_tensorrt:
+            raise BackendUnavailable("use_tensorrt applies to the predictor mode only")
+        if o.precision != "fp32":
+            raise BackendUnavailable(f"the executor mode runs fp32 only (asked for {o.precision})",
+                                     hint="use mode='predictor' for bf16/fp16/int8")
+        if o.use_gpu:
+            from .predictor import gpu_available
+
+            ok, why = gpu_available()
+            if not ok:
+                raise BackendUnavailable(f"use_gpu requested but {why}")
+        place = paddle.CUDAPlace(o.gpu_id) if o.use_gpu else paddle.CPUPlace()
+        f = self.files
+        prefix = str(f.model_file.with_suffix(""))
+        with static_mode():
+            self.scope = paddle.static.Scope()
+            self.exe = paddle.static.Executor(place)
+            try:
+                with paddle.static.scope_guard(self.scope), quiet():
+                    self.program, self.feed_names, self.fetch_targets = paddle.static.load_inference_model(
+                        prefix, self.exe)
+            except Exception as e:
+                from .predictor import _translate
+
+                raise _translate(e, f) from e
+        if len(self.feed_names) != 1:
+            raise EngineError(f"the model has {len(self.feed_names)} inputs; an image classifier has one",
+                              path=f.model_file)
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        with static_mode(), paddle.static.scope_guard(self.scope):
+            try:
+                out, = self.exe.run(self.program, feed={self.feed_names[0]: batch},
+                                    fetch_list=self.fetch_targets[:1])
+            except Exception as e:
+                from .predictor import _first_line
+
+                raise EngineError(f"executor run failed on input {list(batch.shape)}: {_first_line(e)}",
+                                  path=self.files.model_file,
+                                  hint=f"the model expects {list(self.config.image_shape)} per image") from e
+        return np.asarray(out)
+
+    def describe(self) -> str:
+        return (f"paddle.static.load_inference_model + Executor · "
+                f"{'PIR' if pir_enabled() else 'ProgramDesc'} · {'GPU' if self.options.use_gpu else 'CPU'}")
+
+    def close(self):
+        self.program = None
+        self.scope = None

@@ -1,0 +1,160 @@
+"""Mode ``predictor``: inference engine (``paddle.inference``) + inference model."""
+from __future__ import annotations
+
+import numpy as np
+
+from .._paddle import paddle, quiet
+from ..errors import BackendUnavailable, EngineError, FormatError
+from .base import Classifier
+
+
+def gpu_available() -> tuple[bool, str]:
+    if not paddle.is_compiled_with_cuda():
+        return False, "this paddlepaddle build has no CUDA (install paddlepaddle-gpu; see README)"
+    try:
+        n = paddle.device.cuda.device_count()
+    except Exception as e:  # pragma: no cover - needs a GPU build
+        return False, f"CUDA query failed: {e}"
+    return (n > 0, "no CUDA device is visible" if n == 0 else "")
+
+
+def tensorrt_available() -> tuple[bool, str]:
+    try:
+        ver = tuple(paddle.inference.get_trt_compile_version())
+    except Exception:  # pragma: no cover
+        ver = (0, 0, 0)
+    if ver == (0, 0, 0):
+        return False, "this paddlepaddle build was compiled without TensorRT"
+    return True, ""
+
+
+def bf16_available() -> tuple[bool, str]:
+    core = paddle.base.core
+    if not core.supports_bfloat16():
+        return False, "this CPU has no bf16 support (needs AVX-512 BF16 or AMX)"
+    return True, ""
+
+
+class PredictorClassifier(Classifier):
+    mode = "predictor"
+
+    def __init__(self, files, config, options, *, source=""):
+        self.files = files
+        super().__init__(config, options, source=source)
+
+    def _config(self):
+        o, f = self.options, self.files
+        if f.params_file is not None:
+            cfg = paddle.inference.Config(str(f.model_file), str(f.params_file))
+        else:  # fluid: __model__ + loose parameter files in the same folder
+            cfg = paddle.inference.Config(str(f.model_file.parent))
+            if f.model_file.name != "__model__":
+                cfg.set_model(str(f.model_file), "")
+        if o.use_gpu:
+            ok, why = gpu_available()
+            if not ok:
+                raise BackendUnavailable(f"use_gpu requested but {why}")
+            cfg.enable_use_gpu(o.gpu_mem, o.gpu_id)
+            if o.use_tensorrt:
+                ok, why = tensorrt_available()
+                if not ok:
+                    raise BackendUnavailable(f"use_tensorrt requested but {why}")
+                prec = {"fp32": paddle.inference.PrecisionType.Float32,
+                        "fp16": paddle.inference.PrecisionType.Half,
+                        "int8": paddle.inference.PrecisionType.Int8,
+                        "bf16": paddle.inference.PrecisionType.Bfloat16}[o.precision]
+                cfg.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=o.batch_size,
+                                           min_subgraph_size=3, precision_mode=prec,
+                                           use_static=False, use_calib_mode=o.precision == "int8")
+            elif o.precision == "fp16":
+                cfg.enable_use_gpu(o.gpu_mem, o.gpu_id, paddle.inference.PrecisionType.Half)
+            elif o.precision in ("bf16", "int8"):
+                raise BackendUnavailable(f"precision {o.precision} on GPU needs use_tensorrt=True")
+        else:
+            if o.use_tensorrt:
+                raise BackendUnavailable("use_tensorrt requested without use_gpu: TensorRT runs on the GPU only")
+            cfg.disable_gpu()
+            cfg.set_cpu_math_library_num_threads(o.threads)
+            if o.precision == "fp16":
+                raise BackendUnavailable("fp16 is not available on CPU; use precision='bf16' or 'fp32'")
+            if o.precision == "int8":
+                raise BackendUnavailable("int8 on CPU needs a quantised model; this one is fp32")
+            if o.precision == "bf16":
+                ok, why = bf16_available()
+                if not ok:
+                    raise BackendUnavailable(f"bf16 requested but {why}")
+                if not o.mkldnn:
+                    raise BackendUnavailable("bf16 on CPU runs through oneDNN; do not disable enable_mkldnn")
+            if o.mkldnn:
+                cfg.enable_onednn()
+                cfg.set_onednn_cache_capacity(10)  # cache kernels for up to 10 input shapes
+                if o.precision == "bf16":
+                    cfg.enable_onednn_bfloat16()
+            else:
+                cfg.disable_onednn()
+        cfg.switch_ir_optim(o.ir_optim)
+        cfg.disable_glog_info()
+        # NB: enable_memory_optim() makes create_predictor fail under PIR (Paddle 3.3).
+        return cfg
+
+    def _build(self):
+        cfg = self._config()
+        try:
+            with quiet():
+                self.predictor = paddle.inference.create_predictor(cfg)
+        except Exception as e:
+            raise _translate(e, self.files) from e
+        names = self.predictor.get_input_names()
+        if len(names) != 1:
+            raise EngineError(f"the model has {len(names)} inputs {names}; an image classifier has one",
+                              path=self.files.model_file)
+        self._in = self.predictor.get_input_handle(names[0])
+        self._out = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        try:
+            self._in.reshape(list(batch.shape))
+            self._in.copy_from_cpu(batch)
+            self.predictor.run()
+            return self._out.copy_to_cpu()
+        except Exception as e:
+            raise EngineError(f"predictor run failed on input {list(batch.shape)}: {_first_line(e)}",
+                              path=self.files.model_file,
+                              hint=f"the model expects {list(self.config.image_shape)} per image") from e
+
+    def describe(self) -> str:
+        o = self.options
+        dev = "GPU" + (" + TensorRT" if o.use_tensorrt else "") if o.use_gpu else (
+            "CPU + oneDNN" if o.mkldnn else "CPU")
+        return f"paddle.inference predictor · {dev} · {o.precision} · IR optim {'on' if o.ir_optim else 'off'}"
+
+    def close(self):
+        self.predictor = None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    for ln in text.splitlines():
+        ln = ln.strip()
+        if ln and not ln.startswith(("C++ Traceback", "---", "0 ", "1 ", "2 ")) and "Error Message Summary" not in ln:
+            if ln.startswith(("InvalidArgumentError", "NotFoundError", "PreconditionNotMetError",
+                              "UnavailableError", "FatalError", "ExternalError", "OutOfRangeError")):
+                return ln
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in lines:
+        if "Error:" in ln and "Traceback" not in ln:
+            return ln[:300]
+    return (lines[-1] if lines else type(e).__name__)[:300]
+
+
+def _translate(e: Exception, files) -> Exception:
+    msg = _first_line(e)
+    low = str(e).lower()
+    if any(s in low for s in ("parse", "protobuf", "json", "deserial", "version", "magic")):
+        return FormatError(f"cannot read the model program: {msg}", path=files.model_file,
+                           hint="is the model file damaged or from an unsupported Paddle version?")
+    if any(s in low for s in ("params", "tensor", "size", "read", "eof", "stream", "load")):
+        return FormatError(f"cannot load the parameters: {msg}", path=files.params_file or files.root,
+                           hint="are the parameters truncated or from another model?")
+    return EngineError(f"cannot build the predictor: {msg}", path=files.model_file)

@@ -1,0 +1,120 @@
+"""Resolve a user-given path into the files a prediction mode needs.
+
+``resolve(path)`` accepts a bundle folder, an inference model file (``.json`` /
+``.pdmodel`` / ``__model__`` / ``model``), or a checkpoint (``.pdparams`` or a
+fluid persistables folder) and returns a :class:`ModelFiles`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import FormatError
+
+# kinds
+BUNDLE = "bundle"                    # clsviz/PaddleClas export folder (has inference.yml)
+PADDLE3_INFERENCE = "paddle3_inference"   # *.json + *.pdiparams
+PADDLE2_INFERENCE = "paddle2_inference"   # *.pdmodel + *.pdiparams
+FLUID_INFERENCE = "fluid_inference"       # __model__ / model (+ params / loose files)
+DYGRAPH_CHECKPOINT = "dygraph_checkpoint"  # *.pdparams state dict
+STATIC_SAVE = "static_save"              # *.pdparams + *.pdmodel (+ *.pdopt)
+FLUID_PERSISTABLES = "fluid_persistables"  # folder of loose tensor files
+
+INFERENCE_KINDS = (PADDLE3_INFERENCE, PADDLE2_INFERENCE, FLUID_INFERENCE)
+CHECKPOINT_KINDS = (DYGRAPH_CHECKPOINT, STATIC_SAVE, FLUID_PERSISTABLES)
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    kind: str
+    root: Path
+    model_file: Path | None = None
+    params_file: Path | None = None   # combined params; None with loose files in root
+    checkpoint: Path | None = None    # .pdparams or persistables folder
+    config_file: Path | None = None   # inference.yml
+
+    @property
+    def has_program(self) -> bool:
+        return self.model_file is not None
+
+    @property
+    def legacy_program(self) -> bool:
+        return self.model_file is not None and self.model_file.suffix != ".json"
+
+
+def _inference_pair(model: Path, params: Path | None) -> ModelFiles:
+    root = model.parent
+    if model.suffix == ".json":
+        kind = PADDLE3_INFERENCE
+    elif model.suffix == ".pdmodel":
+        kind = PADDLE2_INFERENCE
+    else:
+        kind = FLUID_INFERENCE
+    if params is None:
+        for cand in (model.with_suffix(".pdiparams"), root / "__params__", root / "params",
+                     root / (model.name + ".pdiparams")):
+            if cand.is_file() and cand != model:
+                params = cand
+                break
+    if params is None and kind != FLUID_INFERENCE:
+        raise FormatError(f"no parameters file next to {model.name}", path=model,
+                          hint=f"expected {model.with_suffix('.pdiparams').name}; pass -p PARAMS_FILE")
+    if params is not None and not params.is_file():
+        raise FormatError("parameters file not found", path=params)
+    cfg = root / "inference.yml"
+    return ModelFiles(kind, root, model, params, None, cfg if cfg.is_file() else None)
+
+
+def resolve(path, *, params=None) -> ModelFiles:
+    """What is at ``path``, as far as the engines are concerned."""
+    p = Path(path)
+    if not p.exists():
+        raise FormatError("model path not found", path=p, hint="check the path")
+    params = Path(params) if params is not None else None
+    if p.is_file():
+        if p.suffix in (".json", ".pdmodel") or p.name in ("__model__", "model"):
+            return _inference_pair(p, params)
+        if p.suffix == ".pdparams":
+            sibling = p.with_suffix(".pdmodel")
+            kind = STATIC_SAVE if sibling.is_file() else DYGRAPH_CHECKPOINT
+            cfg = p.parent / "inference.yml"
+            return ModelFiles(kind, p.parent, None, None, p, cfg if cfg.is_file() else None)
+        if p.suffix == ".pdiparams":
+            for m in (p.with_suffix(".json"), p.with_suffix(".pdmodel")):
+                if m.is_file():
+                    return _inference_pair(m, p)
+            raise FormatError("a .pdiparams file holds only weights", path=p,
+                              hint="pass the matching .json/.pdmodel file (or the folder)")
+        raise FormatError(f"unrecognised model file {p.name!r}", path=p,
+                          hint="expected .json/.pdmodel/.pdparams, __model__ or model, or a bundle folder")
+    # a folder
+    files = {f.name: f for f in p.iterdir() if f.is_file()}
+    if not files:
+        raise FormatError("folder is empty", path=p, hint="point at a bundle or model folder")
+    cfg = files.get("inference.yml")
+    for stem in ("inference", "model"):
+        for suffix in (".json", ".pdmodel"):
+            if stem + suffix in files:
+                mf = _inference_pair(files[stem + suffix], params)
+                ckpt = files.get("model.pdparams")
+                kind = BUNDLE if cfg is not None else mf.kind
+                return ModelFiles(kind, p, mf.model_file, mf.params_file, ckpt, cfg)
+    jsons = [f for n, f in files.items() if n.endswith(".json") and f.with_suffix(".pdiparams").is_file()]
+    pdmodels = [f for n, f in files.items() if n.endswith(".pdmodel") and f.with_suffix(".pdiparams").is_file()]
+    if len(jsons) + len(pdmodels) == 1:
+        return _inference_pair((jsons + pdmodels)[0], params)
+    if "__model__" in files:
+        return _inference_pair(files["__model__"], params)
+    if "model" in files and "params" in files:
+        return _inference_pair(files["model"], params)
+    ckpts = [f for n, f in files.items() if n.endswith(".pdparams")]
+    if len(ckpts) == 1:
+        return resolve(ckpts[0])
+    from . import looks_like_persistables
+
+    if looks_like_persistables(p):
+        return ModelFiles(FLUID_PERSISTABLES, p, None, None, p, cfg)
+    raise FormatError(f"folder holds no Paddle model I recognise ({len(files)} files: "
+                      f"{', '.join(sorted(files)[:5])}{'…' if len(files) > 5 else ''})", path=p,
+                      hint="expected inference.json/.pdmodel + .pdiparams, __model__, model + params, "
+                           "a .pdparams checkpoint or a folder of fluid tensor files")

@@ -1,0 +1,217 @@
+"""Typed, frozen result objects.  Each has ``to_dict()`` and an HTML repr."""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+
+def _esc(x) -> str:
+    return html.escape(str(x))
+
+
+@dataclass(frozen=True)
+class TopK:
+    class_id: int
+    label: str
+    score: float
+
+    def to_dict(self) -> dict:
+        return {"class_id": self.class_id, "label": self.label, "score": round(self.score, 6)}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Top-k answer for one image from one mode."""
+
+    image: str
+    mode: str
+    topk: tuple[TopK, ...]
+
+    @property
+    def top1(self) -> TopK:
+        return self.topk[0]
+
+    @property
+    def label(self) -> str:
+        return self.topk[0].label
+
+    @property
+    def score(self) -> float:
+        return self.topk[0].score
+
+    def to_dict(self) -> dict:
+        return {"image": self.image, "mode": self.mode, "topk": [t.to_dict() for t in self.topk]}
+
+    def __str__(self) -> str:
+        tops = ", ".join(f"{t.label} {t.score:.3f}" for t in self.topk)
+        return f"{self.image} [{self.mode}]: {tops}"
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{t.class_id}</td><td>{_esc(t.label)}</td><td style='width:160px'>"
+            f"<div style='background:#1976d2;height:10px;width:{max(1, int(150 * t.score))}px'></div></td>"
+            f"<td style='text-align:right'>{t.score:.4f}</td></tr>" for t in self.topk)
+        return (f"<div><b>{_esc(self.image)}</b> <i>({_esc(self.mode)})</i>"
+                f"<table><tr><th>id</th><th>label</th><th></th><th>score</th></tr>{rows}</table></div>")
+
+
+@dataclass(frozen=True)
+class StageStats:
+    """Latency of one stage over N timed repeats (warm-up excluded), in milliseconds."""
+
+    p50: float
+    p90: float
+    mean: float
+    n: int
+
+    @classmethod
+    def of(cls, seconds) -> "StageStats":
+        a = np.asarray(seconds, dtype=np.float64) * 1e3
+        if a.size == 0:
+            return cls(float("nan"), float("nan"), float("nan"), 0)
+        return cls(float(np.percentile(a, 50)), float(np.percentile(a, 90)), float(a.mean()), int(a.size))
+
+    def to_dict(self) -> dict:
+        return {"p50": round(self.p50, 4), "p90": round(self.p90, 4), "mean": round(self.mean, 4), "n": self.n}
+
+
+STAGES = ("preprocess", "forward", "postprocess")
+
+
+@dataclass(frozen=True)
+class ModeReport:
+    """One mode's side of a comparison."""
+
+    mode: str
+    predictions: tuple[Prediction, ...]
+    stages: Mapping[str, StageStats]
+    total: StageStats
+    build_seconds: float
+    rss_mb: float
+    peak_rss_mb: float
+    batch_size: int
+    description: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "mode": self.mode,
+            "description": self.description,
+            "batch_size": self.batch_size,
+            "build_seconds": round(self.build_seconds, 4),
+            "rss_mb": round(self.rss_mb, 1),
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "latency_ms": self.total.to_dict(),
+            "stages_ms": {k: v.to_dict() for k, v in self.stages.items()},
+            "topk": [p.to_dict() for p in self.predictions],
+        }
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How closely one mode's raw outputs match the reference mode's."""
+
+    mode: str
+    reference: str
+    max_abs_diff: float
+    cosine: float
+    top1_agree: float
+    topk_agree: float
+
+    def to_dict(self) -> dict:
+        return {"mode": self.mode, "reference": self.reference,
+                "max_abs_diff": float(self.max_abs_diff), "cosine": float(self.cosine),
+                "top1_agree": self.top1_agree, "topk_agree": self.topk_agree}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Every mode on the same inputs: top-k, per-stage latency, build time, agreement."""
+
+    images: tuple[str, ...]
+    modes: Mapping[str, ModeReport]
+    agreements: tuple[Agreement, ...]
+    reference: str
+    top_k: int
+    tolerance: float = 1e-4
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max((a.max_abs_diff for a in self.agreements), default=0.0)
+
+    @property
+    def agree(self) -> bool:
+        return self.max_abs_diff <= self.tolerance and all(a.top1_agree == 1.0 for a in self.agreements)
+
+    def to_dict(self) -> dict:
+        return {
+            "images": list(self.images),
+            "top_k": self.top_k,
+            "reference": self.reference,
+            "modes": {k: v.to_dict() for k, v in self.modes.items()},
+            "agreement": {
+                "max_abs_diff": float(self.max_abs_diff),
+                "tolerance": self.tolerance,
+                "agree": self.agree,
+                "pairs": [a.to_dict() for a in self.agreements],
+            },
+        }
+
+    def to_text(self, top: int = 3) -> str:
+        """A readable side-by-side table for terminals."""
+        import os.path
+
+        names = list(self.modes)
+        rows = [["image"] + [f"{m} top-{top}" for m in names]]
+        for i, img in enumerate(self.images):
+            row = [os.path.basename(img)]
+            for m in names:
+                p = self.modes[m].predictions[i]
+                row.append(", ".join(f"{t.label} {t.score:.3f}" for t in p.topk[:top]))
+            rows.append(row)
+        widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        lines.append("")
+        lines.append(f"{'mode':<10} {'build s':>8} {'pre p50':>8} {'fwd p50':>8} {'post p50':>9} "
+                     f"{'total p50':>9} {'p90':>8}  (ms per batch)")
+        for m in names:
+            r = self.modes[m]
+            lines.append(f"{m:<10} {r.build_seconds:>8.2f} {r.stages['preprocess'].p50:>8.2f} "
+                         f"{r.stages['forward'].p50:>8.2f} {r.stages['postprocess'].p50:>9.3f} "
+                         f"{r.total.p50:>9.2f} {r.total.p90:>8.2f}")
+        lines.append("")
+        for a in self.agreements:
+            lines.append(f"{a.mode} vs {a.reference}: max|Δ|={a.max_abs_diff:.2e} cos={a.cosine:.6f} "
+                         f"top1 {a.top1_agree:.0%} top-k {a.topk_agree:.0%}")
+        verdict = "AGREE" if self.agree else "DISAGREE"
+        lines.append(f"modes {verdict} (max|Δ| {self.max_abs_diff:.2e}, tolerance {self.tolerance:g})")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        names = list(self.modes)
+        head = "".join(f"<th>{_esc(m)}</th>" for m in names)
+        body = []
+        for i, img in enumerate(self.images):
+            cells = "".join(
+                "<td>" + "<br>".join(f"{_esc(t.label)} <small>{t.score:.3f}</small>"
+                                     for t in self.modes[m].predictions[i].topk[:3]) + "</td>"
+                for m in names)
+            body.append(f"<tr><td>{_esc(img.rsplit('/', 1)[-1])}</td>{cells}</tr>")
+        lat = "".join(
+            f"<tr><td>{_esc(m)}</td><td>{r.build_seconds:.2f}</td>"
+            + "".join(f"<td>{r.stages[s].p50:.2f}</td>" for s in STAGES)
+            + f"<td>{r.total.p50:.2f}</td><td>{r.total.p90:.2f}</td></tr>"
+            for m, r in self.modes.items())
+        ok = self.agree
+        badge = (f"<span style='padding:2px 8px;border-radius:8px;color:white;"
+                 f"background:{'#2e7d32' if ok else '#c62828'}'>"
+                 f"{'modes agree' if ok else 'modes DISAGREE'} · max|Δ| {self.max_abs_diff:.2e}</span>")
+        agr = "".join(f"<li>{_esc(a.mode)} vs {_esc(a.reference)}: max|Δ| {a.max_abs_diff:.2e}, "
+                      f"cosine {a.cosine:.6f}, top-1 {a.top1_agree:.0%}, top-k {a.topk_agree:.0%}</li>"
+                      for a in self.agreements)
+        return (f"<div>{badge}<table><tr><th>image</th>{head}</tr>{''.join(body)}</table>"
+                f"<table><tr><th>mode</th><th>build s</th><th>pre ms</th><th>fwd ms</th>"
+                f"<th>post ms</th><th>p50 ms</th><th>p90 ms</th></tr>{lat}</table><ul>{agr}</ul></div>")
