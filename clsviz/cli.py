@@ -247,11 +247,15 @@ def cmd_compare(a):
     bad = [m for m in modes if m not in MODES]
     if bad:
         raise OptionError(f"unknown mode(s) {bad}", hint=f"choose from {', '.join(MODES)}")
+    from .formats import resolve
+
+    # the bundle's sidecar (preprocessing, labels) applies to every mode, the checkpoint's too
+    bundle_cfg = resolve(a.bundle).config_file
     clfs = {}
     for m in modes:
         if m == "dygraph":
             src = a.checkpoint or a.bundle
-            clfs[m] = load(src, mode=m, arch=a.arch, labels=a.labels, trust=a.trust,
+            clfs[m] = load(src, mode=m, arch=a.arch, labels=a.labels, trust=a.trust, config=bundle_cfg,
                            **_engine_options(a, predictor=False))
         elif m == "executor":
             clfs[m] = load(a.bundle, mode=m, labels=a.labels, **_engine_options(a, predictor=False))

@@ -1,0 +1,57 @@
+# clsviz — two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.clsviz-installed
+PYTEST_ARGS ?=
+
+.PHONY: help install demo test test-fast browser lab app notebooks-html bench clean
+
+help:
+	@echo "make demo            export the bundled demo model, run all three modes, write out/demo/report.html"
+	@echo "make test            the whole test suite (real Paddle engines, notebooks, headless Chromium)"
+	@echo "make lab             JupyterLab on notebooks/"
+	@echo "make app             the Explorer notebook as a clean app page"
+	@echo "make notebooks-html  execute the notebooks and render them to out/notebooks-html/"
+	@echo "make bench           the latency lab (out/bench/)"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,notebooks]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (clsviz)" >/dev/null
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m clsviz demo --out out/demo
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
+
+browser: $(STAMP)
+	$(PY) -m pytest -m browser $(PYTEST_ARGS)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+app: $(STAMP)
+	$(VENV)/bin/jupyter lab --LabApp.default_url='/lab/tree/04_check_a_checkpoint.ipynb' \
+		--ServerApp.root_dir=notebooks
+
+notebooks-html: $(STAMP)
+	mkdir -p out/notebooks-html
+	$(VENV)/bin/jupyter nbconvert --to html --execute --ExecutePreprocessor.timeout=900 \
+		--output-dir out/notebooks-html notebooks/*.ipynb
+
+bench: $(STAMP)
+	$(PY) -m clsviz bench --out out/bench
+
+clean:
+	rm -rf out test-artifacts .pytest_cache
