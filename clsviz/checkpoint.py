@@ -73,6 +73,11 @@ def load_state_dict(path, *, trust: bool = False) -> dict[str, np.ndarray]:
 
         return load_checkpoint_folder(p)
     state = safe_pickle.load_pdparams(p, trust=trust)
+    for wrapper in ("model", "state_dict", "model_state_dict", "net"):  # {"model": sd, "epoch": 3}
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict) and not any(
+                isinstance(v, np.ndarray) for v in state.values()):
+            state = state[wrapper]
+            break
     if not isinstance(state, dict) or not state:
         raise FormatError("checkpoint holds no tensors", path=p)
     return {str(k): v for k, v in state.items() if isinstance(v, np.ndarray)}
