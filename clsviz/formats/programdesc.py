@@ -206,8 +206,13 @@ def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _fields(buf) -> Iterator[tuple[int, int, Any]]:
-    """Yield ``(field number, wire type, value)``: int, memoryview, or 4/8 raw bytes."""
+def _fields(buf, schema: dict) -> Iterator[tuple[int, int, Any]]:
+    """Yield ``(field number, wire type, value)``: int, memoryview, or 4/8 raw bytes.
+
+    ``schema`` maps the field numbers the caller reads to the wire types it
+    accepts; a known field with another wire type means the bytes are not
+    this message (damage, or not a ProgramDesc at all).
+    """
     pos, n = 0, len(buf)
     while pos < n:
         key, pos = _varint(buf, pos)
@@ -234,8 +239,28 @@ def _fields(buf) -> Iterator[tuple[int, int, Any]]:
             pos += 8
         else:
             raise _DecodeError(f"unsupported wire type {wire}")
+        if number in schema and wire not in schema[number]:
+            raise _DecodeError(f"field {number} has wire type {wire}")
         yield number, wire, value
 
+
+# Wire types: 0 varint, 1 fixed64, 2 length-delimited, 5 fixed32.
+_TENSOR_DESC = {1: {0}, 2: {0, 2}}
+_DENSE_DESC = {1: {2}, 2: {0}}
+_VAR_TYPE = {1: {0}, 2: {2}, 3: {2}, 4: {2}}
+_VAR_DESC = {1: {2}, 2: {2}, 3: {0}, 4: {0}, 5: {0}, 6: {0}}
+_SCALAR = {1: {0}, 2: {0}, 3: {0}, 4: {1}, 5: {2}}
+_COMPLEX = {1: {1}, 2: {1}}
+_ATTR = {1: {2}, 2: {0}, 3: {0}, 4: {5}, 5: {2}, 6: {0, 2}, 7: {5, 2}, 8: {2}, 10: {0},
+         11: {0, 2}, 12: {0}, 13: {0}, 14: {0, 2}, 15: {0, 2}, 16: {1, 2}, 17: {2}, 18: {2},
+         19: {1}, 20: {2}, 21: {2}}
+_OP_VAR = {1: {2}, 2: {2}}
+_OP_DESC = {1: {2}, 2: {2}, 3: {2}, 4: {2}, 5: {0}}
+_BLOCK = {1: {0}, 2: {0}, 3: {2}, 4: {2}, 5: {0}}
+_PROGRAM = {1: {2}, 4: {2}, 5: {2}}
+_VERSION = {1: {0}}
+_OP_VERSION_MAP = {1: {2}}
+_OP_VERSION_PAIR = {1: {2}, 2: {2}}
 
 def _str(value) -> str:
     data = bytes(value)
@@ -276,7 +301,7 @@ def _repeated_bool(wire, value, out: list) -> None:
 
 def _tensor_desc(buf) -> tuple[str | None, tuple]:
     code, dims = None, []
-    for num, wire, value in _fields(buf):
+    for num, wire, value in _fields(buf, _TENSOR_DESC):
         if num == 1:
             code = value
         elif num == 2:
@@ -287,11 +312,11 @@ def _tensor_desc(buf) -> tuple[str | None, tuple]:
 
 def _var_type(buf) -> tuple[str, str | None, tuple | None, int]:
     kind_code, dtype, shape, lod_level = None, None, None, 0
-    for num, _, value in _fields(buf):
+    for num, _, value in _fields(buf, _VAR_TYPE):
         if num == 1:
             kind_code = value
         elif num in (3, 4):            # lod_tensor / tensor_array: {1 tensor, 2 lod_level}
-            for n2, _, v2 in _fields(value):
+            for n2, _, v2 in _fields(value, _DENSE_DESC):
                 if n2 == 1:
                     dtype, shape = _tensor_desc(v2)
                 elif n2 == 2:
@@ -310,7 +335,7 @@ def _var_type(buf) -> tuple[str, str | None, tuple | None, int]:
 def _var_desc(buf) -> VarDesc:
     kw: dict[str, Any] = {}
     kind, dtype, shape, lod_level = "LOD_TENSOR", None, None, 0
-    for num, _, value in _fields(buf):
+    for num, _, value in _fields(buf, _VAR_DESC):
         if num == 1:
             kw["name"] = _str(value)
         elif num == 2:
@@ -330,7 +355,7 @@ def _var_desc(buf) -> VarDesc:
 
 def _scalar(buf):
     kind, b, i, r, c = None, None, None, None, None
-    for num, _, value in _fields(buf):
+    for num, _, value in _fields(buf, _SCALAR):
         if num == 1:
             kind = value
         elif num == 2:
@@ -341,7 +366,7 @@ def _scalar(buf):
             r = _F64.unpack(value)[0]
         elif num == 5:
             re = im = 0.0
-            for n2, _, v2 in _fields(value):
+            for n2, _, v2 in _fields(value, _COMPLEX):
                 if n2 == 1:
                     re = _F64.unpack(v2)[0]
                 elif n2 == 2:
@@ -356,7 +381,7 @@ def _attr(buf) -> tuple[str, str, Any]:
     name, type_code = None, None
     scalars: dict[int, Any] = {}
     lists: dict[int, list] = {}
-    for num, wire, value in _fields(buf):
+    for num, wire, value in _fields(buf, _ATTR):
         if num == 1:
             name = _str(value)
         elif num == 2:
@@ -404,7 +429,7 @@ def _attr(buf) -> tuple[str, str, Any]:
 
 def _op_var(buf) -> tuple[str, tuple]:
     parameter, args = None, []
-    for num, _, value in _fields(buf):
+    for num, _, value in _fields(buf, _OP_VAR):
         if num == 1:
             parameter = _str(value)
         elif num == 2:
@@ -416,7 +441,7 @@ def _op_var(buf) -> tuple[str, tuple]:
 
 def _op_desc(buf) -> OpDesc:
     op_type, inputs, outputs, attrs, types, is_target = None, {}, {}, {}, {}, False
-    for num, _, value in _fields(buf):
+    for num, _, value in _fields(buf, _OP_DESC):
         if num == 3:
             op_type = _str(value)
         elif num == 1:
@@ -438,7 +463,7 @@ def _op_desc(buf) -> OpDesc:
 
 def _block_desc(buf) -> BlockDesc:
     idx, parent, fwd, vars_, ops = None, None, -1, [], []
-    for num, _, value in _fields(buf):
+    for num, _, value in _fields(buf, _BLOCK):
         if num == 1:
             idx = _signed(value)
         elif num == 2:
@@ -466,23 +491,23 @@ def parse_program(data: bytes, *, path=None) -> Program:
     buf = memoryview(data)
     blocks, version, op_versions = [], None, {}
     try:
-        for num, wire, value in _fields(buf):
-            if num == 1 and wire == 2:
+        for num, _, value in _fields(buf, _PROGRAM):
+            if num == 1:
                 blocks.append(_block_desc(value))
-            elif num == 4 and wire == 2:
-                for n2, _, v2 in _fields(value):
+            elif num == 4:
+                for n2, _, v2 in _fields(value, _VERSION):
                     if n2 == 1:
                         version = _signed(v2)
-            elif num == 5 and wire == 2:
-                for n2, _, pair in _fields(value):
+            elif num == 5:
+                for n2, _, pair in _fields(value, _OP_VERSION_MAP):
                     if n2 != 1:
                         continue
                     op_name, op_version = None, None
-                    for n3, _, v3 in _fields(pair):
+                    for n3, _, v3 in _fields(pair, _OP_VERSION_PAIR):
                         if n3 == 1:
                             op_name = _str(v3)
                         elif n3 == 2:
-                            for n4, _, v4 in _fields(v3):
+                            for n4, _, v4 in _fields(v3, _VERSION):
                                 if n4 == 1:
                                     op_version = _signed(v4)
                     if op_name is not None:

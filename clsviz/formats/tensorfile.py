@@ -28,6 +28,7 @@ for ``np.uint16``).  Pass ``dtype="uint16"`` to write a true uint16 tensor.
 from __future__ import annotations
 
 import io
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -41,7 +42,8 @@ __all__ = [
     "TensorRecord", "TensorInfo", "DTYPES",
     "read_tensor", "read_tensor_record", "write_tensor", "tensor_bytes",
     "read_tensor_file", "write_tensor_file",
-    "read_combined", "iter_combined", "write_combined", "scan_combined",
+    "read_combined", "iter_combined", "write_combined", "scan_combined", "is_tensor_file",
+    "encode_tensor_desc", "decode_tensor_desc",
 ]
 
 # VarType.Type codes (framework.proto) -> (name, numpy dtype).
@@ -184,6 +186,13 @@ def decode_tensor_desc(buf: bytes) -> tuple[int, tuple]:
 
 
 # --------------------------------------------------------------------- reading
+def _open(path):
+    try:
+        return open(path, "rb")
+    except OSError as e:
+        raise FormatError(f"cannot read tensor file: {e.strerror}", path=path) from e
+
+
 def _read_exact(f: BinaryIO, n: int, what: str, index: int) -> bytes:
     data = f.read(n)
     if len(data) != n:
@@ -240,8 +249,19 @@ def _read_header(f: BinaryIO, index: int):
     if any(d < 0 for d in dims):
         raise FormatError(f"tensor #{index}: negative dimension in shape {list(dims)}", path=path)
     name, np_dtype = _CODE_TO_DTYPE[code]
-    nbytes = int(np.prod(dims, dtype=np.int64)) * np_dtype.itemsize
+    nbytes = math.prod(dims) * np_dtype.itemsize
     return name, np_dtype, dims, nbytes, tuple(lod)
+
+
+def _remaining(f: BinaryIO) -> int | None:
+    """Bytes left in a seekable stream, or None when that cannot be known cheaply."""
+    try:
+        return os.fstat(f.fileno()).st_size - f.tell()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        pass
+    if isinstance(f, io.BytesIO):
+        return f.getbuffer().nbytes - f.tell()
+    return None
 
 
 def _read_record(f: BinaryIO, index: int) -> TensorRecord | None:
@@ -250,6 +270,13 @@ def _read_record(f: BinaryIO, index: int) -> TensorRecord | None:
     if header is None:
         return None
     name, np_dtype, dims, nbytes, lod = header
+    left = _remaining(f)
+    if left is not None and left < nbytes:
+        # checked before allocating: a damaged shape must not ask for terabytes
+        raise FormatError(
+            f"truncated file: expected {nbytes} bytes of data for tensor #{index}, found {left}",
+            path=getattr(f, "name", None),
+            hint="the file was cut short (interrupted download or copy?)")
     buf = bytearray(nbytes)
     if hasattr(f, "readinto"):
         got = f.readinto(buf)
@@ -284,7 +311,7 @@ def read_tensor(f: BinaryIO) -> np.ndarray:
 
 def read_tensor_file(path) -> np.ndarray:
     """Read a loose tensor file (one variable, as ``save_persistables`` writes)."""
-    with open(path, "rb") as f:
+    with _open(path) as f:
         arr = read_tensor_record(f).array
         extra = len(f.read(1))
     if extra:
@@ -295,7 +322,7 @@ def read_tensor_file(path) -> np.ndarray:
 
 def iter_combined(path) -> Iterator[np.ndarray]:
     """Yield the tensors of a combined file in order, until a clean end of file."""
-    with open(path, "rb") as f:
+    with _open(path) as f:
         index = 0
         while (record := _read_record(f, index)) is not None:
             yield record.array
@@ -325,8 +352,8 @@ def read_combined(path, names: Sequence[str] | None = None):
 def scan_combined(path) -> list[TensorInfo]:
     """Headers of every tensor in a (combined or loose) file, skipping the data."""
     infos = []
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
+    with _open(path) as f:
+        size = os.fstat(f.fileno()).st_size
         index = 0
         while True:
             start = f.tell()
@@ -342,6 +369,22 @@ def scan_combined(path) -> list[TensorInfo]:
             infos.append(TensorInfo(index, start, data_offset, name, dims, nbytes, len(lod)))
             f.seek(data_offset + nbytes)
             index += 1
+
+
+def is_tensor_file(path) -> bool:
+    """Whether ``path`` is exactly one serialised tensor (a loose persistable file).
+
+    Reads only the header; the data size must account for the rest of the file.
+    """
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            header = _read_header(f, 0)
+            if header is None:
+                return False
+            return f.tell() + header[3] == size
+    except (OSError, FormatError):
+        return False
 
 
 # --------------------------------------------------------------------- writing
