@@ -5,6 +5,8 @@
     >>> clf = clsviz.load("bundle/", mode="predictor")
     >>> clf.predict("cat.jpg", top_k=5)
     >>> clsviz.compare("images/", [clsviz.load("bundle/", mode=m) for m in clsviz.MODES])
+    >>> clsviz.inspect("old_model/")                       # which Paddle format, what is in it
+    >>> clsviz.migrate("old_model/", "bundle3/")           # any legacy model -> Paddle 3 bundle
 """
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ from .engines import MODES, Classifier, EngineOptions, load
 from .errors import (ArchitectureError, BackendUnavailable, CheckpointMismatch, ClsvizError,
                      EngineError, ExportError, FormatError, ImageError, OptionError, UnsafeCheckpoint)
 from .export import ExportResult, export
+from . import inspect  # a callable module: clsviz.inspect(path), clsviz.inspect.compare(a, b)
+from .inspect import InspectComparison, InspectReport
+from .migrate import MigrateResult, migrate
 from .results import Agreement, Comparison, ModeReport, Prediction, StageStats, TopK
 from .transforms import Preprocess, load_image
 
@@ -34,6 +39,7 @@ __all__ = [
     "get_model", "list_models", "export", "load", "predict", "compare", "MODES",
     "Classifier", "EngineOptions", "BundleConfig", "Preprocess", "load_image", "read_labels",
     "load_state_dict", "LoadDiagnostics", "ExportResult",
+    "inspect", "InspectReport", "InspectComparison", "migrate", "MigrateResult",
     "Prediction", "TopK", "Comparison", "ModeReport", "Agreement", "StageStats",
     "errors", "ClsvizError", "ImageError", "FormatError", "UnsafeCheckpoint", "CheckpointMismatch",
     "ArchitectureError", "EngineError", "BackendUnavailable", "ExportError", "OptionError",

@@ -147,8 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst")
     p.add_argument("--arch", "-m", default=None, help="architecture, for checkpoint folders")
     p.add_argument("--params", "-p", default=None)
-    p.add_argument("--class_num", type=int, default=None)
+    p.add_argument("--class_num", "--class_dim", type=int, default=None)
+    p.add_argument("--labels", "--class_id_map_file", default=None)
+    p.add_argument("--image_shape", type=int, nargs=3, default=None, metavar=("C", "H", "W"),
+                   help="input shape for checkpoints (default 3 224 224)")
     _flag(p, "--force")
+    _flag(p, "--trust", help="load a checkpoint with plain pickle (only for files you trust)")
     _flag(p, "--json")
 
     p = sub.add_parser("bench", help="latency lab: per-mode, per-stage, sweeps")
@@ -299,7 +303,8 @@ def cmd_inspect(a):
 def cmd_migrate(a):
     from .migrate import migrate
 
-    r = migrate(a.src, a.dst, arch=a.arch, params=a.params, class_num=a.class_num, force=a.force)
+    r = migrate(a.src, a.dst, arch=a.arch, params=a.params, class_num=a.class_num, force=a.force,
+                labels=a.labels, image_shape=a.image_shape, trust=a.trust)
     print(json.dumps(r.to_dict(), indent=2) if a.json else r)
 
 

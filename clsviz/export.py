@@ -8,10 +8,12 @@ the exported program against the network, and only then renamed into place.
 """
 from __future__ import annotations
 
+import errno
 import html
 import os
+import secrets
 import shutil
-import tempfile
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,7 +22,7 @@ import numpy as np
 
 from ._paddle import dygraph_mode, paddle, quiet
 from .bundle import CHECKPOINT_NAME, CONFIG_NAME, MODEL_PREFIX, BundleConfig, read_labels
-from .errors import ClsvizError, ExportError, OptionError
+from .errors import ArchitectureError, ClsvizError, ExportError, OptionError
 from .transforms import Preprocess
 
 ROLES = {
@@ -89,27 +91,98 @@ def list_bundle(folder) -> tuple[BundleFile, ...]:
     return tuple(out)
 
 
+_REPLACEABLE = set(ROLES) | {".txt"}  # what force=True may replace: bundles, not user folders
+
+
 def _check_target(out_dir: Path, force: bool):
     if out_dir.exists():
         if not out_dir.is_dir():
             raise ExportError("output path exists and is not a folder", path=out_dir)
-        if any(out_dir.iterdir()) and not force:
+        entries = list(out_dir.iterdir())
+        if entries and not force:
             raise ExportError("output folder is not empty", path=out_dir,
                               hint="pass force=True (CLI: --force) to replace it")
+        foreign = sorted(f.name + ("/" if f.is_dir() else "") for f in entries
+                         if f.is_dir() or (f.suffix not in _REPLACEABLE and not f.name.startswith(".")))
+        if foreign:
+            raise ExportError(f"refusing to replace a folder that is not a model bundle (it holds "
+                              f"{', '.join(foreign[:5])}{'…' if len(foreign) > 5 else ''})", path=out_dir,
+                              hint="force=True replaces bundles only; choose a new or empty folder")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _recover(out_dir: Path) -> None:
+    """Tidy what a killed export left beside ``out_dir``; put a displaced old bundle back."""
+    for kind in ("old", "tmp"):
+        for stale in sorted(out_dir.parent.glob(f".{out_dir.name}.{kind}-*")):
+            pid = stale.name.rsplit(f".{kind}-", 1)[1].split("-", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+                continue  # another export to the same target is running
+            if kind == "old" and not out_dir.exists():
+                os.rename(stale, out_dir)  # killed between the two renames of the fallback swap
+            else:
+                shutil.rmtree(stale, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two folders atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False if unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # glibc < 2.28, musl
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False  # the file system or kernel cannot exchange
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_dir(out_dir: Path, force: bool, fill, verify=None):
-    """Build a folder with ``fill(tmp)`` beside ``out_dir``, ``verify(tmp)``, then rename into place.
+    """Build a folder with ``fill(tmp)`` beside ``out_dir``, ``verify(tmp)``, then swap it into place.
 
-    A crash at any point leaves the old ``out_dir`` intact (or nothing) plus, at worst,
-    a hidden ``.<name>.tmp-*`` folder that the next run removes.
+    At every instant ``out_dir`` is absent, the complete old folder or the complete new
+    one: a new folder is renamed into place, and an old one is exchanged with the new one
+    in a single ``renameat2(RENAME_EXCHANGE)``.  Where that call is missing (not Linux,
+    old libc, some file systems) two renames are used, and an export killed between them
+    leaves the old folder as ``.<name>.old-<pid>-*``, which the next export puts back.
+    Leftover hidden ``.<name>.tmp-*`` folders are removed by the next export too.
     """
     out_dir = Path(out_dir).absolute()
-    _check_target(out_dir, force)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    _recover(out_dir)
+    _check_target(out_dir, force)
+    tag = f"{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{tag}"
+    tmp.mkdir()  # not mkdtemp: its 0700 mode would make the bundle private
     try:
         result = fill(tmp)
         if verify is not None:
@@ -117,13 +190,25 @@ def atomic_write_dir(out_dir: Path, force: bool, fill, verify=None):
         for f in tmp.iterdir():  # data on disk before the rename makes it visible
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-            os.rename(out_dir, old)
-            os.rename(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out_dir)
+        _fsync_dir(tmp)
+        try:
+            if not out_dir.exists():
+                os.rename(tmp, out_dir)
+            elif _exchange(tmp, out_dir):
+                shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old folder
+            else:
+                old = out_dir.parent / f".{out_dir.name}.old-{tag}"
+                os.rename(out_dir, old)
+                try:
+                    os.rename(tmp, out_dir)
+                except OSError:
+                    os.rename(old, out_dir)
+                    raise
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError as e:
+            raise ExportError(f"cannot move the new bundle into place: {e.strerror}", path=out_dir,
+                              hint="is another export writing to the same folder?") from e
+        _fsync_dir(out_dir.parent)
         return result
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -153,6 +238,10 @@ def export(arch: str, checkpoint, out_dir, *, class_num: int | None = None,
         state, ckpt_path = checkpoint, None
     else:
         ckpt_path = Path(checkpoint)
+        if ckpt_path.is_file() and (ckpt_path.suffix in (".json", ".pdmodel", ".pdiparams")
+                                    or ckpt_path.name in ("__model__", "model", "params", "__params__")):
+            raise ExportError("this is already an inference model, not a checkpoint", path=ckpt_path,
+                              hint="run it as it is (clsviz.load), or convert it with clsviz.migrate")
         state = load_state_dict(ckpt_path, trust=trust)
         if ckpt_path.is_dir():
             from .formats.fluid_names import fluid_to_dygraph_for_arch
@@ -178,7 +267,14 @@ def export(arch: str, checkpoint, out_dir, *, class_num: int | None = None,
         head.eval()
         probe = np.random.default_rng(0).standard_normal((2, *image_shape)).astype(np.float32)
         with paddle.no_grad():
-            expected = head(paddle.to_tensor(probe)).numpy()
+            expected = head(paddle.to_tensor(probe))
+        if not hasattr(expected, "numpy") or tuple(expected.shape) != (2, class_num):
+            found = (type(expected).__name__ if not hasattr(expected, "shape")
+                     else list(expected.shape))
+            raise ArchitectureError(f"{arch!r} is not an image classifier: for a batch of 2 it "
+                                    f"returns {found}, expected a class vector [2, {class_num}]",
+                                    hint="export supports networks whose forward returns [N, classes]")
+        expected = expected.numpy()
 
         def fill(tmp: Path):
             spec = [paddle.static.InputSpec([None, *image_shape], "float32", name="x")]

@@ -36,6 +36,8 @@ def _config_for(files: detect.ModelFiles, *, arch, class_num, labels, preprocess
         config = config.with_class_num(int(class_num))
     elif config.class_num is None and config.labels is not None:
         config = replace(config, class_num=len(config.labels))
+    elif config.labels is not None:
+        config = config.with_class_num(config.class_num)  # labels must match the classes
     return config
 
 
@@ -54,6 +56,13 @@ def load(path, *, mode: str = "predictor", arch: str | None = None, params=None,
     files = detect.resolve(path, params=params)
     cfg = _config_for(files, arch=arch, class_num=class_num, labels=labels,
                       preprocess=preprocess, config=config)
+    if files.has_program and config is None:
+        # no inference.yml: input size, class count and a softmax head come from the program
+        from ..formats.rebuild import config_from_program
+
+        cfg = config_from_program(files, cfg)
+        if preprocess is not None:
+            cfg = replace(cfg, preprocess=preprocess)
     source = str(path)
 
     if mode in ("predictor", "executor"):

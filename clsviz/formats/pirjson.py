@@ -1,0 +1,166 @@
+"""Read a Paddle 3 PIR program (``*.json`` from ``paddle.jit.save``) without Paddle.
+
+The file is JSON: ``{"base_code": {"magic": "pir", "version": N, …},
+"program": {"regions": [{"blocks": [{"ops": [...]}]}]}}``.  Each op is
+``{"#": "<dialect>.<name>", "A": attributes, "I": [{"%": value id}],
+"O": [{"%": id, "TT": type}]}``, where the dialect prefix is ``0`` (builtin)
+or ``1`` (``pd_op``).  Two ops are special:
+
+* ``"p"`` declares a parameter: ``"A": [_, _, _, name]``, ``"O": {"%": id,
+  "TT": type}`` (a single output, not a list).
+* ``1.data`` is an input (attributes ``name``, ``shape``, ``dtype``) and
+  ``1.fetch`` an output (attribute ``name``, ``col``).
+
+A dense tensor type is ``{"#": "0.t_dtensor", "D": [{"#": "0.t_f32"}, dims,
+layout, lod, offset]}``; an attribute is ``{"N": name, "AT": {"#": kind,
+"D": value}}`` with kinds such as ``0.a_i32``, ``0.a_array`` or
+``1.a_intarray``.  The parameters file beside the program holds the
+parameters sorted by name (:meth:`PirProgram.persistable_names`).
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import FormatError
+
+__all__ = ["PirProgram", "PirOp", "read_pir", "parse_pir", "PIR_DTYPES"]
+
+#: PIR type tags -> numpy-style dtype names
+PIR_DTYPES = {
+    "t_f32": "float32", "t_f16": "float16", "t_bf16": "bfloat16", "t_f64": "float64",
+    "t_i64": "int64", "t_i32": "int32", "t_i16": "int16", "t_i8": "int8", "t_ui8": "uint8",
+    "t_bool": "bool", "t_c64": "complex64", "t_c128": "complex128",
+}
+
+
+@dataclass(frozen=True)
+class PirOp:
+    """One top-level op: ``type`` without the ``pd_op`` prefix (``conv2d``, ``batch_norm_``);
+    builtin-dialect ops read ``builtin.combine``, ``builtin.split``."""
+
+    type: str
+    attrs: dict = field(default_factory=dict)
+    inputs: tuple = ()          # value ids
+    outputs: tuple = ()         # value ids
+    dialect: str = "1"
+
+
+@dataclass(frozen=True)
+class PirProgram:
+    """The parts of a PIR program a classifier needs."""
+
+    version: int | None
+    ops: tuple                                        # PirOp, in order (params and data excluded)
+    params: tuple                                     # (name, dtype, shape) in program order
+    inputs: tuple                                     # (name, shape, dtype)
+    outputs: tuple                                    # (name, shape, dtype)
+    value_types: dict = field(default_factory=dict, repr=False)   # id -> (dtype, shape)
+    param_ids: dict = field(default_factory=dict, repr=False)     # id -> name
+    input_ids: dict = field(default_factory=dict, repr=False)     # id -> name
+    path: str | None = None
+
+    def persistable_names(self) -> list[str]:
+        """Parameter names in the order of the ``.pdiparams`` file (sorted by name)."""
+        return sorted((p[0] for p in self.params), key=lambda n: n.encode("utf-8"))
+
+    def op_histogram(self) -> dict[str, int]:
+        """``{op type: count}`` of the top-level ops (data/fetch included), most frequent first."""
+        counts = Counter(op.type for op in self.ops)
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def producer(self, value_id: int) -> PirOp | None:
+        for op in self.ops:
+            if value_id in op.outputs:
+                return op
+        return None
+
+    def fetch_ops(self) -> list[PirOp]:
+        return sorted((op for op in self.ops if op.type == "fetch"),
+                      key=lambda op: op.attrs.get("col", 0))
+
+
+def _attr_value(at):
+    if not isinstance(at, dict):
+        return at
+    kind, data = at.get("#", ""), at.get("D")
+    if kind == "0.a_array":
+        return [_attr_value(v) for v in data or []]
+    return data
+
+
+def _tensor_type(tt) -> tuple[str | None, tuple | None]:
+    try:
+        d = tt["D"]
+        tag = d[0]["#"].split(".", 1)[-1]
+        return PIR_DTYPES.get(tag, tag), tuple(int(v) for v in d[1])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None, None
+
+
+def parse_pir(doc, *, path=None) -> PirProgram:
+    """Decode a parsed PIR JSON document.  Raises :class:`FormatError` if it is not one."""
+    try:
+        if doc["base_code"]["magic"] != "pir":
+            raise KeyError("magic")
+        version = doc["base_code"].get("version")
+        raw_ops = doc["program"]["regions"][0]["blocks"][0]["ops"]
+    except (KeyError, IndexError, TypeError):
+        raise FormatError("not a Paddle 3 program: the JSON has no PIR base_code/program block",
+                          path=path, hint="a .json program is written by paddle.jit.save") from None
+    ops, params, inputs, outputs = [], [], [], []
+    value_types, param_ids, input_ids = {}, {}, {}
+    try:
+        for raw in raw_ops:
+            name = raw.get("#", "")
+            if name == "p":
+                out = raw["O"]
+                dtype, shape = _tensor_type(out.get("TT"))
+                pname = str(raw["A"][3])
+                params.append((pname, dtype, shape))
+                value_types[out["%"]] = (dtype, shape)
+                param_ids[out["%"]] = pname
+                continue
+            dialect, _, op_type = name.partition(".")
+            if dialect == "0" and op_type:      # builtin ops (combine, split, …) keep a prefix
+                op_type = "builtin." + op_type
+            attrs = {a["N"]: _attr_value(a.get("AT")) for a in raw.get("A", []) if isinstance(a, dict)}
+            outs = raw.get("O", [])
+            outs = [outs] if isinstance(outs, dict) else outs
+            out_ids = []
+            for o in outs:
+                if isinstance(o, dict) and "%" in o:
+                    out_ids.append(o["%"])
+                    value_types[o["%"]] = _tensor_type(o.get("TT"))
+            in_ids = tuple(i.get("%") for i in raw.get("I", []) if isinstance(i, dict))
+            op = PirOp(op_type or dialect, attrs, in_ids, tuple(out_ids), dialect if op_type else "")
+            ops.append(op)
+            if op.type == "data":
+                shape = attrs.get("shape")
+                inputs.append((str(attrs.get("name")), tuple(shape) if shape else None,
+                               attrs.get("dtype")))
+                for i in out_ids:
+                    input_ids[i] = str(attrs.get("name"))
+        for op in sorted((o for o in ops if o.type == "fetch"), key=lambda o: o.attrs.get("col", 0)):
+            dtype, shape = value_types.get(op.inputs[0], (None, None)) if op.inputs else (None, None)
+            outputs.append((str(op.attrs.get("name")), shape, dtype))
+    except (KeyError, IndexError, TypeError, AttributeError) as e:
+        raise FormatError(f"damaged PIR program ({type(e).__name__}: {e})", path=path) from e
+    return PirProgram(version, tuple(ops), tuple(params), tuple(inputs), tuple(outputs),
+                      value_types, param_ids, input_ids, None if path is None else str(path))
+
+
+def read_pir(path) -> PirProgram:
+    """Read ``inference.json`` (or any ``paddle.jit.save`` PIR program) into a :class:`PirProgram`."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise FormatError(f"cannot read program file: {e.strerror}", path=path) from e
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FormatError(f"not a Paddle 3 program: invalid JSON ({e})", path=path,
+                          hint="the file is damaged or is not a .json program") from e
+    return parse_pir(doc, path=path)
