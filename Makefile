@@ -42,13 +42,12 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
 app: $(STAMP)
-	$(VENV)/bin/jupyter lab --LabApp.default_url='/lab/tree/04_check_a_checkpoint.ipynb' \
-		--ServerApp.root_dir=notebooks
+	$(VENV)/bin/voila notebooks/04_check_a_checkpoint.ipynb --theme=light --Voila.ip=127.0.0.1 --port=8866
 
 notebooks-html: $(STAMP)
 	mkdir -p out/notebooks-html
 	$(VENV)/bin/jupyter nbconvert --to html --execute --ExecutePreprocessor.timeout=900 \
-		--output-dir out/notebooks-html notebooks/*.ipynb
+		--ExecutePreprocessor.kernel_name=python3 --output-dir out/notebooks-html notebooks/*.ipynb
 
 bench: $(STAMP)
 	$(PY) -m clsviz bench --out out/bench

@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class_num", "--class_dim", type=int, default=None)
     p.add_argument("--img_size", "--image_size", type=int, default=None, help="square input size")
     p.add_argument("--image_shape", type=int, nargs=3, default=None, metavar=("C", "H", "W"))
+    p.add_argument("--resize_short", type=int, default=None,
+                   help="short side before the centre crop (default: crop x 256/224)")
     p.add_argument("--labels", "--class_id_map_file", default=None)
     _flag(p, "--softmax", "--save_softmax", help="append a softmax head")
     _flag(p, "--force", help="replace a non-empty output folder")
@@ -203,8 +205,14 @@ def cmd_export(a):
     from .export import export
 
     shape = tuple(a.image_shape) if a.image_shape else ((3, a.img_size, a.img_size) if a.img_size else (3, 224, 224))
+    pre = None
+    if a.resize_short:
+        from .transforms import Preprocess
+
+        pre = Preprocess(resize_short=a.resize_short,
+                         crop_size=shape[1] if shape[1] == shape[2] else (shape[1], shape[2]))
     r = export(a.arch, a.checkpoint, a.out, class_num=a.class_num, image_shape=shape, labels=a.labels,
-               force=a.force, softmax=a.softmax, trust=a.trust)
+               force=a.force, softmax=a.softmax, trust=a.trust, preprocess=pre)
     print(json.dumps(r.to_dict(), indent=2) if a.json else r)
 
 
