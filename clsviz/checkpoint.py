@@ -129,7 +129,7 @@ def load_into(net, state: dict, *, strict: bool = True, path=None) -> LoadDiagno
             diag = LoadDiagnostics((), (), (), len(renamed), note="matched by position (static-save names)")
     if strict and not diag.ok:
         raise CheckpointMismatch(
-            f"checkpoint does not fit the network: {diag.summary()}\n{diag.to_text()}",
+            f"checkpoint does not fit the network: {diag.to_text()}",  # to_text starts with the summary
             diagnostics=diag, path=path,
             hint="check --arch and --class_num, or pass strict=False to load what matches")
     usable = {k: v for k, v in state.items()

@@ -92,6 +92,7 @@ def list_bundle(folder) -> tuple[BundleFile, ...]:
 
 
 _REPLACEABLE = set(ROLES) | {".txt"}  # what force=True may replace: bundles, not user folders
+_LEGACY_NAMES = {"__model__", "__params__", "model", "params"}
 
 
 def _check_target(out_dir: Path, force: bool):
@@ -103,11 +104,20 @@ def _check_target(out_dir: Path, force: bool):
             raise ExportError("output folder is not empty", path=out_dir,
                               hint="pass force=True (CLI: --force) to replace it")
         foreign = sorted(f.name + ("/" if f.is_dir() else "") for f in entries
-                         if f.is_dir() or (f.suffix not in _REPLACEABLE and not f.name.startswith(".")))
+                         if f.is_dir() or not _replaceable(f))
         if foreign:
             raise ExportError(f"refusing to replace a folder that is not a model bundle (it holds "
                               f"{', '.join(foreign[:5])}{'…' if len(foreign) > 5 else ''})", path=out_dir,
                               hint="force=True replaces bundles only; choose a new or empty folder")
+
+
+def _replaceable(f: Path) -> bool:
+    """A file a bundle or a legacy model folder holds (``__model__``, ``params``, tensor files)."""
+    if f.suffix in _REPLACEABLE or f.name.startswith(".") or f.name in _LEGACY_NAMES:
+        return True
+    from .formats.tensorfile import is_tensor_file  # fluid 1.x loose parameter files
+
+    return is_tensor_file(f)
 
 
 def _alive(pid: int) -> bool:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import warnings
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence, Union
@@ -153,10 +155,18 @@ def _to_rgb(img: Image.Image, where: str) -> Image.Image:
         bg = Image.new("RGB", rgba.size, (255, 255, 255))
         bg.paste(rgba, mask=rgba.getchannel("A"))
         return bg
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if img.mode.startswith("I;16") or img.mode == "I":
+        # 16-bit samples map to 8 bits by /257 (65535 -> 255), not by the image's own maximum:
+        # that would turn a uniform mid-grey (or a dark) picture white.
         arr = np.asarray(img, dtype=np.float64)
-        hi = arr.max() or 1.0
-        return Image.fromarray((arr * (255.0 / hi)).astype(np.uint8)).convert("RGB")
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        if img.mode == "I" and lo >= 0 and hi <= 255:
+            scaled = arr                                  # 8-bit values held in 32-bit ints
+        elif lo >= 0 and hi <= 65535:
+            scaled = arr / 257.0
+        else:                                             # 32-bit data beyond 16 bits: stretch
+            scaled = (arr - lo) / ((hi - lo) or 1.0) * 255.0
+        return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8)).convert("RGB")
     if img.mode == "F":
         arr = np.asarray(img, dtype=np.float64)
         if not np.isfinite(arr).all():
@@ -211,7 +221,8 @@ def load_image(image: ImageLike) -> Image.Image:
     except UnidentifiedImageError as e:
         raise ImageError("not an image Pillow can identify", path=where,
                          hint="is this really a JPEG/PNG/BMP/GIF/WebP file?") from e
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, struct.error,
+            zlib.error) as e:  # IndexError: a truncated animated GIF (Pillow 13, is_animated)
         raise ImageError(f"image is damaged or truncated: {e}", path=where) from e
 
 
@@ -241,6 +252,8 @@ def expand_images(images) -> list:
         if isinstance(images, np.ndarray) and images.ndim == 4:
             return list(images)
         images = [images]
+    elif not hasattr(images, "__iter__"):
+        images = [images]  # load_image says what it cannot read
     out: list = []
     for item in images:
         if isinstance(item, (str, os.PathLike)) and Path(item).is_dir():

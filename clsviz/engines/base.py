@@ -26,6 +26,18 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def apply_cpu_threads(options) -> None:
+    """Let Paddle's native CPU kernels (dygraph, executor) use ``options.threads`` threads.
+
+    Paddle runs them on one thread unless told, and a predictor's run resets the
+    process-wide count to its own, so the engines apply this on every call (microseconds).
+    """
+    if not options.use_gpu:
+        from .._paddle import paddle
+
+        paddle.base.core.set_num_threads(options.threads)
+
+
 def _bool(v, name):
     if isinstance(v, bool) or v is None:
         return v
@@ -143,6 +155,10 @@ class Classifier:
         if self.config.class_num and out.shape[1] != self.config.class_num:
             raise EngineError(f"the network outputs {out.shape[1]} classes but the config says "
                               f"{self.config.class_num}", path=self.source)
+        if not np.isfinite(out).all():  # NaN scores would still sort into a confident-looking top-k
+            bad = int((~np.isfinite(out)).any(axis=1).sum())
+            raise EngineError(f"the network produced NaN or infinite outputs for {bad} of {n} images",
+                              path=self.source, hint="are the weights damaged (NaN/inf values)?")
         return out
 
     def postprocess(self, outputs: np.ndarray, top_k: int = 5, names=None) -> list[Prediction]:

@@ -7,7 +7,7 @@ from .._paddle import dygraph_mode, paddle
 from ..archs import get_model
 from ..checkpoint import load_into, load_state_dict
 from ..errors import EngineError
-from .base import Classifier
+from .base import Classifier, apply_cpu_threads
 
 
 class SoftmaxHead(paddle.nn.Layer):
@@ -68,6 +68,7 @@ class DygraphClassifier(Classifier):
             self.net = net
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
+        apply_cpu_threads(self.options)
         with dygraph_mode(), paddle.no_grad():
             try:
                 x = paddle.to_tensor(np.ascontiguousarray(batch, dtype=np.float32), place=self.place)

@@ -99,6 +99,10 @@ class PredictorClassifier(Classifier):
 
     def _build(self):
         cfg = self._config()
+        from .probe import ensure_loadable
+
+        ensure_loadable(self.files, mode="predictor", options=self.options,  # Paddle segfaults on
+                        image_shape=self.config.image_shape)  # some malformed programs
         try:
             with quiet():
                 self.predictor = paddle.inference.create_predictor(cfg)
@@ -151,7 +155,14 @@ def _first_line(e: BaseException) -> str:
 def _translate(e: Exception, files) -> Exception:
     msg = _first_line(e)
     low = str(e).lower()
-    if any(s in low for s in ("parse", "protobuf", "json", "deserial", "version", "magic")):
+    # Tensor-stream errors name C++ sources such as dense_tensor_serialize.cc; test them first,
+    # or their "version" would blame the program for damaged parameters.
+    if files.params_file is not None and any(s in low for s in (
+            "dense_tensor", "save_load_parameters", "load_combine", "is.good()", "fin.eof()")):
+        return FormatError(f"cannot load the parameters: {msg}", path=files.params_file,
+                           hint="are the parameters truncated or from another model?")
+    if isinstance(e, UnicodeDecodeError) or any(s in low for s in (
+            "parse", "protobuf", "json", "deserial", "version", "magic", "codec")):
         return FormatError(f"cannot read the model program: {msg}", path=files.model_file,
                            hint="is the model file damaged or from an unsupported Paddle version?")
     if any(s in low for s in ("params", "tensor", "size", "read", "eof", "stream", "load")):
