@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder")
     p.add_argument("--bundle", required=True)
     p.add_argument("--mode", default="predictor", help="a mode, a comma list, or 'all'")
-    p.add_argument("--out", default=None, help="where to write report.html + confusion.png")
+    p.add_argument("--out", default=None, help="where to write evaluation.html + confusion.png (default out/evaluate)")
     _flag(p, "--json")
 
     p = sub.add_parser("inspect", help="what Paddle model format is this, and what is in it")
