@@ -33,6 +33,7 @@ class BundleConfig:
     topk: int = 5
     softmax: bool = False  # True: the network already outputs probabilities
     arch_kwargs: tuple = ()  # extra keyword arguments for get_model, as (key, value) pairs
+    checksums: tuple = ()  # (file name, sha256) of the bundle's model files, written by export
 
     def label(self, class_id: int) -> str:
         if self.labels is not None and 0 <= class_id < len(self.labels):
@@ -58,6 +59,7 @@ class BundleConfig:
                     "image_shape": list(self.image_shape),
                     "softmax": bool(self.softmax),
                     "arch_kwargs": dict(self.arch_kwargs),
+                    "sha256": dict(self.checksums),
                     "interpolation": self.preprocess.interpolation,
                 },
             },
@@ -92,6 +94,7 @@ class BundleConfig:
             topk=int(topk.get("topk", 5)),
             softmax=bool(extra.get("softmax", False)),
             arch_kwargs=tuple(sorted((extra.get("arch_kwargs") or {}).items())),
+            checksums=tuple(sorted((extra.get("sha256") or {}).items())),
         )
 
     def write(self, path) -> Path:
@@ -148,3 +151,39 @@ def read_labels(source) -> tuple[str, ...]:
     if missing:
         raise FormatError(f"label file has no name for class ids {missing[:10]}", path=path)
     return tuple(entries[i] for i in range(n))
+
+
+def sha256_file(path, chunk: int = 1 << 20) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def with_checksums(config: BundleConfig, folder, names) -> BundleConfig:
+    """``config`` recording the sha256 of each existing file ``names`` in ``folder``."""
+    folder = Path(folder)
+    sums = tuple(sorted((n, sha256_file(folder / n)) for n in names if (folder / n).is_file()))
+    return replace(config, checksums=sums)
+
+
+def verify_checksums(config: BundleConfig, paths) -> None:
+    """Raise :class:`FormatError` if a file differs from the sha256 its bundle recorded.
+
+    Catches weights swapped for another model's with the same names and shapes, which
+    no engine can notice.
+    """
+    recorded = dict(config.checksums)
+    for p in paths:
+        if p is None:
+            continue
+        p = Path(p)
+        want = recorded.get(p.name)
+        if want is not None and p.is_file() and sha256_file(p) != want:
+            raise FormatError(f"{p.name} does not match the sha256 recorded in inference.yml: "
+                              f"the file was replaced or damaged after export", path=p,
+                              hint="re-export the bundle; if you replaced it on purpose, delete "
+                                   "Global.clsviz.sha256 from inference.yml")

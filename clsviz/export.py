@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ._paddle import dygraph_mode, paddle, quiet
-from .bundle import CHECKPOINT_NAME, CONFIG_NAME, MODEL_PREFIX, BundleConfig, read_labels
+from .bundle import (CHECKPOINT_NAME, CONFIG_NAME, MODEL_PREFIX, BundleConfig, read_labels,
+                     with_checksums)
 from .errors import ArchitectureError, ClsvizError, ExportError, OptionError
 from .transforms import Preprocess
 
@@ -298,9 +299,10 @@ def export(arch: str, checkpoint, out_dir, *, class_num: int | None = None,
 
                 raise ExportError(f"paddle.jit.save failed: {_first_line(e)}", path=out_dir,
                                   hint="the network must be convertible by paddle.jit.to_static") from e
-            config.write(tmp / CONFIG_NAME)
             if include_checkpoint:
                 paddle.save(net.state_dict(), str(tmp / CHECKPOINT_NAME))
+            names = [MODEL_PREFIX + ".json", MODEL_PREFIX + ".pdiparams", CHECKPOINT_NAME]
+            with_checksums(config, tmp, names).write(tmp / CONFIG_NAME)
             return None
 
     def verify(tmp: Path, _):

@@ -386,8 +386,6 @@ def test_params_from_a_different_model(tmp_path, bundle, other_bundle, mode, goo
     assert "[4]" in str(err) and "[5]" in str(err)
 
 
-@pytest.mark.xfail(strict=True, reason="same shapes, other values: undetectable until inference.yml "
-                                       "records a checksum of the params (docs/reliability.md)")
 def test_params_from_a_retrained_twin_are_detected(tmp_path, bundle, good):
     """Same program, same tensor names and shapes, other values (the model retrained)."""
     from clsviz.formats.tensorfile import read_combined, write_combined
@@ -395,8 +393,9 @@ def test_params_from_a_retrained_twin_are_detected(tmp_path, bundle, good):
     twin = [a * np.float32(0.5) for a in read_combined(bundle / "inference.pdiparams")]
     where = variant(bundle, tmp_path / "b")
     write_combined(where / "inference.pdiparams", twin)
-    with pytest.raises(FormatError):
-        clsviz.load(where, mode="predictor")
+    for mode in ("predictor", "executor"):
+        with pytest.raises(FormatError, match="sha256"):
+            clsviz.load(where, mode=mode)
 
 
 JSON_CASES = {

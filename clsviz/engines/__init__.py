@@ -63,8 +63,22 @@ def load(path, *, mode: str = "predictor", arch: str | None = None, params=None,
         cfg = config_from_program(files, cfg)
         if preprocess is not None:
             cfg = replace(cfg, preprocess=preprocess)
-    source = str(path)
+    clf = _build(files, cfg, opts, mode=mode, source=str(path), trust=trust)
+    if config is None and files.config_file is not None and cfg.checksums:
+        # after the build, so damaged files get the engines' more specific errors first
+        from ..bundle import verify_checksums
 
+        used = [files.checkpoint] if mode == "dygraph" else [files.model_file, files.params_file]
+        try:
+            verify_checksums(cfg, [p for p in used if p is not None and p.parent == files.config_file.parent])
+        except Exception:
+            clf.close()
+            raise
+    return clf
+
+
+def _build(files, cfg, opts, *, mode, source, trust) -> Classifier:
+    path = source
     if mode in ("predictor", "executor"):
         if not files.has_program:
             raise FormatError(
