@@ -83,7 +83,7 @@ def expect(model: str, kind: str, mode: str) -> Expect:
             return Expect(False, error="FormatError", match="holds an inference model",
                           how="already an inference model: migrate it")
         if kind in ("paddle2_inference", "paddle3_inference"):
-            return Expect(False, error="FormatError", match="not parameters",
+            return Expect(False, error="FormatError", match="already an inference model",
                           how="already an inference model: migrate it")
         if arch is None:
             if kind == "fluid_checkpoint":

@@ -23,7 +23,7 @@ import numpy as np
 from ._paddle import dygraph_mode, paddle, quiet
 from .bundle import (CHECKPOINT_NAME, CONFIG_NAME, MODEL_PREFIX, BundleConfig, read_labels,
                      with_checksums)
-from .errors import ArchitectureError, ClsvizError, ExportError, OptionError
+from .errors import ArchitectureError, ClsvizError, ExportError, FormatError, OptionError
 from .transforms import Preprocess
 
 ROLES = {
@@ -251,7 +251,7 @@ def export(arch: str, checkpoint, out_dir, *, class_num: int | None = None,
         ckpt_path = Path(checkpoint)
         if ckpt_path.is_file() and (ckpt_path.suffix in (".json", ".pdmodel", ".pdiparams")
                                     or ckpt_path.name in ("__model__", "model", "params", "__params__")):
-            raise ExportError("this is already an inference model, not a checkpoint", path=ckpt_path,
+            raise FormatError("this is already an inference model, not a checkpoint", path=ckpt_path,
                               hint="run it as it is (clsviz.load), or convert it with clsviz.migrate")
         state = load_state_dict(ckpt_path, trust=trust)
         if ckpt_path.is_dir():
