@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .errors import FormatError, UnsafeCheckpoint
+from .formats.protowire import read_varint as _varint
 
 __all__ = ["load_pdparams", "sniff", "TRUST_HINT"]
 
@@ -152,18 +153,6 @@ class _Kind(NamedTuple):
 
 _TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 _ONNX_NEXT_TAGS = {0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42}  # ModelProto fields 2..8
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while pos < len(buf) and shift < 64:
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-    raise ValueError("bad varint")
 
 
 def _sniff_onnx(head: bytes) -> _Kind | None:

@@ -15,18 +15,11 @@ from __future__ import annotations
 
 from .._paddle import paddle
 from .registry import register_model
+from .specs import RESNET_VD_DEPTHS
 
 nn = paddle.nn
 
-# depth -> (block kind, blocks per stage)
-_DEPTHS = {
-    18: ("basic", (2, 2, 2, 2)),
-    34: ("basic", (3, 4, 6, 3)),
-    50: ("bottleneck", (3, 4, 6, 3)),
-    101: ("bottleneck", (3, 4, 23, 3)),
-    152: ("bottleneck", (3, 8, 36, 3)),
-    200: ("bottleneck", (3, 12, 48, 3)),
-}
+_DEPTHS = RESNET_VD_DEPTHS
 
 
 class ConvBN(nn.Layer):

@@ -41,20 +41,14 @@ import re
 from functools import lru_cache
 from typing import Iterable, Mapping
 
+from ..archs.specs import RESNET_VD_DEPTHS
 from ..errors import CheckpointMismatch
 
 __all__ = ["fluid_to_dygraph", "dygraph_to_fluid", "fluid_to_dygraph_for_arch", "name_table",
            "guess_depth", "depth_of_arch", "is_optimizer_state", "DEPTHS"]
 
-#: depth -> (block kind, blocks per stage); the same table as clsviz.archs.resnet_vd.
-DEPTHS = {
-    18: ("basic", (2, 2, 2, 2)),
-    34: ("basic", (3, 4, 6, 3)),
-    50: ("bottleneck", (3, 4, 6, 3)),
-    101: ("bottleneck", (3, 4, 23, 3)),
-    152: ("bottleneck", (3, 8, 36, 3)),
-    200: ("bottleneck", (3, 12, 48, 3)),
-}
+#: depth -> (block kind, blocks per stage), shared with clsviz.archs.resnet_vd
+DEPTHS = RESNET_VD_DEPTHS
 _BN_SUFFIX = (("scale", "weight"), ("offset", "bias"), ("mean", "_mean"),
               ("variance", "_variance"))
 

@@ -28,6 +28,9 @@ from typing import Any, Iterator
 
 from ..errors import FormatError
 from .tensorfile import DTYPES
+from .protowire import WireError as _DecodeError
+from .protowire import read_varint as _varint
+from .protowire import signed64 as _signed
 
 __all__ = ["Program", "BlockDesc", "VarDesc", "OpDesc", "read_program", "parse_program",
            "VAR_KINDS", "ATTR_TYPES"]
@@ -181,29 +184,6 @@ class Program:
 
 
 # ------------------------------------------------------------------ protobuf
-class _DecodeError(ValueError):
-    pass
-
-
-def _varint(buf, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    n = len(buf)
-    while True:
-        if pos >= n:
-            raise _DecodeError("varint runs past the end of its message")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise _DecodeError("varint longer than 10 bytes")
-
-
-def _signed(value: int) -> int:
-    """Two's-complement int64 from a varint (negative int32/int64 take ten bytes)."""
-    return value - (1 << 64) if value >= 1 << 63 else value
 
 
 def _fields(buf, schema: dict) -> Iterator[tuple[int, int, Any]]:

@@ -37,6 +37,9 @@ from typing import BinaryIO, Iterator, Sequence
 import numpy as np
 
 from ..errors import FormatError
+from .protowire import encode_varint as _varint
+from .protowire import read_varint as _read_varint
+from .protowire import signed64 as _signed64
 
 __all__ = [
     "TensorRecord", "TensorInfo", "DTYPES",
@@ -108,38 +111,6 @@ class TensorInfo:
 
 
 # --------------------------------------------------------------------- protobuf
-def _varint(value: int) -> bytes:
-    """Encode as a protobuf varint; negative int64 takes ten bytes, as in protobuf."""
-    if value < 0:
-        value += 1 << 64
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise ValueError("varint runs past the end")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint longer than 10 bytes")
-
-
-def _signed64(value: int) -> int:
-    return value - (1 << 64) if value >= 1 << 63 else value
 
 
 def encode_tensor_desc(code: int, dims: Sequence[int]) -> bytes:
