@@ -115,6 +115,35 @@ class BundleConfig:
         return cls.from_yaml_dict(d, where=path)
 
 
+def resolve_config(config=None, *, arch=None, class_num=None, labels=None, preprocess=None,
+                   image_shape=None) -> BundleConfig:
+    """A :class:`BundleConfig` (or an ``inference.yml`` path, or None) with the caller's overrides.
+
+    Labels must match the class count; a label list alone sets it.
+    """
+    if config is None:
+        config = BundleConfig()
+    elif not isinstance(config, BundleConfig):
+        config = BundleConfig.read(config)
+    changes = {}
+    if arch is not None:
+        changes["model_name"] = arch
+    if preprocess is not None:
+        changes["preprocess"] = preprocess
+    if labels is not None:
+        changes["labels"] = read_labels(labels)
+    if image_shape is not None:
+        changes["image_shape"] = tuple(int(v) for v in image_shape)
+    config = replace(config, **changes)
+    if class_num is not None:
+        config = config.with_class_num(int(class_num))
+    elif config.class_num is None and config.labels is not None:
+        config = replace(config, class_num=len(config.labels))
+    elif config.labels is not None:
+        config = config.with_class_num(config.class_num)  # labels must match the classes
+    return config
+
+
 def read_labels(source) -> tuple[str, ...]:
     """Labels from a PaddleClas ``class_id_map`` file (``0 tench`` per line) or a list.
 

@@ -230,7 +230,7 @@ def migrate(src, dst, *, arch: str | None = None, params=None, class_num: int | 
     :class:`~clsviz.errors.ExportError` (nothing written) when the new bundle
     disagrees with the old model.
     """
-    from .bundle import BundleConfig, read_labels
+    from .bundle import resolve_config
     from .export import atomic_write_dir, list_bundle
 
     t0 = time.perf_counter()
@@ -250,19 +250,8 @@ def migrate(src, dst, *, arch: str | None = None, params=None, class_num: int | 
                           "there is nothing to migrate", path=files.root,
                           hint="copy the folder as it is, or re-export from model.pdparams")
 
-    config = BundleConfig.read(files.config_file) if files.config_file else BundleConfig()
-    changes = {}
-    if arch is not None:
-        changes["model_name"] = arch
-    if preprocess is not None:
-        changes["preprocess"] = preprocess
-    if labels is not None:
-        changes["labels"] = read_labels(labels)
-    if image_shape is not None:
-        changes["image_shape"] = tuple(int(v) for v in image_shape)
-    config = replace(config, **changes)
-    if class_num is not None:
-        config = config.with_class_num(int(class_num))
+    config = resolve_config(files.config_file, arch=arch, class_num=class_num, labels=labels,
+                            preprocess=preprocess, image_shape=image_shape)
 
     unsupported, notes = (), []
     if files.legacy_program:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..bundle import BundleConfig, read_labels
+from ..bundle import BundleConfig, resolve_config
 from ..errors import FormatError, OptionError
 from ..formats import detect
 from .base import Classifier, EngineOptions
@@ -20,25 +20,8 @@ __all__ = ["load", "Classifier", "EngineOptions", "MODES", "MODE_HELP"]
 
 
 def _config_for(files: detect.ModelFiles, *, arch, class_num, labels, preprocess, config) -> BundleConfig:
-    if config is None:
-        config = BundleConfig.read(files.config_file) if files.config_file else BundleConfig()
-    elif not isinstance(config, BundleConfig):
-        config = BundleConfig.read(config)
-    changes = {}
-    if arch is not None:
-        changes["model_name"] = arch
-    if preprocess is not None:
-        changes["preprocess"] = preprocess
-    if labels is not None:
-        changes["labels"] = read_labels(labels)
-    config = replace(config, **changes)
-    if class_num is not None:
-        config = config.with_class_num(int(class_num))
-    elif config.class_num is None and config.labels is not None:
-        config = replace(config, class_num=len(config.labels))
-    elif config.labels is not None:
-        config = config.with_class_num(config.class_num)  # labels must match the classes
-    return config
+    return resolve_config(config if config is not None else files.config_file, arch=arch,
+                          class_num=class_num, labels=labels, preprocess=preprocess)
 
 
 def load(path, *, mode: str = "predictor", arch: str | None = None, params=None,
