@@ -38,6 +38,26 @@ def apply_cpu_threads(options) -> None:
         paddle.base.core.set_num_threads(options.threads)
 
 
+def require_fp32_engine_options(options, mode: str) -> None:
+    """The training-engine modes (dygraph, executor) run fp32, without TensorRT; GPU only if present.
+
+    Raises :class:`BackendUnavailable` rather than falling back silently.
+    """
+    from ..errors import BackendUnavailable
+
+    if options.use_tensorrt:
+        raise BackendUnavailable("use_tensorrt applies to the predictor mode only")
+    if options.precision != "fp32":
+        raise BackendUnavailable(f"the {mode} mode runs fp32 only (asked for {options.precision})",
+                                 hint="use mode='predictor' for bf16/fp16/int8")
+    if options.use_gpu:
+        from .predictor import gpu_available
+
+        ok, why = gpu_available()
+        if not ok:
+            raise BackendUnavailable(f"use_gpu requested but {why}")
+
+
 def _bool(v, name):
     if isinstance(v, bool) or v is None:
         return v

@@ -7,7 +7,7 @@ from .._paddle import dygraph_mode, paddle
 from ..archs import get_model
 from ..checkpoint import load_into, load_state_dict
 from ..errors import EngineError
-from .base import Classifier, apply_cpu_threads
+from .base import Classifier, apply_cpu_threads, require_fp32_engine_options
 
 
 class SoftmaxHead(paddle.nn.Layer):
@@ -35,22 +35,7 @@ class DygraphClassifier(Classifier):
 
     def _build(self):
         o = self.options
-        if o.use_gpu:
-            from .predictor import gpu_available
-            from ..errors import BackendUnavailable
-
-            ok, why = gpu_available()
-            if not ok:
-                raise BackendUnavailable(f"use_gpu requested but {why}")
-        if o.use_tensorrt:
-            from ..errors import BackendUnavailable
-
-            raise BackendUnavailable("use_tensorrt applies to the predictor mode only")
-        if o.precision != "fp32":
-            from ..errors import BackendUnavailable
-
-            raise BackendUnavailable(f"the dygraph mode runs fp32 only (asked for {o.precision})",
-                                     hint="use mode='predictor' for bf16/fp16/int8")
+        require_fp32_engine_options(o, self.mode)
         self.place = paddle.CUDAPlace(o.gpu_id) if o.use_gpu else paddle.CPUPlace()
         with dygraph_mode():
             paddle.set_device(f"gpu:{o.gpu_id}" if o.use_gpu else "cpu")

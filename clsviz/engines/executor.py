@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._paddle import paddle, pir_enabled, quiet, static_mode
-from ..errors import BackendUnavailable, EngineError
-from .base import Classifier, apply_cpu_threads
+from ..errors import EngineError
+from .base import Classifier, apply_cpu_threads, require_fp32_engine_options
 
 
 class ExecutorClassifier(Classifier):
@@ -22,17 +22,7 @@ class ExecutorClassifier(Classifier):
 
     def _build(self):
         o = self.options
-        if o.use_tensorrt:
-            raise BackendUnavailable("use_tensorrt applies to the predictor mode only")
-        if o.precision != "fp32":
-            raise BackendUnavailable(f"the executor mode runs fp32 only (asked for {o.precision})",
-                                     hint="use mode='predictor' for bf16/fp16/int8")
-        if o.use_gpu:
-            from .predictor import gpu_available
-
-            ok, why = gpu_available()
-            if not ok:
-                raise BackendUnavailable(f"use_gpu requested but {why}")
+        require_fp32_engine_options(o, self.mode)
         place = paddle.CUDAPlace(o.gpu_id) if o.use_gpu else paddle.CPUPlace()
         f = self.files
         from .probe import ensure_loadable

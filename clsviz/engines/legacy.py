@@ -18,8 +18,8 @@ import threading
 
 import numpy as np
 
-from ..errors import BackendUnavailable, EngineError, FormatError
-from .base import Classifier
+from ..errors import EngineError, FormatError
+from .base import Classifier, require_fp32_engine_options
 
 
 class _Worker:
@@ -92,16 +92,7 @@ class LegacyExecutorClassifier(Classifier):
 
     def _build(self):
         o, f = self.options, self.files
-        if o.use_tensorrt:
-            raise BackendUnavailable("use_tensorrt applies to the predictor mode only")
-        if o.precision != "fp32":
-            raise BackendUnavailable(f"the executor mode runs fp32 only (asked for {o.precision})")
-        if o.use_gpu:
-            from .predictor import gpu_available
-
-            ok, why = gpu_available()
-            if not ok:
-                raise BackendUnavailable(f"use_gpu requested but {why}")
+        require_fp32_engine_options(o, self.mode)
         if f.model_file.suffix == ".pdmodel" and f.params_file is not None \
                 and f.params_file.name == f.model_file.with_suffix(".pdiparams").name:
             req = {"path": str(f.model_file.with_suffix(""))}
