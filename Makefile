@@ -4,6 +4,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.clsviz-installed
 PYTEST_ARGS ?=
+# Test oracle only (PaddleClas's own networks for tests/test_zoo_oracle.py): installed with
+# --no-deps, because its pinned requirements conflict with Paddle 3; clsviz never imports it.
+# Keep in step with the `oracle` extra in pyproject.toml (tests/test_packaging.py checks).
+ORACLE := paddleclas==2.6.0
 
 .PHONY: help install demo test test-fast browser lab app notebooks-html bench clean
 
@@ -21,6 +25,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,notebooks]'
+	$(PY) -m pip install -q --no-deps '$(ORACLE)'
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (clsviz)" >/dev/null
 	touch $@
 

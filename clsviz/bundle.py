@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -19,6 +20,11 @@ from .transforms import Preprocess
 CONFIG_NAME = "inference.yml"
 MODEL_PREFIX = "inference"
 CHECKPOINT_NAME = "model.pdparams"
+#: ILSVRC-2012 class names (WordNet lemmas) in the class-id order PaddleClas and PaddleX use,
+#: in PaddleClas's ``class_id_map`` format ("0 tench, Tinca tinca")
+IMAGENET1K_LABELS = Path(__file__).resolve().parent / "data" / "imagenet1k_label_list.txt"
+IMAGENET1K_NOTE = ("labels: ImageNet-1k class names, assumed because the model has 1000 classes and "
+                   "no labels were given (pass labels= / --labels to use your own)")
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,7 @@ class BundleConfig:
     softmax: bool = False  # True: the network already outputs probabilities
     arch_kwargs: tuple = ()  # extra keyword arguments for get_model, as (key, value) pairs
     checksums: tuple = ()  # (file name, sha256) of the bundle's model files, written by export
+    labels_note: str | None = None  # where the labels came from when clsviz chose them (not saved)
 
     def label(self, class_id: int) -> str:
         if self.labels is not None and 0 <= class_id < len(self.labels):
@@ -131,7 +138,7 @@ def resolve_config(config=None, *, arch=None, class_num=None, labels=None, prepr
     if preprocess is not None:
         changes["preprocess"] = preprocess
     if labels is not None:
-        changes["labels"] = read_labels(labels)
+        changes["labels"], changes["labels_note"] = read_labels(labels), None
     if image_shape is not None:
         changes["image_shape"] = tuple(int(v) for v in image_shape)
     config = replace(config, **changes)
@@ -180,6 +187,23 @@ def read_labels(source) -> tuple[str, ...]:
     if missing:
         raise FormatError(f"label file has no name for class ids {missing[:10]}", path=path)
     return tuple(entries[i] for i in range(n))
+
+
+@lru_cache(maxsize=1)
+def imagenet1k_labels() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class names shipped with clsviz (``clsviz/data``)."""
+    return read_labels(IMAGENET1K_LABELS)
+
+
+def with_default_labels(config: BundleConfig) -> BundleConfig:
+    """``config`` with ImageNet-1k labels when it has none and exactly 1000 classes.
+
+    A 1000-class PaddleClas/PaddleX model is an ImageNet-1k classifier unless told
+    otherwise; ``labels_note`` records the assumption so every output can say so.
+    """
+    if config.labels is None and config.class_num == 1000:
+        return replace(config, labels=imagenet1k_labels(), labels_note=IMAGENET1K_NOTE)
+    return config
 
 
 def sha256_file(path, chunk: int = 1 << 20) -> str:

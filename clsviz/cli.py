@@ -175,12 +175,16 @@ def _engine_options(a, *, predictor=True) -> dict:
     return o
 
 
-def _print_predictions(preds, a, extra=None):
+def _print_predictions(preds, a, extra=None, note=None):
     if a.json:
         d = {"predictions": [p.to_dict() for p in preds]}
         d.update(extra or {})
+        if note:
+            d["labels_note"] = note
         print(json.dumps(d, indent=2))
         return
+    if note:
+        print(f"({note})")
     for p in preds:
         print(f"{p.image}")
         for t in p.topk:
@@ -193,12 +197,13 @@ def _predict_with(clf, a, title):
     if getattr(a, "enable_benchmark", False):
         cmp = compare(a.image, {clf.mode: clf}, top_k=a.top_k, repeats=10, warmup=2)
         rep = cmp.modes[clf.mode]
-        _print_predictions(rep.predictions, a, {"latency_ms": rep.to_dict()["stages_ms"]})
+        _print_predictions(rep.predictions, a, {"latency_ms": rep.to_dict()["stages_ms"]},
+                           note=clf.config.labels_note)
         if not a.json:
             print(f"{title}: build {clf.build_seconds:.2f}s; per batch of {rep.batch_size}: "
                   + ", ".join(f"{s} p50 {v.p50:.2f} ms" for s, v in rep.stages.items()))
         return
-    _print_predictions(clf.predict(a.image, top_k=a.top_k), a)
+    _print_predictions(clf.predict(a.image, top_k=a.top_k), a, note=clf.config.labels_note)
 
 
 def cmd_export(a):
@@ -275,6 +280,9 @@ def cmd_compare(a):
             clfs[m] = load(a.bundle, mode=m, labels=a.labels, **_engine_options(a))
         if not a.json:
             print(f"built {m:<9} in {clfs[m].build_seconds:.2f}s  ({clfs[m].describe()})", file=sys.stderr)
+    notes = sorted({c.config.labels_note for c in clfs.values() if c.config.labels_note})
+    if notes and not a.json:
+        print("\n".join(f"({n})" for n in notes), file=sys.stderr)
     cmp = compare(a.image, clfs, top_k=a.top_k, repeats=a.repeats, warmup=a.warmup)
     print(json.dumps(cmp.to_dict(), indent=2) if a.json else cmp.to_text())
     return 0 if cmp.agree else 3

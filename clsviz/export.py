@@ -22,7 +22,7 @@ import numpy as np
 
 from ._paddle import dygraph_mode, paddle, quiet
 from .bundle import (CHECKPOINT_NAME, CONFIG_NAME, MODEL_PREFIX, BundleConfig, read_labels,
-                     with_checksums)
+                     with_checksums, with_default_labels)
 from .errors import ArchitectureError, ClsvizError, ExportError, FormatError, OptionError
 from .transforms import Preprocess
 
@@ -49,29 +49,39 @@ class BundleFile:
 @dataclass(frozen=True)
 class ExportResult:
     out_dir: Path
-    model_name: str
+    model_name: str          # Global.model_name in inference.yml: the PaddleX name when there is one
     class_num: int
     files: tuple[BundleFile, ...]
     max_abs_diff: float
     seconds: float
+    arch: str = ""           # the architecture as the caller named it
+    labels_note: str | None = None  # set when clsviz chose the labels (ImageNet-1k)
 
     def to_dict(self) -> dict:
-        return {"out_dir": str(self.out_dir), "model_name": self.model_name, "class_num": self.class_num,
+        return {"out_dir": str(self.out_dir), "model_name": self.model_name, "arch": self.arch,
+                "class_num": self.class_num, "labels_note": self.labels_note,
                 "files": [f.to_dict() for f in self.files], "max_abs_diff": self.max_abs_diff,
                 "seconds": round(self.seconds, 3)}
 
+    def _title(self) -> str:
+        also = f" (arch {self.arch})" if self.arch and self.arch != self.model_name else ""
+        return f"{self.model_name}{also}"
+
     def __str__(self) -> str:
-        lines = [f"exported {self.model_name} ({self.class_num} classes) to {self.out_dir} "
+        lines = [f"exported {self._title()} ({self.class_num} classes) to {self.out_dir} "
                  f"in {self.seconds:.1f}s; verified max|Δ| {self.max_abs_diff:.2e}"]
+        if self.labels_note:
+            lines.append(f"  {self.labels_note}")
         lines += [f"  {f.name:<24} {_size(f.size):>9}  {f.role}" for f in self.files]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         rows = "".join(f"<tr><td><code>{html.escape(f.name)}</code></td><td style='text-align:right'>"
                        f"{_size(f.size)}</td><td>{html.escape(f.role)}</td></tr>" for f in self.files)
-        return (f"<div><b>Exported {html.escape(self.model_name)}</b> ({self.class_num} classes) → "
+        note = f"<br><small>{html.escape(self.labels_note)}</small>" if self.labels_note else ""
+        return (f"<div><b>Exported {html.escape(self._title())}</b> ({self.class_num} classes) → "
                 f"<code>{html.escape(str(self.out_dir))}</code> in {self.seconds:.1f}s · verified "
-                f"max|Δ| {self.max_abs_diff:.1e}<table><tr><th>file</th><th>size</th><th>role</th></tr>"
+                f"max|Δ| {self.max_abs_diff:.1e}{note}<table><tr><th>file</th><th>size</th><th>role</th></tr>"
                 f"{rows}</table></div>")
 
 
@@ -235,7 +245,7 @@ def export(arch: str, checkpoint, out_dir, *, class_num: int | None = None,
     ``checkpoint`` is a ``.pdparams`` path, a fluid persistables folder, or a state dict.
     ``softmax=True`` appends a softmax head (the program outputs probabilities).
     """
-    from .archs import get_model
+    from .archs import get_model, paddlex_name
     from .checkpoint import infer_class_num, load_into, load_state_dict
     from .engines.dygraph import SoftmaxHead
 
@@ -266,9 +276,13 @@ def export(arch: str, checkpoint, out_dir, *, class_num: int | None = None,
     if preprocess is None:
         crop = image_shape[1] if image_shape[1] == image_shape[2] else (image_shape[1], image_shape[2])
         preprocess = Preprocess(resize_short=round(min(image_shape[1:]) * 256 / 224), crop_size=crop)
-    config = BundleConfig(model_name=arch, image_shape=image_shape, preprocess=preprocess,
+    # PaddleX's create_model wants a name from its own list in Global.model_name; clsviz's
+    # dygraph mode resolves that name back to the architecture (both spellings are registered)
+    model_name = paddlex_name(arch) or arch
+    config = BundleConfig(model_name=model_name, image_shape=image_shape, preprocess=preprocess,
                           labels=labels, softmax=softmax,
                           arch_kwargs=tuple(sorted((arch_kwargs or {}).items()))).with_class_num(class_num)
+    config = with_default_labels(config)  # 1000 classes and no labels: ImageNet-1k, and say so
 
     with dygraph_mode():
         net = get_model(arch, class_num=class_num, **(arch_kwargs or {}))
@@ -318,5 +332,6 @@ def export(arch: str, checkpoint, out_dir, *, class_num: int | None = None,
         return diff
 
     diff = atomic_write_dir(out_dir, force, fill, verify)
-    return ExportResult(out_dir=out_dir.absolute(), model_name=arch, class_num=class_num,
-                        files=list_bundle(out_dir), max_abs_diff=diff, seconds=time.perf_counter() - t0)
+    return ExportResult(out_dir=out_dir.absolute(), model_name=model_name, class_num=class_num,
+                        files=list_bundle(out_dir), max_abs_diff=diff, seconds=time.perf_counter() - t0,
+                        arch=arch, labels_note=config.labels_note)

@@ -310,11 +310,11 @@ def _stray_role(f: Path) -> str:
     return f"not part of the model: {sniff(f)}"
 
 
-def _guess_arch(names) -> str | None:
-    from .formats.fluid_names import guess_depth
+def _guess_arch(state) -> str | None:
+    """The architecture whose (legacy or clsviz) weight names these are; ``state``: names → arrays/shapes."""
+    from .formats.fluid_names import guess_arch
 
-    depth = guess_depth(names)
-    return f"ResNet{depth}_vd" if depth else None
+    return guess_arch(state)
 
 
 def _modes(**kw) -> tuple:
@@ -572,7 +572,7 @@ def _inspect_persistables(p: Path, tensor_files, other_files) -> InspectReport:
         i = scan_combined(f)[0]
         (optim if is_optimizer_state(f.name) else weights).append((f.name, i.dtype, i.shape))
     tensors = _stats(weights, optimizer_count=len(optim))
-    arch = _guess_arch(n for n, _, _ in weights)
+    arch = _guess_arch({n: shape for n, _, shape in weights})
     files = [_info(f, "optimizer state tensor: not needed for inference" if is_optimizer_state(f.name)
                    else "weight tensor (loose file)") for f in tensor_files]
     files += [_info(f, _stray_role(f), used=False) for f in other_files]

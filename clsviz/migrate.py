@@ -296,20 +296,21 @@ def _migrate_checkpoint(files, src, dst, *, arch, class_num, force, labels, prep
                         trust, t0, tolerance) -> MigrateResult:
     from .checkpoint import load_state_dict
     from .export import export
-    from .formats.fluid_names import depth_of_arch, fluid_to_dygraph_for_arch, guess_depth, is_optimizer_state
+    from .formats.fluid_names import fluid_to_dygraph_for_arch, guess_arch, is_optimizer_state, uses_legacy_names
 
     state = load_state_dict(files.checkpoint, trust=trust)
     if arch is None:
-        depth = guess_depth(state)
+        guess = guess_arch(state)
         what = {detect.FLUID_PERSISTABLES: "a fluid persistables folder",
                 detect.STATIC_SAVE: "a paddle.static.save checkpoint"}.get(files.kind, "a checkpoint")
         raise OptionError(
             f"{what} holds weights only; migrating it needs the network code",
             path=files.checkpoint,
-            hint="pass arch= (CLI: --arch), " + (f"e.g. ResNet{depth}_vd: the names are its" if depth
+            hint="pass arch= (CLI: --arch), " + (f"e.g. {guess}: the names are its" if guess
                                                   else "see clsviz.list_models()"))
     notes = []
-    if files.kind == detect.FLUID_PERSISTABLES or (files.kind == detect.STATIC_SAVE and depth_of_arch(arch)):
+    if files.kind == detect.FLUID_PERSISTABLES or (files.kind == detect.STATIC_SAVE
+                                                   and uses_legacy_names(state, arch)):
         state = fluid_to_dygraph_for_arch(state, arch)
         notes.append("fluid parameter names mapped to clsviz's")
     else:

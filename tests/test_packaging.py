@@ -30,3 +30,17 @@ def test_environment_yml_matches_pyproject():
 def test_readme_opens_with_the_two_commands():
     head = (REPO / "README.md").read_text().split("\n## ", 1)[0]
     assert "make demo" in head and "make test" in head
+
+
+def test_oracle_extra_is_installed_without_its_dependencies():
+    """The test oracle's pins conflict with Paddle 3: the Makefile and environment.yml install it --no-deps."""
+    py = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    oracle = py["optional-dependencies"]["oracle"]
+    make = (REPO / "Makefile").read_text()
+    pins = re.findall(r"^ORACLE\s*:=\s*(.+)$", make, re.M)
+    assert [p.strip() for p in pins] == [" ".join(oracle)]
+    assert "--no-deps '$(ORACLE)'" in make
+    env = (REPO / "environment.yml").read_text()
+    for req in oracle:
+        assert re.search(rf"#.*pip install --no-deps {re.escape(req)}", env), req
+        assert req not in yaml.safe_load(env)["dependencies"][-1]["pip"]

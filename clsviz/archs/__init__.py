@@ -1,4 +1,6 @@
 """Network architectures: the registry plus the families clsviz ships."""
-from .registry import ModelSpec, get_model, list_models, model_spec, register_model
+from .registry import (ModelInfo, ModelList, ModelSpec, get_model, list_models, model_info, model_spec,
+                       paddlex_name, register_model)
 
-__all__ = ["ModelSpec", "get_model", "list_models", "model_spec", "register_model"]
+__all__ = ["ModelInfo", "ModelList", "ModelSpec", "get_model", "list_models", "model_info", "model_spec",
+           "paddlex_name", "register_model"]

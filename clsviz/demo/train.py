@@ -167,6 +167,7 @@ def train_demo(out_dir, *, seed: int = DEFAULT_SEED, epochs: int = DEFAULT_EPOCH
     give ``heldout_accuracy``.
     """
     from .._paddle import dygraph_mode, paddle
+    from ..archs.flops import count_params
     from ..archs import get_model
 
     for name, v, lo in (("epochs", epochs, 1), ("n_train", n_train, len(CLASSES)),
@@ -193,7 +194,7 @@ def train_demo(out_dir, *, seed: int = DEFAULT_SEED, epochs: int = DEFAULT_EPOCH
     with dygraph_mode():
         paddle.seed(seed)
         model = get_model(DEMO_ARCH, class_num=len(CLASSES))
-        n_params = int(sum(int(np.prod(p.shape)) for p in model.parameters()))
+        n_params = count_params(model, trainable_only=False)
         if optimizer == "momentum":
             opt = paddle.optimizer.Momentum(
                 learning_rate=lr, momentum=0.9, use_nesterov=True, parameters=model.parameters(),

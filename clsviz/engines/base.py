@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from ..bundle import BundleConfig
+from ..bundle import BundleConfig, with_default_labels
 from ..errors import EngineError, OptionError
 from ..results import Prediction, TopK
 from ..transforms import expand_images, image_name
@@ -129,7 +129,7 @@ class Classifier:
     mode: str = "?"
 
     def __init__(self, config: BundleConfig, options: EngineOptions, *, source: str = ""):
-        self.config = config
+        self.config = with_default_labels(config)  # a 1000-class model without labels: ImageNet-1k
         self.options = options
         self.source = source
         t0 = time.perf_counter()
@@ -227,4 +227,6 @@ class Classifier:
         return (f"<div><b>{html.escape(self.mode)}</b> classifier · model "
                 f"<code>{html.escape(str(self.config.model_name))}</code> · {self.config.class_num} classes"
                 f" · built in {self.build_seconds:.2f}s<br><small>{html.escape(self.describe())} · "
-                f"batch {o.batch_size}, threads {o.threads}</small></div>")
+                f"batch {o.batch_size}, threads {o.threads}</small>"
+                + (f"<br><small>{html.escape(self.config.labels_note)}</small>" if self.config.labels_note else "")
+                + "</div>")

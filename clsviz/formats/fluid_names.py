@@ -1,8 +1,14 @@
-"""ResNet_vd parameter names: fluid 1.x (static-era PaddleClas) <-> clsviz dygraph.
+"""Legacy parameter names: fluid 1.x / early 2.0 PaddleClas <-> clsviz (PaddleClas 2.x) names.
 
-PaddleClas 1.x built ResNet_vd with ``fluid.layers`` and explicit names, and
-its pretrained tarballs (and every fluid checkpoint trained from them) carry
-those names.  clsviz's ResNet_vd uses the PaddleClas 2.x "legendary" names.
+PaddleClas 1.x built its networks with ``fluid.layers`` and explicit names, and
+PaddleClas 2.0-2.1 kept those names in dygraph (``ParamAttr(name=...)``); their
+pretrained tarballs, and every checkpoint trained from them, carry those names.
+clsviz uses the PaddleClas 2.2+ "legendary" names.  Three families had such
+names: ResNet_vd, ResNet and MobileNetV3 (PP-LCNet and PP-HGNetV2 were born
+with the legendary names).  :func:`legacy_table` gives the table of any of them.
+
+ResNet_vd
+---------
 
 Rules of the static-era code (``conv_bn_layer``):
 
@@ -34,6 +40,23 @@ res2a_branch1_weights  blocks.0.short.conv.weight
 res4b12_branch2c_*     blocks.{k}.conv2.*  (k counts blocks across stages)
 fc_0.w_0 / fc_0.b_0    fc.weight / fc.bias
 =====================  ==============================
+
+ResNet (plain)
+--------------
+As ResNet_vd, except the single 7x7 stem conv: ``conv1_weights`` ->
+``stem.0.conv.weight`` with batch norm **``bn_conv1``** (``"bn_" + name`` for
+``conv1``, the one exception to the ``"bn" + name[3:]`` rule).
+
+MobileNetV3
+-----------
+A conv named ``N`` stores ``N_weights`` and its batch norm ``N_bn_scale``,
+``N_bn_offset``, ``N_bn_mean``, ``N_bn_variance``.  The stem is ``conv1``;
+block ``i`` (0-based) is ``conv{i+2}`` with ``_expand``, ``_depthwise`` and
+``_linear`` convs and, where the block has SE, ``_se_1_weights``/``_se_1_offset``
+and ``_se_2_weights``/``_se_2_offset`` (1x1 convs with bias); then
+``conv_last``, ``last_1x1_conv_weights`` and the classifier ``fc_weights`` /
+``fc_offset`` ([in, out], like ``nn.Linear``).  Names do not depend on the
+width; the scale is told from the shapes (``conv_last_weights`` channels).
 """
 from __future__ import annotations
 
@@ -41,11 +64,17 @@ import re
 from functools import lru_cache
 from typing import Iterable, Mapping
 
-from ..archs.specs import RESNET_VD_DEPTHS
+from ..archs.specs import (MOBILENET_V3, MOBILENET_V3_SCALES, MOBILENET_V3_SQUEEZE, RESNET_DEPTHS,
+                           RESNET_VD_DEPTHS, make_divisible)
 from ..errors import CheckpointMismatch
 
 __all__ = ["fluid_to_dygraph", "dygraph_to_fluid", "fluid_to_dygraph_for_arch", "name_table",
-           "guess_depth", "depth_of_arch", "is_optimizer_state", "DEPTHS"]
+           "resnet_table", "mobilenet_v3_table", "legacy_table", "guess_arch", "uses_legacy_names",
+           "dygraph_to_fluid_for_arch",
+           "guess_depth", "depth_of_arch", "is_optimizer_state", "DEPTHS", "LEGACY_FAMILIES"]
+
+#: the families whose legacy names clsviz maps, as arch-name patterns
+LEGACY_FAMILIES = ("ResNet*_vd", "ResNet*", "MobileNetV3_{small,large}_x*")
 
 #: depth -> (block kind, blocks per stage), shared with clsviz.archs.resnet_vd
 DEPTHS = RESNET_VD_DEPTHS
@@ -71,8 +100,8 @@ def _block_name(depth: int, stage: int, i: int) -> str:
     return f"res{stage + 2}{chr(97 + i)}"
 
 
-def _conv_bn(fluid: str, dygraph: str) -> list[tuple[str, str]]:
-    bn = "bn" + fluid[3:]
+def _conv_bn(fluid: str, dygraph: str, bn: str | None = None) -> list[tuple[str, str]]:
+    bn = bn or "bn" + fluid[3:]
     pairs = [(f"{fluid}_weights", f"{dygraph}.conv.weight")]
     pairs += [(f"{bn}_{f}", f"{dygraph}.bn.{d}") for f, d in _BN_SUFFIX]
     return pairs
@@ -84,11 +113,27 @@ def name_table(depth: int) -> tuple[tuple[str, str], ...]:
     if depth not in DEPTHS:
         raise CheckpointMismatch(f"no ResNet_vd of depth {depth}",
                                  hint=f"supported depths: {sorted(DEPTHS)}")
+    return _resnet_table(depth, vd=True)
+
+
+@lru_cache(maxsize=None)
+def resnet_table(depth: int) -> tuple[tuple[str, str], ...]:
+    """``((fluid name, dygraph name), …)`` for the plain ResNet{depth}, in network order."""
+    if depth not in RESNET_DEPTHS:
+        raise CheckpointMismatch(f"no plain ResNet of depth {depth}",
+                                 hint=f"supported depths: {list(RESNET_DEPTHS)}")
+    return _resnet_table(depth, vd=False)
+
+
+def _resnet_table(depth: int, *, vd: bool) -> tuple[tuple[str, str], ...]:
     kind, counts = DEPTHS[depth]
     convs = ("2a", "2b") if kind == "basic" else ("2a", "2b", "2c")
     pairs: list[tuple[str, str]] = []
-    for j in range(3):
-        pairs += _conv_bn(f"conv1_{j + 1}", f"stem.{j}")
+    if vd:
+        for j in range(3):
+            pairs += _conv_bn(f"conv1_{j + 1}", f"stem.{j}")
+    else:
+        pairs += _conv_bn("conv1", "stem.0", bn="bn_conv1")
     k = 0
     for stage, n in enumerate(counts):
         for i in range(n):
@@ -102,14 +147,107 @@ def name_table(depth: int) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+@lru_cache(maxsize=None)
+def mobilenet_v3_table(size: str) -> tuple[tuple[str, str], ...]:
+    """``((fluid name, dygraph name), …)`` for MobileNetV3 ``size`` ("small"/"large"), any width."""
+    if size not in MOBILENET_V3:
+        raise CheckpointMismatch(f"no MobileNetV3 {size!r}", hint="sizes: 'small', 'large'")
+
+    def conv_bn(fluid, dygraph):
+        return _conv_bn(fluid, dygraph, bn=f"{fluid}_bn")
+
+    pairs = conv_bn("conv1", "conv")
+    for i, (_k, _exp, _c, se, _act, _s) in enumerate(MOBILENET_V3[size]):
+        f, d = f"conv{i + 2}", f"blocks.{i}"
+        pairs += conv_bn(f"{f}_expand", f"{d}.expand_conv") + conv_bn(f"{f}_depthwise", f"{d}.bottleneck_conv")
+        if se:
+            pairs += [(f"{f}_se_{j}_{w}", f"{d}.mid_se.conv{j}.{v}")
+                      for j in (1, 2) for w, v in (("weights", "weight"), ("offset", "bias"))]
+        pairs += conv_bn(f"{f}_linear", f"{d}.linear_conv")
+    pairs += conv_bn("conv_last", "last_second_conv")
+    pairs += [("last_1x1_conv_weights", "last_conv.weight"), ("fc_weights", "fc.weight"),
+              ("fc_offset", "fc.bias")]
+    return tuple(pairs)
+
+
+_VD_RE = re.compile(r"^ResNet(\d+)_vd(?:_\w+)?$", re.IGNORECASE)
+_RESNET_RE = re.compile(r"^ResNet(\d+)$", re.IGNORECASE)
+_MBV3_RE = re.compile(r"^MobileNetV3_(small|large)_(x\d+_\d+)$", re.IGNORECASE)
+
+
+def legacy_table(arch: str) -> tuple[tuple[str, str], ...] | None:
+    """The legacy name table of a registry architecture name, or None if its family has none."""
+    arch = arch or ""
+    m = _VD_RE.match(arch)
+    if m and int(m.group(1)) in DEPTHS:
+        return name_table(int(m.group(1)))
+    m = _RESNET_RE.match(arch)
+    if m and int(m.group(1)) in RESNET_DEPTHS:
+        return resnet_table(int(m.group(1)))
+    m = _MBV3_RE.match(arch)
+    if m and m.group(2).lower() in MOBILENET_V3_SCALES:
+        return mobilenet_v3_table(m.group(1).lower())
+    return None
+
+
+def _candidates():
+    """(arch, table) for every legacy scheme; MobileNetV3 under its size (the width comes later)."""
+    for depth in DEPTHS:
+        yield f"ResNet{depth}_vd", name_table(depth)
+    for depth in RESNET_DEPTHS:
+        yield f"ResNet{depth}", resnet_table(depth)
+    for size in MOBILENET_V3:
+        yield f"MobileNetV3_{size}", mobilenet_v3_table(size)
+
+
+def _mobilenet_v3_scale(size: str, state) -> str | None:
+    """``x1_0`` etc. from the channels of the last 1x1 conv before pooling, or None."""
+    if not isinstance(state, Mapping):
+        return None
+    v = state.get("conv_last_weights", state.get("last_second_conv.conv.weight"))
+    shape = getattr(v, "shape", v)  # an array, or a shape tuple
+    if not isinstance(shape, (tuple, list)) or not shape:
+        return None
+    for tag, scale in MOBILENET_V3_SCALES.items():
+        if make_divisible(scale * MOBILENET_V3_SQUEEZE[size]) == int(shape[0]):
+            return tag
+    return None
+
+
+def guess_arch(names_or_state) -> str | None:
+    """The architecture whose legacy (or clsviz) weight names are exactly these, or None.
+
+    Optimizer state is ignored.  A MobileNetV3's width is read from the tensor shapes,
+    so pass the state dict (or a name → array or shape mapping) for those; names alone
+    give None.
+    """
+    keys = {n for n in names_or_state if not is_optimizer_state(n)}
+    for arch, table in _candidates():
+        if keys == {f for f, _ in table} or keys == {d for _, d in table}:
+            if arch.startswith("MobileNetV3_"):
+                tag = _mobilenet_v3_scale(arch.split("_")[1], names_or_state)
+                return f"{arch}_{tag}" if tag else None
+            return arch
+    return None
+
+
+def uses_legacy_names(names, arch: str | None) -> bool:
+    """Whether ``names`` (optimizer state aside) include legacy names of ``arch``'s family."""
+    table = legacy_table(arch) if arch else None
+    if table is None:
+        return False
+    fluid = {f for f, _ in table}
+    return any(n in fluid for n in names if not is_optimizer_state(n))
+
+
 def _listing(names, limit=8) -> str:
     names = sorted(names)
     more = f" … (+{len(names) - limit} more)" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
 
 
-def _convert(items, table: dict, depth: int, direction: str, *, strict: bool,
-             skip_optimizer: bool):
+def _convert(items, table: dict, what: str, direction: str, *, strict: bool,
+             skip_optimizer: bool, hint: str = ""):
     is_dict = isinstance(items, Mapping)
     keys = list(items.keys()) if is_dict else list(items)
     unmapped, skipped, out = [], [], {}
@@ -123,18 +261,14 @@ def _convert(items, table: dict, depth: int, direction: str, *, strict: bool,
             unmapped.append(key)
     src, dst = ("fluid", "dygraph") if direction == "fluid" else ("dygraph", "fluid")
     if unmapped:
-        guess = guess_depth(keys)
-        hint = (f"these names are those of ResNet{guess}_vd: pass depth={guess}" if guess
-                else "is the depth right? (clsviz.formats.fluid_names.guess_depth(names)) "
-                     "— or the checkpoint is not a PaddleClas ResNet_vd")
         raise CheckpointMismatch(
-            f"{len(unmapped)} {src} name(s) have no {dst} counterpart in ResNet{depth}_vd: "
+            f"{len(unmapped)} {src} name(s) have no {dst} counterpart in {what}: "
             f"{_listing(unmapped)}", hint=hint)
     if strict:
         missing = set(table) - set(keys)
         if missing:
             raise CheckpointMismatch(
-                f"{len(missing)} {src} name(s) of ResNet{depth}_vd are missing: "
+                f"{len(missing)} {src} name(s) of {what} are missing: "
                 f"{_listing(missing)}",
                 hint="the checkpoint is incomplete or of another depth; pass strict=False "
                      "to convert what is there")
@@ -152,8 +286,15 @@ def fluid_to_dygraph(names_or_dict, depth: int, *, strict: bool = True,
     name that does not map, and (``strict``) any weight that is missing.
     """
     table = dict(name_table(depth))
-    return _convert(names_or_dict, table, depth, "fluid", strict=strict,
-                    skip_optimizer=skip_optimizer)
+    return _convert(names_or_dict, table, f"ResNet{depth}_vd", "fluid", strict=strict,
+                    skip_optimizer=skip_optimizer, hint=_depth_hint(names_or_dict))
+
+
+def _depth_hint(keys) -> str:
+    guess = guess_depth(keys)
+    return (f"these names are those of ResNet{guess}_vd: pass depth={guess}" if guess
+            else "is the depth right? (clsviz.formats.fluid_names.guess_depth(names)) "
+                 "— or the checkpoint is not a PaddleClas ResNet_vd")
 
 
 def dygraph_to_fluid(state_dict, depth: int, *, strict: bool = True) -> dict:
@@ -162,7 +303,8 @@ def dygraph_to_fluid(state_dict, depth: int, *, strict: bool = True) -> dict:
     The mirror of :func:`fluid_to_dygraph`, with the same return shapes and errors.
     """
     table = {d: f for f, d in name_table(depth)}
-    return _convert(state_dict, table, depth, "dygraph", strict=strict, skip_optimizer=False)
+    return _convert(state_dict, table, f"ResNet{depth}_vd", "dygraph", strict=strict, skip_optimizer=False,
+                    hint=_depth_hint(state_dict))
 
 
 def guess_depth(names: Iterable[str]) -> int | None:
@@ -178,39 +320,56 @@ def guess_depth(names: Iterable[str]) -> int | None:
     return None
 
 
-_ARCH_RE = re.compile(r"^ResNet(\d+)_vd(?:_\w+)?$", re.IGNORECASE)
-
-
 def depth_of_arch(arch: str) -> int | None:
     """``"ResNet50_vd"`` (or a width variant such as ``"ResNet18_vd_x0_25"``) -> 50."""
-    m = _ARCH_RE.match(arch or "")
+    m = _VD_RE.match(arch or "")
     depth = int(m.group(1)) if m else None
     return depth if depth in DEPTHS else None
 
 
 def fluid_to_dygraph_for_arch(state, arch: str | None, *, strict: bool = True) -> dict:
-    """Re-key a fluid checkpoint (``{fluid name: value}``) for a registered architecture.
+    """Re-key a legacy checkpoint (``{fluid name: value}``) for a registered architecture.
 
-    ``arch`` is a registry name; only the ResNet_vd family has a fluid name
-    map.  ``None`` guesses the depth from the names.  A state dict that
-    already uses clsviz names comes back unchanged (as a new dict).
+    ``arch`` is a registry name of a family with legacy names (:data:`LEGACY_FAMILIES`);
+    ``None`` guesses it from the names (and, for MobileNetV3, the shapes).  A state
+    dict that already uses clsviz names comes back unchanged (as a new dict, without
+    optimizer state).
     """
     keys = list(state.keys())
-    depth = depth_of_arch(arch) if arch else None
-    if arch and depth is None:
-        raise CheckpointMismatch(
-            f"fluid 1.x parameter names can only be mapped for ResNet*_vd, not {arch!r}",
-            hint="load the checkpoint with the architecture it was trained with, or convert "
-                 "the names yourself (clsviz.formats.tensorfile reads the files)")
-    if depth is None:
-        depth = guess_depth(keys)
-        if depth is None:
+    if arch:
+        table = legacy_table(arch)
+        if table is None:
             raise CheckpointMismatch(
-                "these fluid parameter names match no ResNet_vd depth "
+                f"fluid 1.x parameter names can only be mapped for ResNet*_vd, ResNet* and "
+                f"MobileNetV3_*, not {arch!r}",
+                hint="load the checkpoint with the architecture it was trained with, or convert "
+                     "the names yourself (clsviz.formats.tensorfile reads the files)")
+    else:
+        arch = guess_arch(state)
+        if arch is None:
+            raise CheckpointMismatch(
+                "these fluid parameter names match no ResNet_vd, ResNet or MobileNetV3 "
                 f"({len(keys)} names, e.g. {_listing(keys, 4)})",
                 hint="pass arch= (e.g. 'ResNet50_vd')")
-    dygraph_names = {d for _, d in name_table(depth)}
+        table = legacy_table(arch)
+    dygraph_names = {d for _, d in table}
     weights = [k for k in keys if not is_optimizer_state(k)]
     if weights and all(k in dygraph_names for k in weights):
         return {k: state[k] for k in weights}
-    return fluid_to_dygraph(state, depth, strict=strict)
+    guess = guess_arch(state)
+    hint = (f"these names are those of {guess}: pass arch={guess!r}" if guess and guess != arch
+            else "is the architecture right? (clsviz.formats.fluid_names.guess_arch(state))")
+    if depth_of_arch(arch) and not guess:
+        hint = _depth_hint(keys)
+    return _convert(state, dict(table), arch, "fluid", strict=strict, skip_optimizer=True, hint=hint)
+
+
+def dygraph_to_fluid_for_arch(state_dict, arch: str, *, strict: bool = True) -> dict:
+    """clsviz names (or a state dict) of ``arch`` -> its legacy fluid names; the mirror of
+    :func:`fluid_to_dygraph_for_arch` (raises :class:`CheckpointMismatch` the same way)."""
+    table = legacy_table(arch)
+    if table is None:
+        raise CheckpointMismatch(f"{arch!r} has no legacy fluid names",
+                                 hint=f"families with legacy names: {', '.join(LEGACY_FAMILIES)}")
+    return _convert(state_dict, {d: f for f, d in table}, arch, "dygraph", strict=strict,
+                    skip_optimizer=False)
