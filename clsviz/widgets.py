@@ -60,6 +60,39 @@ def _esc(x) -> str:
     return html.escape(str(x))
 
 
+def _arch_info(name) -> str:
+    """One line about a registered architecture: family, PaddleX name, parameters, FLOPs at 224."""
+    from .archs import model_info
+
+    if not name or name == FROM_BUNDLE:
+        return ""
+    try:
+        i = model_info(name)
+    except ClsvizError:
+        return ""
+    bits = [_esc(i.family)]
+    if i.paddlex_name:
+        bits.append(f"PaddleX <code>{_esc(i.paddlex_name)}</code>")
+    if i.params is not None:
+        bits.append(f"{i.params / 1e6:.2f} M params")
+    if i.macs is not None:
+        bits.append(f"{i.flops / 1e9:.2f} GFLOPs @224")
+    return "<small>" + " · ".join(bits) + "</small>"
+
+
+def _arch_dropdown(options, arch, value=None):
+    """The architecture list (every registered network, both naming schemes accepted) + its info line."""
+    from .archs import model_spec
+
+    kw = {} if value is None else {"value": value}
+    dd = W.Dropdown(options=options, description="arch", layout=W.Layout(width="100%"), **kw)
+    if arch is not None:
+        dd.value = model_spec(arch).name if ":" not in arch else arch
+    info = W.HTML(_arch_info(dd.value))
+    dd.observe(lambda c: setattr(info, "value", _arch_info(c["new"])), names="value")
+    return dd, info
+
+
 def _html_outputs(*fragments: str) -> tuple:
     """Output-widget outputs for HTML fragments (works with and without a live kernel)."""
     return tuple({"output_type": "display_data", "metadata": {},
@@ -300,7 +333,7 @@ class Explorer(W.VBox):
                  preprocess=None, modes=MODES, top_k: int = 3, repeats: int = 5, warmup: int = 1,
                  selected=3, chooser_start=None):
         super().__init__(layout=W.Layout(width="100%"))
-        from .archs import list_models, model_spec
+        from .archs import list_models
 
         self._engines: dict = {}
         self._exports: dict = {}
@@ -327,17 +360,14 @@ class Explorer(W.VBox):
         self.chooser.layout.display = "none"
         self.browse.observe(lambda c: setattr(self.chooser.layout, "display", None if c["new"] else "none"),
                             names="value")
-        self.arch = W.Dropdown(options=[FROM_BUNDLE, *list_models()], value=FROM_BUNDLE,
-                               description="arch", layout=W.Layout(width="100%"))
-        if arch is not None:
-            self.arch.value = model_spec(arch).name if ":" not in arch else arch
+        self.arch, self.arch_info = _arch_dropdown([FROM_BUNDLE, *list_models()], arch, FROM_BUNDLE)
         self.labels = W.Text(value="" if labels is None else str(labels), description="labels",
                              placeholder="labels.txt (optional, checkpoints only)",
                              layout=W.Layout(width="100%"))
         self.img_size = W.BoundedIntText(value=224, min=16, max=2048, step=16, description="image size",
                                          layout=W.Layout(width="190px"))
         self.model_info = W.HTML()
-        self._ckpt_box = W.VBox([self.arch, W.HBox([self.labels]), self.img_size])
+        self._ckpt_box = W.VBox([self.arch, self.arch_info, W.HBox([self.labels]), self.img_size])
 
         # modes and options
         self.modes = {m: W.Checkbox(value=m in modes, description=m, indent=False,
@@ -478,6 +508,8 @@ class Explorer(W.VBox):
             self._status(f"exporting {Path(path).name} as {arch} …")
             res = export(arch, path, out, labels=labels, image_shape=(3, *size), preprocess=pre)
             self._exports[key] = res
+            if res.labels_note:
+                self.model_info.value += f"<br><small>{_esc(res.labels_note)}</small>"
         return self._exports[key].out_dir
 
     def engine_options(self, mode: str) -> dict:
@@ -793,7 +825,7 @@ class ExportPanel(W.VBox):
     def __init__(self, checkpoint=None, arch: str | None = None, out_dir=None, *, labels=None,
                  class_num: int | None = None, img_size: int = 224, force: bool = False):
         super().__init__(layout=W.Layout(width="100%"))
-        from .archs import list_models, model_spec
+        from .archs import list_models
 
         self.checkpoint = W.Text(value="" if checkpoint is None else str(checkpoint), description="checkpoint",
                                  placeholder="model.pdparams or a fluid persistables folder",
@@ -804,9 +836,8 @@ class ExportPanel(W.VBox):
         self.chooser.layout.display = "none"
         self.browse.observe(lambda c: setattr(self.chooser.layout, "display", None if c["new"] else "none"),
                             names="value")
-        self.arch = W.Dropdown(options=list_models(), description="arch", layout=W.Layout(width="100%"))
-        if arch is not None:
-            self.arch.value = model_spec(arch).name if ":" not in arch else arch
+        # PP-LCNet_x1_0 is what PaddleX's docs train and PaddleClas's configs use most
+        self.arch, self.arch_info = _arch_dropdown(list_models(), arch, "PPLCNet_x1_0")
         self.class_num = W.BoundedIntText(value=class_num or 0, min=0, max=1_000_000,
                                           description="classes", tooltip="0 = read it from the checkpoint",
                                           layout=W.Layout(width="200px"))
@@ -824,7 +855,7 @@ class ExportPanel(W.VBox):
             W.HTML("<div style='font-size:16px;font-weight:600'>Export a checkpoint</div>"
                    "<small>rebuild the network from code, load the weights strictly, save an inference "
                    "model + sidecar, verify it against the network</small>"),
-            W.HBox([self.checkpoint, self.browse]), self.chooser, self.arch,
+            W.HBox([self.checkpoint, self.browse]), self.chooser, self.arch, self.arch_info,
             W.HBox([self.class_num, self.img_size]), self.labels, self.out_dir, self.force,
             self.export_button, self.output,
         ]

@@ -18,8 +18,13 @@ import importlib
 import importlib.metadata
 import sys
 import types
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
+
+from clsviz._paddle import dygraph_mode, paddle
 
 ROOT = "_ppcls_oracle"
 VERSION = "2.6.0"
@@ -99,10 +104,46 @@ def _restored(mod):
 
 def build(family: str, arch: str, **kwargs):
     """PaddleClas's own network for a clsviz family + registry name (random init, eval mode)."""
-    from clsviz._paddle import dygraph_mode
-
     mod = module(MODULES[family])
     with dygraph_mode(), _restored(mod):
         net = getattr(mod, arch)(pretrained=False, **kwargs)
     net.eval()
     return net
+
+
+# ------------------------------------------------ weights that exercise every layer
+def random_state(net, seed: int) -> dict[str, np.ndarray]:
+    """Weights with He-scaled convs and non-trivial BN / affine parameters and statistics."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k, v in net.state_dict().items():
+        shape = tuple(v.shape)
+        if k.endswith("._variance") or k.endswith("lab.scale") or (".bn." in k and k.endswith(".weight")):
+            a = rng.uniform(0.6, 1.4, shape)
+        elif k.endswith("._mean") or k.endswith(".bias"):
+            a = rng.normal(0.0, 0.1, shape)
+        elif len(shape) == 4:
+            a = rng.normal(0.0, (2.0 / np.prod(shape[1:])) ** 0.5, shape)
+        elif len(shape) == 2:  # Linear [in, out]
+            a = rng.normal(0.0, shape[0] ** -0.5, shape)
+        else:
+            raise AssertionError(f"no rule for {k} {shape}")
+        out[k] = a.astype(np.float32)
+    return out
+
+
+def calibrate_bn(net, x: np.ndarray) -> None:
+    """Set every BatchNorm's running mean/variance to its input's statistics on ``x``.
+
+    What training leaves behind; with arbitrary statistics a deep hard-swish network's
+    signal dies out and every image gives the same logits.
+    """
+    bns = [m for m in net.sublayers() if isinstance(m, (paddle.nn.BatchNorm, paddle.nn.BatchNorm2D))]
+    assert bns
+    for m in bns:
+        m._momentum = 0.0
+    with dygraph_mode(), paddle.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "when training, we now always track …"
+        net.train()
+        net(paddle.to_tensor(x))
+        net.eval()

@@ -175,3 +175,107 @@ def test_for_arch():
         fluid_to_dygraph_for_arch(fluid, "paddle.vision:resnet18")
     with pytest.raises(CheckpointMismatch, match="pass arch="):
         fluid_to_dygraph_for_arch({"w": 1}, None)
+
+
+# ------------------------------------------------------------------ ResNet and MobileNetV3 legacy names
+@pytest.mark.parametrize("arch", ["ResNet18", "ResNet50", "ResNet152", "MobileNetV3_small_x0_35",
+                                  "MobileNetV3_large_x1_25"])
+def test_legacy_tables_cover_the_real_networks(arch):
+    from clsviz.archs import get_model
+    from clsviz.formats.fluid_names import legacy_table
+
+    keys = list(get_model(arch, class_num=7).state_dict())
+    table = legacy_table(arch)
+    assert [d for _, d in table] == keys
+    assert len({f for f, _ in table}) == len(table)
+
+
+# spellings from PaddleClas's fluid-era sources (ppcls/modeling/architectures, release/2.0):
+# ConvBNLayer(name=N) -> N_weights; bn "bn_conv1" for conv1, else "bn" + N[3:]  (ResNet);
+# N_weights + N_bn_{scale,offset,mean,variance}; SE N_se_{1,2}_{weights,offset}; fc_weights/fc_offset
+@pytest.mark.parametrize("arch,fluid,dygraph", [
+    ("ResNet18", "conv1_weights", "stem.0.conv.weight"),
+    ("ResNet18", "bn_conv1_scale", "stem.0.bn.weight"),
+    ("ResNet50", "bn_conv1_variance", "stem.0.bn._variance"),
+    ("ResNet18", "res2a_branch1_weights", "blocks.0.short.conv.weight"),
+    ("ResNet50", "bn2a_branch2c_offset", "blocks.0.conv2.bn.bias"),
+    ("ResNet101", "res4b22_branch2c_weights", "blocks.29.conv2.conv.weight"),
+    ("ResNet152", "res3h_branch2a_weights", "blocks.10.conv0.conv.weight"),
+    ("ResNet34", "fc_0.w_0", "fc.weight"),
+    ("MobileNetV3_large_x1_0", "conv1_weights", "conv.conv.weight"),
+    ("MobileNetV3_large_x1_0", "conv1_bn_mean", "conv.bn._mean"),
+    ("MobileNetV3_large_x1_0", "conv2_expand_weights", "blocks.0.expand_conv.conv.weight"),
+    ("MobileNetV3_large_x1_0", "conv2_depthwise_bn_scale", "blocks.0.bottleneck_conv.bn.weight"),
+    ("MobileNetV3_large_x1_0", "conv5_se_1_weights", "blocks.3.mid_se.conv1.weight"),
+    ("MobileNetV3_large_x1_0", "conv5_se_2_offset", "blocks.3.mid_se.conv2.bias"),
+    ("MobileNetV3_large_x1_0", "conv16_linear_bn_variance", "blocks.14.linear_conv.bn._variance"),
+    ("MobileNetV3_small_x0_5", "conv2_se_1_offset", "blocks.0.mid_se.conv1.bias"),
+    ("MobileNetV3_small_x0_5", "conv12_linear_weights", "blocks.10.linear_conv.conv.weight"),
+    ("MobileNetV3_small_x0_5", "conv_last_bn_offset", "last_second_conv.bn.bias"),
+    ("MobileNetV3_small_x0_5", "last_1x1_conv_weights", "last_conv.weight"),
+    ("MobileNetV3_small_x0_5", "fc_weights", "fc.weight"),
+    ("MobileNetV3_small_x0_5", "fc_offset", "fc.bias"),
+])
+def test_legacy_spellings(arch, fluid, dygraph):
+    from clsviz.formats.fluid_names import legacy_table
+
+    assert dict(legacy_table(arch))[fluid] == dygraph
+
+
+def test_legacy_tables_by_family():
+    from clsviz.formats.fluid_names import legacy_table
+
+    small = {f for f, _ in legacy_table("MobileNetV3_small_x1_0")}
+    large = {f for f, _ in legacy_table("MobileNetV3_large_x1_0")}
+    assert "conv3_se_1_weights" not in small and "conv12_expand_weights" in small  # 11 blocks, no SE in 2-3
+    assert "conv16_expand_weights" in large and "conv17_expand_weights" not in large
+    assert "conv2_se_1_weights" not in large and "conv2_se_1_weights" in small
+    assert legacy_table("MobileNetV3_small_x0_35") == legacy_table("MobileNetV3_small_x1_25")
+    assert legacy_table("ResNet18_vd_x0_25") == name_table(18)
+    for arch in ("PPLCNet_x1_0", "PPHGNetV2_B0", "paddle.vision:resnet18", "ResNet200", "MobileNetV3_x1_0"):
+        assert legacy_table(arch) is None, arch
+
+
+def _write_persistables(folder, state, arch):
+    """A fluid save_persistables folder: one tensor file per legacy name, plus optimizer state."""
+    from clsviz.formats.fluid_names import dygraph_to_fluid_for_arch
+
+    folder.mkdir()
+    fluid = dygraph_to_fluid_for_arch(state, arch)
+    for name, arr in fluid.items():
+        tf.write_tensor_file(folder / name, arr)
+    first = next(iter(fluid))
+    tf.write_tensor_file(folder / f"{first}_velocity_0", np.zeros_like(fluid[first]))
+    tf.write_tensor_file(folder / "learning_rate_0", np.array([0.1], "float32"))
+    return fluid
+
+
+@pytest.mark.parametrize("arch", ["MobileNetV3_small_x0_35", "ResNet18"])
+def test_legacy_persistables_run_and_export(arch, tmp_path):
+    """A fluid-era folder of this family: guessed, run in dygraph, exported — same numbers as the network."""
+    import clsviz
+    from clsviz.formats.fluid_names import guess_arch
+    from paddleclas_oracle import calibrate_bn, random_state
+    from clsviz._paddle import dygraph_mode, paddle
+
+    net = clsviz.get_model(arch, class_num=6)
+    with dygraph_mode():
+        net.set_state_dict({k: paddle.to_tensor(v) for k, v in random_state(net, 3).items()})
+    x = np.random.default_rng(0).normal(0, 1, (2, 3, 64, 64)).astype(np.float32)
+    calibrate_bn(net, x)
+    state = {k: v.numpy() for k, v in net.state_dict().items()}
+    with dygraph_mode(), paddle.no_grad():
+        want = net(paddle.to_tensor(x)).numpy()
+    folder = tmp_path / "persistables"
+    fluid = _write_persistables(folder, state, arch)
+    assert guess_arch(fluid) == arch and guess_arch(state) == arch
+    rep = clsviz.inspect(folder)
+    assert arch in str(rep.to_dict())
+    clf = clsviz.load(folder, mode="dygraph", arch=arch)
+    np.testing.assert_allclose(clf.forward(x), want, rtol=1e-5, atol=1e-5)
+    r = clsviz.export(arch, folder, tmp_path / "bundle", image_shape=(3, 64, 64))
+    pred = clsviz.load(tmp_path / "bundle", mode="predictor", ir_optim=False, enable_mkldnn=False)
+    np.testing.assert_allclose(pred.forward(x), want, rtol=1e-4, atol=1e-4)
+    assert r.max_abs_diff <= 1e-4
+    with pytest.raises(CheckpointMismatch, match="MobileNetV3|ResNet"):
+        clsviz.load(folder, mode="dygraph", arch="ResNet50" if arch != "ResNet50" else "ResNet18")

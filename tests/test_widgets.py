@@ -216,3 +216,20 @@ def test_explorer_ticks_named_images(resnet18_bundle, images):
     ex.select_all.click()
     assert ex.selected_images() == sorted(images.glob("*.png")) and "3 of 3" in ex.image_count.value
     ex.close()
+
+
+def test_arch_lists_offer_the_model_zoo_in_both_spellings(resnet18_bundle, images):
+    panel = ExportPanel(arch="PP-LCNet_x1_0")                     # PaddleX spelling selects the network
+    assert panel.arch.value == "PPLCNet_x1_0"
+    assert "PaddleX <code>PP-LCNet_x1_0</code>" in panel.arch_info.value and "GFLOPs @224" in panel.arch_info.value
+    for name in ("PPLCNetV2_base", "MobileNetV3_small_x0_35", "PPHGNetV2_B6", "ResNet152", "ResNet50_vd"):
+        assert name in panel.arch.options
+    panel.arch.value = "PPHGNetV2_B0"
+    assert "PP-HGNetV2-B0" in panel.arch_info.value and "6.00 M params" in panel.arch_info.value
+    assert ExportPanel().arch.value == "PPLCNet_x1_0"            # the zoo's most used network by default
+    ex = Explorer(resnet18_bundle, images, arch="pp-hgnetv2-b3", selected=0)
+    assert ex.arch.value == "PPHGNetV2_B3" and "PP-HGNetV2-B3" in ex.arch_info.value
+    assert "MobileNetV3_large_x1_0" in ex.arch.options
+    ex.arch.value = "(from the bundle)"
+    assert ex.arch_info.value == ""
+    ex.close()

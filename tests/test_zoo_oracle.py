@@ -19,6 +19,7 @@ import pytest
 
 import clsviz
 import paddleclas_oracle as oracle
+from paddleclas_oracle import calibrate_bn, random_state
 from clsviz._paddle import dygraph_mode, paddle
 from clsviz.archs import model_spec
 
@@ -43,38 +44,6 @@ OPTIONS = [
     ("ResNet18", {"max_pool": False, "stem_act": None}, SHAPE),
     ("ResNet34_vd", {"stride_list": [2, 2, 1, 2, 2], "max_pool": False}, SHAPE),
 ]
-
-
-def random_state(net, seed: int) -> dict[str, np.ndarray]:
-    """Weights with He-scaled convs and non-trivial BN / affine parameters and statistics."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for k, v in net.state_dict().items():
-        shape = tuple(v.shape)
-        if k.endswith("._variance") or k.endswith("lab.scale") or (".bn." in k and k.endswith(".weight")):
-            a = rng.uniform(0.6, 1.4, shape)
-        elif k.endswith("._mean") or k.endswith(".bias"):
-            a = rng.normal(0.0, 0.1, shape)
-        elif len(shape) == 4:
-            a = rng.normal(0.0, (2.0 / np.prod(shape[1:])) ** 0.5, shape)
-        elif len(shape) == 2:  # Linear [in, out]
-            a = rng.normal(0.0, shape[0] ** -0.5, shape)
-        else:
-            raise AssertionError(f"no rule for {k} {shape}")
-        out[k] = a.astype(np.float32)
-    return out
-
-
-def calibrate_bn(net, x: np.ndarray) -> None:
-    """Set every BatchNorm's running mean/variance to its input's statistics on ``x``."""
-    bns = [m for m in net.sublayers() if isinstance(m, (paddle.nn.BatchNorm, paddle.nn.BatchNorm2D))]
-    assert bns
-    for m in bns:
-        m._momentum = 0.0
-    net.train()
-    with paddle.no_grad():
-        net(paddle.to_tensor(x))
-    net.eval()
 
 
 def two_images(h: int, w: int, seed: int) -> np.ndarray:
