@@ -88,7 +88,7 @@ def expect(model: str, kind: str, mode: str) -> Expect:
         if arch is None:
             if kind == "fluid_checkpoint":
                 return Expect(False, error="CheckpointMismatch", match="can only be mapped for ResNet",
-                              how="fluid names map to clsviz networks for ResNet_vd only")
+                              how="fluid names map to clsviz networks for ResNet_vd, ResNet and MobileNetV3 only")
             return Expect(False, error="ArchitectureError", match="unknown architecture",
                           how="no network code for this model")
         return Expect(True, f"arch={arch}")
