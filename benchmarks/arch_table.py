@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO))
 from clsviz.archs import list_models  # noqa: E402
 from clsviz.archs.flops import measure  # noqa: E402
 from clsviz.archs.registry import STATS_FILE  # noqa: E402
+from docsection import read_section, write_section  # noqa: E402
 
 DOC = REPO / "docs" / "architectures.md"
 START, END = "<!-- arch-table:start -->", "<!-- arch-table:end -->"
@@ -63,17 +64,11 @@ def render_markdown() -> str:
 
 
 def docs_section() -> str:
-    text = DOC.read_text(encoding="utf-8")
-    if START not in text or END not in text:
-        return ""
-    return text.split(START, 1)[1].split(END, 1)[0].strip("\n") + "\n"
+    return read_section(DOC, START, END)
 
 
 def write_docs() -> None:
-    text = DOC.read_text(encoding="utf-8")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    DOC.write_text(f"{head}{START}\n{render_markdown()}{END}{tail}", encoding="utf-8")
+    write_section(DOC, START, END, render_markdown())
 
 
 def stored_names() -> set:

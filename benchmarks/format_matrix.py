@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 import fixtures_legacy as FX  # noqa: E402
+from docsection import read_section, write_section  # noqa: E402
 
 DOC = REPO / "docs" / "formats.md"
 START, END = "<!-- format-matrix:start -->", "<!-- format-matrix:end -->"
@@ -200,17 +201,11 @@ def render_markdown() -> str:
 
 
 def docs_section() -> str:
-    text = DOC.read_text(encoding="utf-8")
-    if START not in text or END not in text:
-        return ""
-    return text.split(START, 1)[1].split(END, 1)[0].strip("\n") + "\n"
+    return read_section(DOC, START, END)
 
 
 def write_docs() -> None:
-    text = DOC.read_text(encoding="utf-8")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    DOC.write_text(f"{head}{START}\n{render_markdown()}{END}{tail}", encoding="utf-8")
+    write_section(DOC, START, END, render_markdown())
 
 
 def main(argv=None) -> int:
