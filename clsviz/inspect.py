@@ -311,10 +311,14 @@ def _stray_role(f: Path) -> str:
 
 
 def _guess_arch(state) -> str | None:
-    """The architecture whose (legacy or clsviz) weight names these are; ``state``: names → arrays/shapes."""
+    """The architecture whose (legacy or clsviz) weight names and shapes these are.
+
+    ``state``: names → arrays or shapes.
+    """
+    from .archs import guess_architecture
     from .formats.fluid_names import guess_arch
 
-    return guess_arch(state)
+    return guess_arch(state) or guess_architecture(state)
 
 
 def _modes(**kw) -> tuple:
@@ -323,7 +327,7 @@ def _modes(**kw) -> tuple:
 
 def _checkpoint_modes(arch: str | None, *, what: str) -> tuple:
     need = ("needs", "needs the network code: pass --arch (arch=)"
-            + (f", e.g. {arch} — the names are clsviz/PaddleClas {arch}'s" if arch else
+            + (f", e.g. {arch} — the names and shapes are clsviz/PaddleClas {arch}'s" if arch else
                "; see clsviz.list_models()"))
     no_program = ("no", f"{what} has no program: {_EXPORT_HOW}")
     return _modes(predictor=no_program, executor=no_program, dygraph=need,

@@ -300,7 +300,9 @@ def _migrate_checkpoint(files, src, dst, *, arch, class_num, force, labels, prep
 
     state = load_state_dict(files.checkpoint, trust=trust)
     if arch is None:
-        guess = guess_arch(state)
+        from .archs import guess_architecture
+
+        guess = guess_arch(state) or guess_architecture(state)
         what = {detect.FLUID_PERSISTABLES: "a fluid persistables folder",
                 detect.STATIC_SAVE: "a paddle.static.save checkpoint"}.get(files.kind, "a checkpoint")
         raise OptionError(

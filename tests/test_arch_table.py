@@ -114,3 +114,32 @@ def test_duplicate_spellings_are_refused():
     with pytest.raises(ArchitectureError, match="registered twice"):
         register_model("MyNet", paddlex_name="PP-HGNetV2-B0")(lambda class_num=1000: None)
     assert "MyNet" not in list_models()
+
+
+@pytest.mark.parametrize("arch", ["PPLCNet_x0_35", "PPLCNetV2_small", "MobileNetV3_large_x0_75", "PPHGNetV2_B1",
+                                  "ResNet34", "ResNet34_vd", "paddle.vision:mobilenet_v2"])
+def test_a_checkpoint_names_its_architecture(arch):
+    """Names and shapes identify the network, whatever the class count (a fine-tuned checkpoint)."""
+    from clsviz.archs import guess_architecture
+
+    state = {k: v.numpy() for k, v in clsviz.get_model(arch, class_num=37).state_dict().items()}
+    assert guess_architecture(state) == arch
+    assert guess_architecture({k: v.shape for k, v in state.items()}) == arch
+    state.pop(next(iter(state)))
+    assert guess_architecture(state) is None
+
+
+def test_other_options_or_unknown_networks_are_not_guessed(tmp_path):
+    from clsviz._paddle import paddle
+    from clsviz.archs import guess_architecture
+
+    net = clsviz.get_model("PPLCNet_x0_35", class_num=5, use_last_conv=False)
+    state = {k: v.numpy() for k, v in net.state_dict().items()}
+    assert guess_architecture(state) is None and guess_architecture({}) is None
+    # the guess reaches the user: the dygraph mode's error and inspect name it
+    p = tmp_path / "ckpt.pdparams"
+    paddle.save(clsviz.get_model("PPHGNetV2_B0", class_num=3).state_dict(), str(p))
+    with pytest.raises(clsviz.OptionError, match="no architecture is known") as e:
+        clsviz.load(p, mode="dygraph")
+    assert "'PPHGNetV2_B0'" in str(e.value)
+    assert "PPHGNetV2_B0" in str(clsviz.inspect(p).to_dict())

@@ -93,11 +93,12 @@ def count_params(net, *, trainable_only: bool = True) -> int:
 
 
 def measure(name: str, *, size: int = 224) -> dict:
-    """Parameters and MACs of a registered architecture (1000 classes, one ``size``² RGB image).
+    """Parameters, MACs (1000 classes, one ``size``² RGB image) and state signature of an architecture.
 
     What ``clsviz/data/architectures.json`` stores for :func:`clsviz.list_models`.
     """
-    from .registry import get_model
+    from .registry import get_model, state_signature
 
     net = get_model(name, class_num=1000)
-    return {"params": count_params(net), "macs": count_flops(net, (1, 3, size, size)).macs}
+    return {"params": count_params(net), "macs": count_flops(net, (1, 3, size, size)).macs,
+            "signature": state_signature({k: tuple(v.shape) for k, v in net.state_dict().items()})}

@@ -169,6 +169,48 @@ def model_info(name: str) -> ModelInfo:
                      spec.description)
 
 
+def state_signature(state) -> str | None:
+    """A short hash of a state dict's names and shapes, the class count left out.
+
+    ``state`` maps names to arrays or shape tuples.  The classifier's trailing tensors
+    (the last ones whose shapes hold the class count) have that dimension masked, so a
+    checkpoint fine-tuned to 7 classes signs like the 1000-class network.
+    """
+    import hashlib
+
+    from ..checkpoint import infer_class_num
+
+    shapes = {k: tuple(int(d) for d in getattr(v, "shape", v)) for k, v in state.items()}
+    if not shapes:
+        return None
+    n = infer_class_num({k: _Shaped(s) for k, s in shapes.items()})
+    masked = set()
+    for k in reversed(list(shapes)):
+        if n is None or n not in shapes[k]:
+            break
+        masked.add(k)
+    rows = [f"{k}:{tuple(-1 if (k in masked and d == n) else d for d in shapes[k])}" for k in sorted(shapes)]
+    return hashlib.sha1("\n".join(rows).encode()).hexdigest()[:16]
+
+
+class _Shaped:
+    """A shape standing in for an array (``infer_class_num`` reads ``ndim`` and ``shape``)."""
+
+    def __init__(self, shape):
+        self.shape, self.ndim = shape, len(shape)
+
+
+def guess_architecture(state) -> str | None:
+    """The registered architecture whose parameter names and shapes ``state`` has, or None.
+
+    Compares with signatures stored by ``benchmarks/arch_table.py`` (networks at their
+    default options); a network built with other options, or an unknown one, gives None.
+    """
+    sig = state_signature(state)
+    hits = sorted(n for n, s in _stats().items() if sig is not None and s.get("signature") == sig)
+    return hits[0] if len(hits) == 1 else None
+
+
 def list_models(pattern: str = "*") -> ModelList:
     """Registered architectures whose name, PaddleX name or alias matches a glob (case-insensitive).
 

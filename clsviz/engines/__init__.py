@@ -88,10 +88,16 @@ def _build(files, cfg, opts, *, mode, source, trust) -> Classifier:
         from .legacy import dygraph_from_program  # rebuilds the program op by op as a Layer
 
         return dygraph_from_program(files, cfg, opts, source=source)
-    if cfg.model_name is None:
-        raise OptionError("mode 'dygraph' rebuilds the network from code, and no architecture is known",
-                          hint="pass arch= (CLI: --arch / -m), e.g. 'ResNet50_vd'; see clsviz.list_models()")
     state = load_state_dict(files.checkpoint, trust=trust)
+    if cfg.model_name is None:
+        from ..archs import guess_architecture
+        from ..formats.fluid_names import guess_arch
+
+        guess = guess_arch(state) or guess_architecture(state)
+        raise OptionError("mode 'dygraph' rebuilds the network from code, and no architecture is known",
+                          hint="pass arch= (CLI: --arch / -m), "
+                               + (f"e.g. {guess!r}: the checkpoint's names and shapes are its"
+                                  if guess else "e.g. 'ResNet50_vd'; see clsviz.list_models()"))
     if files.kind == detect.FLUID_PERSISTABLES:
         from ..formats.fluid_names import fluid_to_dygraph_for_arch
 
