@@ -5,6 +5,7 @@
     >>> clf = clsviz.load("bundle/", mode="predictor")
     >>> clf.predict("cat.jpg", top_k=5)
     >>> clsviz.compare("images/", [clsviz.load("bundle/", mode=m) for m in clsviz.MODES])
+    >>> clsviz.evaluate("val/", "bundle/", modes="all", ray=True)   # accuracy; locally or on Ray
     >>> clsviz.inspect("old_model/")                       # which Paddle format, what is in it
     >>> clsviz.migrate("old_model/", "bundle3/")           # any legacy model -> Paddle 3 bundle
 """
@@ -17,6 +18,8 @@ from .bundle import BundleConfig, read_labels
 from .checkpoint import LoadDiagnostics, load_state_dict
 from .compare import compare
 from .engines import MODES, Classifier, EngineOptions, load
+from . import evaluate  # a callable module: clsviz.evaluate(folder, bundle, modes=..., ray=...)
+from .evaluate import Evaluation
 from .errors import (ArchitectureError, BackendUnavailable, CheckpointMismatch, ClsvizError,
                      EngineError, ExportError, FormatError, ImageError, OptionError, UnsafeCheckpoint)
 from .export import ExportResult, export
@@ -36,7 +39,7 @@ def predict(images, model, *, mode: str = "predictor", top_k: int = 5, **kwargs)
 
 
 __all__ = [
-    "get_model", "list_models", "export", "load", "predict", "compare", "MODES",
+    "get_model", "list_models", "export", "load", "predict", "compare", "evaluate", "Evaluation", "MODES",
     "Classifier", "EngineOptions", "BundleConfig", "Preprocess", "load_image", "read_labels",
     "load_state_dict", "LoadDiagnostics", "ExportResult",
     "inspect", "InspectReport", "InspectComparison", "migrate", "MigrateResult",

@@ -76,15 +76,22 @@ def pir_enabled() -> bool:
 
 @contextlib.contextmanager
 def static_mode():
-    """Scope ``paddle.enable_static()``: restore the caller's mode afterwards."""
-    was_dynamic = paddle.in_dynamic_mode()
-    if was_dynamic:
-        paddle.enable_static()
-    try:
+    """Scope ``paddle.enable_static()``: restore the caller's mode afterwards.
+
+    Paddle keeps the mode per thread, and ``enable_static()`` is a no-op in any thread but the
+    one that imported paddle (others start in dygraph mode without the context it undoes), so
+    there the tracer is switched off directly.  Ray Data, for one, calls actors from a thread.
+    """
+    if not paddle.in_dynamic_mode():
         yield
-    finally:
-        if was_dynamic:
-            paddle.disable_static()
+        return
+    paddle.enable_static()
+    with contextlib.ExitStack() as stack:
+        if paddle.in_dynamic_mode():
+            stack.enter_context(paddle.base.framework._dygraph_guard(None))
+        else:
+            stack.callback(paddle.disable_static)
+        yield
 
 
 @contextlib.contextmanager

@@ -136,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder")
     p.add_argument("--bundle", required=True)
     p.add_argument("--mode", default="predictor", help="a mode, a comma list, or 'all'")
+    p.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
+                   help="run on Ray: no ADDRESS starts a local runtime sized to this machine; "
+                        "'auto', HOST:PORT or ray://HOST:PORT joins a cluster")
+    p.add_argument("--workers", type=int, default=None, help="Ray actors (default: one per CPU / cpu_threads)")
+    p.add_argument("-b", "--batch_size", "--b", type=int, default=8)
+    p.add_argument("--cpu_num_threads", "--cpu_threads", dest="cpu_threads", type=int, default=None,
+                   help="threads per engine (default: all cores here, 1 per Ray actor)")
     p.add_argument("--out", default=None, help="where to write evaluation.html + confusion.png (default out/evaluate)")
     _flag(p, "--json")
 

@@ -4,18 +4,26 @@ A labelled folder is either a folder per class (``FOLDER/circle/001.png``) or a 
 folder with ``labels.txt`` (``filename class`` per line; extra words such as ``hard``
 are ignored, and ``class`` may be a name from the bundle's label list or a class id,
 as in PaddleClas's ``val_list.txt``).
+
+Images stream through batch by batch, here or on a Ray cluster (``ray=``, see
+:mod:`clsviz.cluster`); either way the answer is the same :class:`Evaluation`, and only
+the per-image top-k answers are kept, so memory does not grow with the images' pixels.
+An image that cannot be read is recorded in :attr:`ModeEval.unreadable`, never a crash.
+
+This module is callable: ``clsviz.evaluate(folder, bundle, ...)`` is :func:`evaluate`.
 """
 from __future__ import annotations
 
 import base64
 import html
+import inspect
 import json
 import os
 import sys
-import time
+import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -23,9 +31,10 @@ from .errors import FormatError, OptionError
 from .transforms import IMAGE_SUFFIXES
 
 LABELS_TXT = "labels.txt"
+TOP_K = 5  # answers kept per image and mode: enough to say how far two modes agree
 
-__all__ = ["evaluate", "EvalReport", "ModeEval", "Misclassified", "read_labelled_folder",
-           "write_evaluation_html", "evaluate_cli"]
+__all__ = ["evaluate", "Evaluation", "EvalReport", "ModeEval", "ModeAgreement", "RunFacts", "Misclassified",
+           "Unreadable", "read_labelled_folder", "write_evaluation_html", "evaluate_cli"]
 
 
 @dataclass(frozen=True)
@@ -39,31 +48,113 @@ class Misclassified:
         return {"path": self.path, "true": self.true, "pred": self.pred, "score": round(self.score, 6)}
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """An image of the folder that could not be read; it is left out of the accuracy."""
+
+    path: str
+    true: str
+    error: str
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "true": self.true, "error": self.error}
+
+
 @dataclass(frozen=True, eq=False)
 class ModeEval:
     """One mode's results on the folder."""
 
     mode: str
-    accuracy: float
-    per_class: Mapping[str, float | None]  # None: no image of that class in the folder
+    accuracy: float  # over the images that could be read
+    per_class: Mapping[str, float | None]  # None: no readable image of that class in the folder
     confusion: np.ndarray  # [classes, classes] counts; rows true, columns predicted
     misclassified: tuple[Misclassified, ...]
-    y_pred: tuple[int, ...]
-    scores: tuple[float, ...]
+    y_pred: tuple[int, ...]  # -1: the image could not be read
+    scores: tuple[float, ...]  # top-1 probability (NaN: unreadable)
     build_seconds: float
-    seconds: float
+    seconds: float  # the pass over the folder (on Ray: actor start and engine build included)
+    unreadable: tuple[Unreadable, ...] = ()
+    topk_ids: np.ndarray | None = None  # [images, k] class ids, best first; -1 rows: unreadable
+    topk_probs: np.ndarray | None = None  # [images, k]
+
+    @property
+    def scored(self) -> int:
+        return len(self.y_pred) - len(self.unreadable)
+
+    @property
+    def images_per_second(self) -> float:
+        return len(self.y_pred) / self.seconds if self.seconds > 0 else float("nan")
 
     def to_dict(self) -> dict:
-        return {"mode": self.mode, "accuracy": round(self.accuracy, 6),
+        return {"mode": self.mode, "accuracy": _round(self.accuracy),
                 "per_class": {k: (None if v is None else round(v, 6)) for k, v in self.per_class.items()},
                 "confusion": self.confusion.tolist(),
                 "misclassified": [m.to_dict() for m in self.misclassified],
-                "build_seconds": round(self.build_seconds, 3), "seconds": round(self.seconds, 3)}
+                "unreadable": [u.to_dict() for u in self.unreadable],
+                "build_seconds": round(self.build_seconds, 3), "seconds": round(self.seconds, 3),
+                "images_per_second": _round(self.images_per_second, 2)}
+
+
+@dataclass(frozen=True)
+class ModeAgreement:
+    """How often a mode gives the reference mode's answer, image by image, on the folder."""
+
+    mode: str
+    reference: str
+    images: int  # images both modes could read
+    top1_agree: float  # share of images with the same top-1 class
+    topk_agree: float  # share with the same top-k classes in the same order
+    max_prob_diff: float  # largest |Δ probability| in the top k, over the images ranked alike
+    differing: tuple[str, ...]  # images whose top-1 class differs
+
+    def to_dict(self) -> dict:
+        return {"mode": self.mode, "reference": self.reference, "images": self.images,
+                "top1_agree": _round(self.top1_agree), "topk_agree": _round(self.topk_agree),
+                "max_prob_diff": float(self.max_prob_diff), "differing": list(self.differing)}
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """Where and how fast the evaluation ran."""
+
+    backend: str  # "local" or "ray"
+    workers: int  # engines scoring at once (Ray actors; 1 here)
+    threads_per_worker: int
+    batch_size: int
+    images: int  # per mode
+    modes: int
+    seconds: float  # wall time: engines built, every mode run
+    peak_rss_mb: float  # this (driver) process's peak resident memory so far
+    address: str | None = None  # the Ray runtime's address
+    processes: tuple[str, ...] = ()  # Ray: the worker processes (host:pid) that returned answers
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images * self.modes / self.seconds if self.seconds > 0 else float("nan")
+
+    def to_dict(self) -> dict:
+        return {"backend": self.backend, "address": self.address, "workers": self.workers,
+                "threads_per_worker": self.threads_per_worker, "batch_size": self.batch_size,
+                "images": self.images, "modes": self.modes, "seconds": round(self.seconds, 3),
+                "images_per_second": _round(self.images_per_second, 2), "peak_rss_mb": round(self.peak_rss_mb, 1),
+                "processes": list(self.processes)}
+
+    def to_text(self) -> str:
+        where = "local" if self.backend == "local" else f"ray at {self.address}"
+        return (f"{where}: {self.workers} worker{'s' * (self.workers != 1)} × {self.threads_per_worker} "
+                f"thread{'s' * (self.threads_per_worker != 1)}, batch {self.batch_size} · "
+                f"{self.images * self.modes} images in {self.seconds:.1f} s ({self.images_per_second:.1f}/s) · "
+                f"peak RSS {self.peak_rss_mb:.0f} MB")
+
+
+def _round(v: float, nd: int = 6):
+    return None if v is None or not np.isfinite(v) else round(float(v), nd)
 
 
 @dataclass(frozen=True, eq=False)
-class EvalReport:
-    """Accuracy, per-class accuracy, confusion matrix and misclassified images, per mode."""
+class Evaluation:
+    """Accuracy, per-class accuracy, confusion matrix, misclassified and unreadable images per mode,
+    agreement between the modes, and the facts of the run (local or Ray, workers, throughput, time)."""
 
     folder: str
     bundle: str
@@ -72,6 +163,8 @@ class EvalReport:
     paths: tuple[str, ...]
     y_true: tuple[int, ...]
     modes: Mapping[str, ModeEval]
+    agreement: tuple[ModeAgreement, ...] = ()
+    run: RunFacts | None = None
 
     @property
     def accuracy(self) -> dict[str, float]:
@@ -89,6 +182,15 @@ class EvalReport:
     def misclassified(self) -> dict[str, tuple[Misclassified, ...]]:
         return {m: r.misclassified for m, r in self.modes.items()}
 
+    @property
+    def unreadable(self) -> tuple[Unreadable, ...]:
+        """Images that could not be read (in any mode)."""
+        seen: dict[str, Unreadable] = {}
+        for r in self.modes.values():
+            for u in r.unreadable:
+                seen.setdefault(u.path, u)
+        return tuple(seen.values())
+
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(np.asarray(self.y_true, int), minlength=len(self.labels))
         return {lab: int(c) for lab, c in zip(self.labels, counts)}
@@ -97,19 +199,28 @@ class EvalReport:
         return {"folder": self.folder, "bundle": self.bundle, "layout": self.layout,
                 "labels": list(self.labels), "images": len(self.paths),
                 "class_counts": self.class_counts(),
-                "accuracy": {m: round(a, 6) for m, a in self.accuracy.items()},
-                "modes": {m: r.to_dict() for m, r in self.modes.items()}}
+                "accuracy": {m: _round(a) for m, a in self.accuracy.items()},
+                "unreadable": [u.to_dict() for u in self.unreadable],
+                "modes": {m: r.to_dict() for m, r in self.modes.items()},
+                "agreement": [a.to_dict() for a in self.agreement],
+                "run": None if self.run is None else self.run.to_dict()}
 
     def to_text(self, *, max_errors: int = 10) -> str:
         modes = list(self.modes)
         lines = [f"{len(self.paths)} images in {len(self.labels)} classes from {self.folder} "
                  f"({self.layout}); model {self.bundle}", ""]
-        lines.append(f"{'mode':<10} {'accuracy':>9} {'correct':>11} {'wrong':>6} {'build s':>8} {'run s':>7}")
-        n = len(self.paths)
+        lines.append(f"{'mode':<10} {'accuracy':>9} {'correct':>11} {'wrong':>6} {'build s':>8} {'run s':>7} "
+                     f"{'img/s':>7}")
         for m, r in self.modes.items():
+            n = r.scored
             ok = n - len(r.misclassified)
             lines.append(f"{m:<10} {r.accuracy:>9.2%} {f'{ok}/{n}':>11} {len(r.misclassified):>6} "
-                         f"{r.build_seconds:>8.2f} {r.seconds:>7.2f}")
+                         f"{r.build_seconds:>8.2f} {r.seconds:>7.2f} {r.images_per_second:>7.1f}")
+        if self.run is not None:
+            lines.append(f"run: {self.run.to_text()}")
+        for a in self.agreement:
+            lines.append(f"{a.mode} vs {a.reference}: top-1 agrees on {a.top1_agree:.2%} of {a.images} images, "
+                         f"top-{TOP_K} on {a.topk_agree:.2%}; max |Δp| {a.max_prob_diff:.2g}")
         counts = self.class_counts()
         w = max([len("class")] + [len(x) for x in self.labels])
         lines += ["", f"{'class':<{w}} {'n':>5} " + " ".join(f"{m:>10}" for m in modes)]
@@ -123,6 +234,10 @@ class EvalReport:
                           f"{len(first.misclassified)}):"]
             for e in first.misclassified[:max_errors]:
                 lines.append(f"  {_rel(e.path, self.folder)}: {e.true} → {e.pred} ({e.score:.3f})")
+        bad = self.unreadable
+        if bad:
+            lines += ["", f"unreadable, left out of the accuracy ({min(max_errors, len(bad))} of {len(bad)}):"]
+            lines += [f"  {_rel(u.path, self.folder)}: {u.error}" for u in bad[:max_errors]]
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -130,18 +245,30 @@ class EvalReport:
 
     def _repr_html_(self) -> str:
         rows = "".join(f"<tr><td><b>{html.escape(m)}</b></td><td style='text-align:right'>{r.accuracy:.2%}</td>"
-                       f"<td style='text-align:right'>{len(r.misclassified)}</td></tr>"
+                       f"<td style='text-align:right'>{len(r.misclassified)}</td>"
+                       f"<td style='text-align:right'>{r.images_per_second:.1f}</td></tr>"
                        for m, r in self.modes.items())
         per = "".join(
             f"<tr><td>{html.escape(lab)}</td>" + "".join(
                 f"<td style='text-align:right'>{'—' if r.per_class[lab] is None else f'{r.per_class[lab]:.1%}'}</td>"
                 for r in self.modes.values()) + "</tr>" for lab in self.labels)
         heads = "".join(f"<th>{html.escape(m)}</th>" for m in self.modes)
+        agree = "".join(f"<br><small>{html.escape(a.mode)} vs {html.escape(a.reference)}: top-1 agrees on "
+                        f"{a.top1_agree:.2%}</small>" for a in self.agreement)
+        bad = self.unreadable
+        unread = (f"<br><small style='color:#b45309'>{len(bad)} unreadable image(s) left out: "
+                  f"{html.escape(', '.join(os.path.basename(u.path) for u in bad[:5]))}"
+                  f"{' …' if len(bad) > 5 else ''}</small>" if bad else "")
+        run = f"<br><small>{html.escape(self.run.to_text())}</small>" if self.run is not None else ""
         return (f"<div><b>{len(self.paths)} images</b>, {len(self.labels)} classes from "
                 f"<code>{html.escape(self.folder)}</code>"
-                f"<table><tr><th>mode</th><th>accuracy</th><th>wrong</th></tr>{rows}</table>"
+                f"<table><tr><th>mode</th><th>accuracy</th><th>wrong</th><th>img/s</th></tr>{rows}</table>"
+                f"{run}{agree}{unread}"
                 f"<details><summary>per class</summary><table><tr><th>class</th>{heads}</tr>{per}</table>"
                 f"</details></div>")
+
+
+EvalReport = Evaluation  # the name before Ray runs arrived
 
 
 def _rel(path: str, folder: str) -> str:
@@ -232,64 +359,215 @@ def _parse_modes(modes) -> tuple[str, ...]:
     return modes
 
 
-def evaluate(folder, bundle, *, modes=("predictor",), batch_size: int = 8, progress: bool = True,
-             **engine_options) -> EvalReport:
+class _LocalScorer:
+    """Every mode's engine in this process, built up front (a bad option fails before any work)."""
+
+    backend = "local"
+    address = None
+    workers = 1
+
+    def __init__(self, bundle, *, modes, batch_size: int, top_k: int, options: dict):
+        from .engines import load
+
+        self.batch_size, self.top_k = batch_size, top_k
+        self.clfs = {}
+        try:
+            for m in modes:
+                self.clfs[m] = load(bundle, mode=m, batch_size=batch_size, **options)
+        except BaseException:
+            self.close()
+            raise
+        self.threads = next(iter(self.clfs.values())).options.threads
+        self.processes: set[str] = set()
+
+    def build_seconds(self, mode: str) -> float:
+        return float(self.clfs[mode].build_seconds)
+
+    def score(self, mode: str, paths: Sequence, labels: Sequence[int]) -> Iterator[tuple]:
+        clf, bs = self.clfs[mode], self.batch_size
+        for start in range(0, len(paths), bs):
+            chunk = paths[start:start + bs]
+            ids, probs, errors = clf.score_batch(chunk, top_k=self.top_k)
+            yield np.arange(start, start + len(chunk)), ids, probs, errors
+
+    def close(self) -> None:
+        for c in self.clfs.values():
+            c.close()
+
+
+class _Tally:
+    """One mode's per-image answers, filled batch by batch in any order (Ray returns them unordered)."""
+
+    def __init__(self, n: int, k: int):
+        self.ids = np.full((n, k), -1, dtype=np.int64)
+        self.probs = np.full((n, k), np.nan, dtype=np.float64)
+        self.errors: dict[int, str] = {}
+        self.done = np.zeros(n, dtype=bool)
+
+    def add(self, index, ids, probs, errors) -> int:
+        """Record a batch; returns how many images it adds (a retried batch adds none)."""
+        index = np.asarray(index, dtype=np.int64)
+        k = min(self.ids.shape[1], np.shape(ids)[1])
+        fresh = int((~self.done[index]).sum())
+        self.ids[index, :k] = np.asarray(ids)[:, :k]
+        self.probs[index, :k] = np.asarray(probs)[:, :k]
+        for i, err in zip(index.tolist(), errors):
+            if err:
+                self.errors[i] = err
+            else:
+                self.errors.pop(i, None)
+        self.done[index] = True
+        return fresh
+
+
+def _mode_eval(mode: str, tally: _Tally, y_true: np.ndarray, labels, paths, *, build_seconds: float,
+               seconds: float) -> ModeEval:
+    from .errors import EngineError
+    from .viz import confusion_counts
+
+    if not tally.done.all():
+        missing = int((~tally.done).sum())
+        raise EngineError(f"mode {mode!r} returned answers for {len(y_true) - missing} of {len(y_true)} images",
+                          hint="this is a bug in clsviz or a lost Ray result; rerun with CLSVIZ_VERBOSE=1")
+    y_pred = tally.ids[:, 0].copy()
+    scores = tally.probs[:, 0].copy()
+    unread = np.zeros(len(y_true), dtype=bool)
+    unread[list(tally.errors)] = True
+    y_pred[unread] = -1
+    ok = ~unread
+    cm = confusion_counts(y_true, y_pred, len(labels))
+    rows = cm.sum(axis=1)
+    per_class = {lab: (None if rows[i] == 0 else float(cm[i, i] / rows[i])) for i, lab in enumerate(labels)}
+    wrong = tuple(Misclassified(str(paths[i]), labels[y_true[i]], labels[y_pred[i]], float(scores[i]))
+                  for i in np.flatnonzero(ok & (y_pred != y_true)))
+    unreadable = tuple(Unreadable(str(paths[i]), labels[y_true[i]], tally.errors[i]) for i in sorted(tally.errors))
+    accuracy = float(np.mean(y_pred[ok] == y_true[ok])) if ok.any() else float("nan")
+    return ModeEval(mode=mode, accuracy=accuracy, per_class=per_class, confusion=cm, misclassified=wrong,
+                    y_pred=tuple(int(v) for v in y_pred), scores=tuple(float(v) for v in scores),
+                    build_seconds=float(build_seconds), seconds=float(seconds), unreadable=unreadable,
+                    topk_ids=tally.ids, topk_probs=tally.probs)
+
+
+def _agreement(mode: ModeEval, ref: ModeEval, paths) -> ModeAgreement:
+    a_ids, b_ids = mode.topk_ids, ref.topk_ids
+    both = (a_ids[:, 0] >= 0) & (b_ids[:, 0] >= 0)
+    n = int(both.sum())
+    same1 = both & (a_ids[:, 0] == b_ids[:, 0])
+    samek = both & (a_ids == b_ids).all(axis=1)
+    diff = np.abs(mode.topk_probs[samek] - ref.topk_probs[samek])
+    return ModeAgreement(mode=mode.mode, reference=ref.mode, images=n,
+                         top1_agree=float(same1.sum() / n) if n else float("nan"),
+                         topk_agree=float(samek.sum() / n) if n else float("nan"),
+                         max_prob_diff=float(diff.max()) if diff.size else 0.0,
+                         differing=tuple(str(paths[i]) for i in np.flatnonzero(both & ~same1)))
+
+
+class _Progress:
+    """One bar in images over every mode (tqdm.auto: a widget in notebooks), or a callable
+    ``progress(done, total, mode)``, or nothing."""
+
+    def __init__(self, progress, total: int, desc: str):
+        self.total, self.done, self.bar, self.fn = total, 0, None, None
+        if callable(progress):
+            self.fn = progress
+        elif progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="img", file=sys.stderr, leave=False)
+
+    def mode(self, mode: str) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(mode)
+
+    def update(self, n: int, mode: str) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        if self.fn is not None:
+            self.fn(self.done, self.total, mode)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _split_options(options: dict) -> tuple[dict, dict]:
+    """``evaluate``'s keyword options → (``load_config`` keywords, the rest), checked up front."""
+    from .engines import EngineOptions, load, load_config
+
+    cfg_keys = set(inspect.signature(load_config).parameters) - {"path"}
+    load_keys = {k for k, p in inspect.signature(load).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    engine = {k: v for k, v in options.items() if k not in load_keys}
+    if "mode" in options:
+        raise OptionError("pass modes=, not mode=", hint="a mode, a comma list, a sequence or 'all'")
+    EngineOptions.from_kwargs(**engine)  # an unknown or bad engine option fails before any work
+    return {k: v for k, v in options.items() if k in cfg_keys}, options
+
+
+def evaluate(folder, bundle, *, modes=("predictor",), batch_size: int = 8,
+             progress: bool | Callable[[int, int, str], None] = True, ray=None, workers: int | None = None,
+             **engine_options) -> Evaluation:
     """Run every image of a labelled ``folder`` through ``bundle`` in each of ``modes``.
 
     ``modes`` is a sequence, a comma list, or ``"all"``.  Class names map to ids through
     the bundle's label list; an unknown name raises :class:`FormatError`.
+
+    ``ray=True`` runs on a local Ray runtime sized to this machine; ``ray="auto"`` or
+    ``ray="ray://host:port"`` (or ``"host:port"``) on an existing cluster, with ``workers``
+    actors (default: one per CPU / ``cpu_threads``).  The result is the same either way.
+    ``progress`` is a bar (True), nothing (False) or a callable ``(done, total, mode)``.
+    Other keywords go to :func:`clsviz.load` (``arch=``, ``cpu_threads=``, ``precision=``, …).
     """
-    from tqdm import tqdm
+    from .engines import load_config
+    from .timing import clock, peak_rss_mb
 
-    from .engines import load
-    from .viz import confusion_counts
-
+    t0 = clock()
     modes = _parse_modes(modes)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise OptionError(f"batch_size must be an integer ≥ 1, got {batch_size!r}")
-    clfs = {}
+    if ray in (None, False) and workers is not None:
+        raise OptionError("workers= sets the size of a Ray actor pool", hint="pass ray=True (or an address) too")
+    cfg_kw, options = _split_options(engine_options)
+    cfg = load_config(bundle, **cfg_kw)
+    n_cls = cfg.class_num or len(cfg.labels or ())
+    if not n_cls:
+        raise OptionError("cannot tell the model's classes", path=bundle,
+                          hint="pass labels= (a class list) or class_num=")
+    labels = tuple(cfg.labels) if cfg.labels else tuple(str(i) for i in range(n_cls))
+    paths, ys, layout = read_labelled_folder(folder, labels)  # a bad folder fails before any engine is built
+    y_true = np.asarray(ys, dtype=np.int64)
+    k = min(TOP_K, len(labels))
+    if ray in (None, False):
+        scorer = _LocalScorer(bundle, modes=modes, batch_size=batch_size, top_k=k, options=options)
+    else:
+        from .cluster import RayScorer
+
+        scorer = RayScorer(bundle, address=ray, workers=workers, batch_size=batch_size, top_k=k, options=options)
+    bar = _Progress(progress, len(paths) * len(modes), "evaluating" + (" on ray" if scorer.backend == "ray" else ""))
+    results = {}
     try:
         for m in modes:
-            clfs[m] = load(bundle, mode=m, batch_size=batch_size, **engine_options)
-            if len(clfs) == 1:  # a bad folder fails before the other engines are built
-                cfg = clfs[m].config
-                n_cls = cfg.class_num or len(cfg.labels or ())
-                labels = tuple(cfg.labels) if cfg.labels else tuple(str(i) for i in range(n_cls))
-                paths, ys, layout = read_labelled_folder(folder, labels)
-        y_true = np.asarray(ys, int)
-        chunks = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
-        results = {}
-        with tqdm(total=len(paths) * len(modes), desc="evaluating", unit="img", file=sys.stderr,
-                  disable=not progress, leave=False) as bar:
-            for m, clf in clfs.items():
-                bar.set_postfix_str(m)
-                t0 = time.perf_counter()
-                preds, scores = [], []
-                for chunk in chunks:
-                    for p in clf.predict(chunk, top_k=1):
-                        preds.append(p.top1.class_id)
-                        scores.append(p.top1.score)
-                    bar.update(len(chunk))
-                secs = time.perf_counter() - t0
-                y_pred = np.asarray(preds, int)
-                cm = confusion_counts(y_true, y_pred, len(labels))
-                rows = cm.sum(axis=1)
-                per_class = {lab: (None if rows[i] == 0 else float(cm[i, i] / rows[i]))
-                             for i, lab in enumerate(labels)}
-                wrong = tuple(Misclassified(str(paths[i]), labels[y_true[i]], labels[y_pred[i]], float(scores[i]))
-                              for i in np.flatnonzero(y_pred != y_true))
-                results[m] = ModeEval(mode=m, accuracy=float(np.mean(y_pred == y_true)), per_class=per_class,
-                                      confusion=cm, misclassified=wrong, y_pred=tuple(int(v) for v in y_pred),
-                                      scores=tuple(float(s) for s in scores),
-                                      build_seconds=float(clf.build_seconds), seconds=secs)
+            bar.mode(m)
+            tally = _Tally(len(paths), k)
+            t_mode = clock()
+            for index, ids, probs, errors in scorer.score(m, paths, ys):
+                bar.update(tally.add(index, ids, probs, errors), m)
+            results[m] = _mode_eval(m, tally, y_true, labels, paths, build_seconds=scorer.build_seconds(m),
+                                    seconds=clock() - t_mode)
     finally:
-        for c in clfs.values():
-            c.close()
-    return EvalReport(folder=str(folder), bundle=str(bundle), layout=layout, labels=labels,
-                      paths=tuple(str(p) for p in paths), y_true=tuple(int(v) for v in y_true), modes=results)
+        bar.close()
+        scorer.close()
+    ref = results[modes[0]]
+    run = RunFacts(backend=scorer.backend, workers=scorer.workers, threads_per_worker=scorer.threads,
+                   batch_size=batch_size, images=len(paths), modes=len(modes), seconds=clock() - t0,
+                   peak_rss_mb=peak_rss_mb(), address=scorer.address, processes=tuple(sorted(scorer.processes)))
+    return Evaluation(folder=str(folder), bundle=str(bundle), layout=layout, labels=labels,
+                      paths=tuple(str(p) for p in paths), y_true=tuple(int(v) for v in y_true), modes=results,
+                      agreement=tuple(_agreement(r, ref, paths) for m, r in results.items() if m != modes[0]),
+                      run=run)
 
 
-def write_evaluation_html(report: EvalReport, out_dir, *, max_gallery: int = 120) -> Path:
+def write_evaluation_html(report: Evaluation, out_dir, *, max_gallery: int = 120) -> Path:
     """Write ``confusion.png`` (first mode; ``confusion-<mode>.png`` for the others) and a
     self-contained ``evaluation.html`` into ``out_dir``; returns the HTML path."""
     from .report import badge, card, page, thumbnail_data_uri
@@ -303,8 +581,8 @@ def write_evaluation_html(report: EvalReport, out_dir, *, max_gallery: int = 120
     same = len({r.y_pred for r in report.modes.values()}) == 1
     for i, (m, r) in enumerate(report.modes.items()):
         fig = confusion_matrix(report.y_true, r.y_pred, report.labels,
-                               title=f"{m}: accuracy {r.accuracy:.1%} ({len(report.paths) - len(r.misclassified)}"
-                                     f"/{len(report.paths)})")
+                               title=f"{m}: accuracy {r.accuracy:.1%} ({r.scored - len(r.misclassified)}"
+                                     f"/{r.scored})")
         png = fig_to_png_bytes(fig)
         (out / ("confusion.png" if i == 0 else f"confusion-{m}.png")).write_bytes(png)
         if same and i > 0:
@@ -315,11 +593,18 @@ def write_evaluation_html(report: EvalReport, out_dir, *, max_gallery: int = 120
     n = len(report.paths)
     cards = "".join(
         card(f"accuracy · {m}", f"{r.accuracy:.1%}",
-             f"{n - len(r.misclassified)}/{n} right · "
+             f"{r.scored - len(r.misclassified)}/{r.scored} right · "
              + (badge("no errors", "ok") if not r.misclassified else badge(f"{len(r.misclassified)} wrong",
                                                                           "bad" if r.accuracy < 0.9 else "warn")))
         for m, r in report.modes.items())
-    cards += card("data", f"{n} images", f"{len(report.labels)} classes · layout {e(report.layout)}")
+    bad = report.unreadable
+    cards += card("data", f"{n} images", f"{len(report.labels)} classes · layout {e(report.layout)}"
+                  + (f" · {badge(f'{len(bad)} unreadable', 'warn')}" if bad else ""))
+    if report.run is not None:
+        r = report.run
+        cards += card("run", f"{r.images_per_second:.1f} img/s",
+                      e(f"{'Ray' if r.backend == 'ray' else 'local'} · {r.workers} worker(s) × "
+                        f"{r.threads_per_worker} thread(s) · {r.seconds:.1f} s"))
 
     counts = report.class_counts()
     heads = "".join(f"<th class='num'>{e(m)}</th>" for m in modes)
@@ -352,13 +637,29 @@ def write_evaluation_html(report: EvalReport, out_dir, *, max_gallery: int = 120
     else:
         gallery = f"<p>{badge('every image classified correctly', 'ok')}</p>"
 
+    agree = ""
+    if report.agreement:
+        rows = "".join(f"<tr><td>{e(a.mode)} vs {e(a.reference)}</td><td class='num'>{a.top1_agree:.2%}</td>"
+                       f"<td class='num'>{a.topk_agree:.2%}</td><td class='num'>{a.max_prob_diff:.2g}</td>"
+                       f"<td>{e(', '.join(_rel(x, report.folder) for x in a.differing[:10]))}"
+                       f"{' …' if len(a.differing) > 10 else ''}</td></tr>" for a in report.agreement)
+        agree = (f"<section><h2>Agreement between modes<small>image by image, over {report.agreement[0].images} "
+                 f"images</small></h2><table><tr><th>modes</th><th class='num'>top-1 agrees</th>"
+                 f"<th class='num'>top-{TOP_K} agrees</th><th class='num'>max |Δp|</th><th>differing images</th>"
+                 f"</tr>{rows}</table></section>")
+    unread = ""
+    if bad:
+        rows = "".join(f"<tr><td>{e(_rel(u.path, report.folder))}</td><td>{e(u.true)}</td><td>{e(u.error)}</td></tr>"
+                       for u in bad[:max_gallery])
+        unread = (f"<section><h2>Unreadable images<small>left out of the accuracy</small></h2>"
+                  f"<table><tr><th>image</th><th>class</th><th>error</th></tr>{rows}</table></section>")
     note = (f"<p class='legend'>{badge('identical in every mode', 'ok')} {e(', '.join(modes))} gave the same "
             f"answer for every image, so one matrix is shown.</p>" if same and len(modes) > 1 else "")
     body = (f"<section><h2>Confusion matrix<small>rows: true class · columns: predicted</small></h2>{note}"
             f"<div style='display:flex;flex-wrap:wrap;gap:18px;justify-content:center'>{''.join(matrices)}</div>"
             f"</section><section><h2>Per-class accuracy</h2>{per_class}</section>"
             f"<section><h2>Misclassified<small>{e(modes[0])} · true → predicted (score)</small></h2>"
-            f"{gallery}</section>")
+            f"{gallery}</section>{agree}{unread}")
     text = page(f"Evaluation: {os.path.basename(os.path.abspath(report.folder))}", body,
                 subtitle=f"{report.folder} · model {report.bundle} · modes: {', '.join(modes)}", cards=cards)
     path = out / "evaluation.html"
@@ -369,8 +670,11 @@ def write_evaluation_html(report: EvalReport, out_dir, *, max_gallery: int = 120
 
 
 def evaluate_cli(a) -> int:
-    """``python -m clsviz evaluate FOLDER --bundle B [--mode M|a,b|all] [--out DIR] [--json]``."""
-    rep = evaluate(a.folder, a.bundle, modes=a.mode)
+    """``python -m clsviz evaluate FOLDER --bundle B [--mode M|a,b|all] [--ray [ADDRESS]] [--workers N]
+    [--batch_size N] [--cpu_threads N] [--out DIR] [--json]``."""
+    options = {k: v for k, v in (("cpu_threads", getattr(a, "cpu_threads", None)),) if v is not None}
+    rep = evaluate(a.folder, a.bundle, modes=a.mode, batch_size=getattr(a, "batch_size", 8),
+                   ray=getattr(a, "ray", None), workers=getattr(a, "workers", None), **options)
     out = Path(a.out or os.path.join("out", "evaluate"))
     page_path = write_evaluation_html(rep, out)
     if a.json:
@@ -381,3 +685,13 @@ def evaluate_cli(a) -> int:
         print(rep.to_text())
         print(f"\nreport: {page_path}\nconfusion matrix: {out / 'confusion.png'}")
     return 0
+
+
+class _CallableModule(types.ModuleType):
+    """``clsviz.evaluate`` is this module, and calling it calls :func:`evaluate` (as ``clsviz.inspect``)."""
+
+    def __call__(self, folder, bundle, **kwargs) -> Evaluation:
+        return evaluate(folder, bundle, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

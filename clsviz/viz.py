@@ -136,9 +136,14 @@ def latency_bars(comparison: Comparison, *, title: str | None = None) -> Figure:
 
 
 def confusion_counts(y_true, y_pred, n: int) -> np.ndarray:
-    """``n × n`` integer counts; rows are true classes, columns predicted."""
+    """``n × n`` integer counts; rows are true classes, columns predicted.
+
+    A prediction of -1 (an image that could not be read) is left out.
+    """
     m = np.zeros((n, n), dtype=np.int64)
-    np.add.at(m, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
+    t, p = np.asarray(y_true, int), np.asarray(y_pred, int)
+    scored = p >= 0
+    np.add.at(m, (t[scored], p[scored]), 1)
     return m
 
 

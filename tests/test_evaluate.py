@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
 import clsviz
 from clsviz.demo import dataset
 from clsviz.demo.run import export_demo
-from clsviz.evaluate import EvalReport, evaluate, read_labelled_folder, write_evaluation_html
+from clsviz.evaluate import Evaluation, evaluate, read_labelled_folder, write_evaluation_html
 
 from conftest import run_cli
 
@@ -44,7 +47,7 @@ def _assert_png(path):
 def test_demo_model_is_accurate_on_a_fresh_labelled_folder(labelled, demo_bundle, tmp_path):
     folder, layout = labelled
     rep = evaluate(folder, demo_bundle, batch_size=8)
-    assert isinstance(rep, EvalReport)
+    assert isinstance(rep, Evaluation) and clsviz.evaluate.EvalReport is Evaluation
     assert rep.layout == layout
     n = len(dataset.CLASSES) * 12
     assert len(rep.paths) == n
@@ -131,3 +134,141 @@ def test_evaluate_cli(demo_bundle, tmp_path):
     assert list(d["modes"]) == ["predictor"] and d["images"] == 16
     p = run_cli("evaluate", tmp_path / "nowhere", "--bundle", demo_bundle)
     assert p.returncode == 1 and "FormatError" in p.stderr and "Traceback" not in p.stderr
+
+
+# --- streaming: unreadable images, worker threads, memory that does not grow with the folder ----
+
+def _with_bad_images(folder, layout):
+    """Two unreadable files among the images: garbage bytes and an empty file."""
+    if layout == "folders":
+        bad = [folder / dataset.CLASSES[0] / "zz_garbage.png", folder / dataset.CLASSES[1] / "zz_empty.jpg"]
+    else:
+        bad = [folder / "zz_garbage.png", folder / "zz_empty.jpg"]
+        with open(folder / "labels.txt", "a") as f:
+            f.write(f"zz_garbage.png {dataset.CLASSES[0]}\nzz_empty.jpg {dataset.CLASSES[1]}\n")
+    bad[0].write_bytes(b"GIF89a this is not really an image")
+    bad[1].write_bytes(b"")
+    return bad
+
+
+def test_unreadable_images_are_recorded_not_fatal(demo_bundle, tmp_path):
+    folder = tmp_path / "val"
+    dataset.write_folder(folder, 3, 7, layout="labels_txt")
+    bad = _with_bad_images(folder, "labels_txt")
+    rep = clsviz.evaluate(folder, demo_bundle, modes="predictor,dygraph", batch_size=4, progress=False)
+    assert isinstance(rep, clsviz.Evaluation) and len(rep.paths) == 26
+    for r in rep.modes.values():
+        assert [u.path for u in r.unreadable] == [str(p) for p in bad]
+        assert "not an image" in r.unreadable[0].error and "empty" in r.unreadable[1].error
+        assert r.scored == 24 and r.confusion.sum() == 24
+        assert [r.y_pred[rep.paths.index(str(p))] for p in bad] == [-1, -1]
+        assert r.accuracy == (24 - len(r.misclassified)) / 24
+    assert [u.path for u in rep.unreadable] == [str(p) for p in bad]
+    a, = rep.agreement
+    assert (a.mode, a.reference, a.images) == ("dygraph", "predictor", 24) and a.top1_agree == 1.0
+    assert a.max_prob_diff < 1e-4 and a.differing == ()
+    text = rep.to_text()
+    assert "unreadable" in text and "zz_garbage.png" in text and "dygraph vs predictor" in text
+    d = json.loads(json.dumps(rep.to_dict()))
+    assert len(d["unreadable"]) == 2 and d["run"]["backend"] == "local" and d["run"]["images"] == 26
+    page = write_evaluation_html(rep, tmp_path / "html").read_text()
+    assert "Unreadable images" in page and "zz_empty.jpg" in page and "Agreement between modes" in page
+
+
+def test_local_run_facts_and_progress_callback(demo_bundle, tmp_path):
+    folder = tmp_path / "val"
+    dataset.write_folder(folder, 2, 8, layout="folders")
+    seen = []
+    rep = evaluate(folder, demo_bundle, modes="predictor,executor", batch_size=3, cpu_threads=1,
+                   progress=lambda done, total, mode: seen.append((done, total, mode)))
+    assert seen[-1] == (32, 32, "executor") and seen[0] == (3, 32, "predictor")
+    assert [d for d, _, _ in seen] == sorted(d for d, _, _ in seen)
+    run = rep.run
+    assert (run.backend, run.workers, run.threads_per_worker, run.batch_size) == ("local", 1, 1, 3)
+    assert run.images == 16 and run.modes == 2 and run.seconds > 0 and run.peak_rss_mb > 0
+    assert run.images_per_second == pytest.approx(32 / run.seconds)
+    with pytest.raises(clsviz.OptionError, match="workers"):
+        evaluate(folder, demo_bundle, workers=2)
+    with pytest.raises(clsviz.OptionError, match="unknown engine option"):
+        evaluate(folder, demo_bundle, cpu_thread=1)
+
+
+def test_executor_mode_runs_from_another_thread(demo_bundle, rng_image):
+    """Ray Data calls actors from a worker thread, where paddle.enable_static() is a no-op."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    clf = clsviz.load(demo_bundle, mode="executor")
+    x = clf.preprocess(rng_image)
+    here = clf.forward(x)
+    with ThreadPoolExecutor(1) as pool:
+        there = pool.submit(clf.forward, x).result()
+        built_there = pool.submit(lambda: clsviz.load(demo_bundle, mode="executor")).result()
+        again = pool.submit(built_there.forward, x).result()
+    assert np.array_equal(here, there) and np.array_equal(here, again)
+    from clsviz._paddle import paddle
+
+    assert paddle.in_dynamic_mode()  # the scope put the mode back
+
+
+def test_import_does_not_need_ray():
+    code = ("import sys; sys.modules['ray'] = None\n"  # as if ray were not installed
+            "import clsviz, clsviz.evaluate, clsviz.cluster\n"
+            "try:\n    clsviz.cluster.connect(True)\n"
+            "except clsviz.BackendUnavailable as e:\n    print('HINT', e)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "HINT" in p.stdout and "pip install 'clsviz[ray]'" in p.stdout
+
+
+MEMORY_PROBE = r"""
+import json, sys
+import clsviz
+from clsviz.timing import peak_rss_mb
+small, big, bundle, what = sys.argv[1:5]
+if what == "predict":
+    clf = clsviz.load(bundle, mode="predictor", batch_size=8, cpu_threads=1)
+    clf.predict(small)                      # engine warm, allocator primed
+    base = peak_rss_mb()
+    n = len(clf.predict(big, top_k=1))
+else:
+    clsviz.evaluate(small, bundle, batch_size=8, cpu_threads=1, progress=False)
+    base = peak_rss_mb()
+    n = len(clsviz.evaluate(big, bundle, batch_size=8, cpu_threads=1, progress=False).paths)
+print(json.dumps({"n": n, "growth_mb": peak_rss_mb() - base}))
+"""
+
+
+def _noise_folder(folder, n, seed):
+    """``n`` small labelled images (flat folder + labels.txt): cheap to write, full-size once preprocessed."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i in range(n):
+        name = f"im_{i:05d}.png"
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / name)
+        lines.append(f"{name} {dataset.CLASSES[i % len(dataset.CLASSES)]}\n")
+    (folder / "labels.txt").write_text("".join(lines))
+    return folder
+
+
+@pytest.mark.parametrize("what", ["predict", "evaluate"])
+def test_memory_does_not_grow_with_the_folder(what, tmp_path_factory):
+    """Peak RSS for 4x the images stays put.  Holding the folder's preprocessed images (the old
+    predict) would add 3 x 150 x 3 x 224 x 224 x 4 bytes = 271 MB here; streaming adds ~0."""
+    from clsviz.demo.run import export_demo
+    from clsviz.transforms import Preprocess
+
+    root = tmp_path_factory.mktemp("mem")
+    bundle = export_demo(root / "bundle224", preprocess=Preprocess(resize_short=256, crop_size=224)).out_dir
+    small, n = _noise_folder(root / "small", 16, 1), 150
+    growth = {}
+    for count in (n, 4 * n):
+        folder = _noise_folder(root / f"f{count}", count, count)
+        p = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(small), str(folder), str(bundle), what],
+                           capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+        assert r["n"] == count
+        growth[count] = r["growth_mb"]
+    per_image_mb = 3 * 224 * 224 * 4 / 2 ** 20
+    assert growth[4 * n] - growth[n] < 0.1 * 3 * n * per_image_mb, growth

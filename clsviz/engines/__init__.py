@@ -16,7 +16,7 @@ MODE_HELP = {
     "executor": "training engine + inference model (load_inference_model + Executor)",
 }
 
-__all__ = ["load", "Classifier", "EngineOptions", "MODES", "MODE_HELP"]
+__all__ = ["load", "load_config", "Classifier", "EngineOptions", "MODES", "MODE_HELP"]
 
 
 def _config_for(files: detect.ModelFiles, *, arch, class_num, labels, preprocess, config) -> BundleConfig:
@@ -36,16 +36,8 @@ def load(path, *, mode: str = "predictor", arch: str | None = None, params=None,
     if mode not in MODES:
         raise OptionError(f"unknown mode {mode!r}", hint=f"choose one of {', '.join(MODES)}")
     opts = EngineOptions.from_kwargs(**options)
-    files = detect.resolve(path, params=params)
-    cfg = _config_for(files, arch=arch, class_num=class_num, labels=labels,
-                      preprocess=preprocess, config=config)
-    if files.has_program and config is None:
-        # no inference.yml: input size, class count and a softmax head come from the program
-        from ..formats.rebuild import config_from_program
-
-        cfg = config_from_program(files, cfg)
-        if preprocess is not None:
-            cfg = replace(cfg, preprocess=preprocess)
+    files, cfg = _resolve(path, params=params, arch=arch, class_num=class_num, labels=labels,
+                          preprocess=preprocess, config=config)
     clf = _build(files, cfg, opts, mode=mode, source=str(path), trust=trust)
     if config is None and files.config_file is not None and cfg.checksums:
         # after the build, so damaged files get the engines' more specific errors first
@@ -58,6 +50,35 @@ def load(path, *, mode: str = "predictor", arch: str | None = None, params=None,
             clf.close()
             raise
     return clf
+
+
+def _resolve(path, *, params, arch, class_num, labels, preprocess, config):
+    files = detect.resolve(path, params=params)
+    cfg = _config_for(files, arch=arch, class_num=class_num, labels=labels,
+                      preprocess=preprocess, config=config)
+    if files.has_program and config is None:
+        # no inference.yml: input size, class count and a softmax head come from the program
+        from ..formats.rebuild import config_from_program
+
+        cfg = config_from_program(files, cfg)
+        if preprocess is not None:
+            cfg = replace(cfg, preprocess=preprocess)
+    return files, cfg
+
+
+def load_config(path, *, arch: str | None = None, params=None, class_num: int | None = None, labels=None,
+                preprocess=None, config=None, trust: bool = False) -> BundleConfig:
+    """The :class:`BundleConfig` (preprocessing, labels, class count) that :func:`load` would use
+    for ``path``, without building an engine; the class count of a bare checkpoint is read from it."""
+    files, cfg = _resolve(path, params=params, arch=arch, class_num=class_num, labels=labels,
+                          preprocess=preprocess, config=config)
+    if cfg.class_num is None and files.checkpoint is not None and not files.has_program:
+        from ..checkpoint import infer_class_num, load_state_dict
+
+        n = infer_class_num(load_state_dict(files.checkpoint, trust=trust))
+        if n is not None:
+            cfg = cfg.with_class_num(n)
+    return cfg
 
 
 def _build(files, cfg, opts, *, mode, source, trust) -> Classifier:

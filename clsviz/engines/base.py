@@ -8,11 +8,12 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, fields, replace
+from typing import Iterator
 
 import numpy as np
 
 from ..bundle import BundleConfig, with_default_labels
-from ..errors import EngineError, OptionError
+from ..errors import EngineError, ImageError, OptionError
 from ..results import Prediction, TopK
 from ..transforms import expand_images, image_name
 
@@ -113,6 +114,12 @@ class EngineOptions:
         return (not self.use_gpu) if self.enable_mkldnn is None else bool(self.enable_mkldnn)
 
 
+def _check_top_k(top_k) -> int:
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise OptionError(f"top_k must be an integer ≥ 1, got {top_k!r}")
+    return int(top_k)
+
+
 def softmax(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     z = x - x.max(axis=-1, keepdims=True)
@@ -181,19 +188,22 @@ class Classifier:
                               path=self.source, hint="are the weights damaged (NaN/inf values)?")
         return out
 
-    def postprocess(self, outputs: np.ndarray, top_k: int = 5, names=None) -> list[Prediction]:
-        """Raw outputs → top-k :class:`Prediction` per row (scores are probabilities)."""
+    def topk(self, outputs: np.ndarray, top_k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """Raw outputs [N, classes] → top-k ``(class ids [N, k], probabilities [N, k])``, best first."""
         outputs = np.asarray(outputs)
-        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
-            raise OptionError(f"top_k must be an integer ≥ 1, got {top_k!r}")
-        k = min(int(top_k), outputs.shape[-1])
+        k = min(_check_top_k(top_k), outputs.shape[-1])
         probs = outputs if self.config.softmax else softmax(outputs)
         idx = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
-        names = names or [f"#{i}" for i in range(len(outputs))]
+        return idx, np.take_along_axis(probs, idx, axis=-1)
+
+    def postprocess(self, outputs: np.ndarray, top_k: int = 5, names=None) -> list[Prediction]:
+        """Raw outputs → top-k :class:`Prediction` per row (scores are probabilities)."""
+        idx, probs = self.topk(outputs, top_k)
+        names = names or [f"#{i}" for i in range(len(idx))]
         return [Prediction(image=names[r], mode=self.mode,
-                           topk=tuple(TopK(int(c), self.config.label(int(c)), float(probs[r, c]))
-                                      for c in idx[r]))
-                for r in range(len(outputs))]
+                           topk=tuple(TopK(int(c), self.config.label(int(c)), float(p))
+                                      for c, p in zip(idx[r], probs[r])))
+                for r in range(len(idx))]
 
     def run_batches(self, batch: np.ndarray) -> np.ndarray:
         """``forward`` in chunks of ``options.batch_size``."""
@@ -202,12 +212,48 @@ class Classifier:
                 for i in range(0, len(batch), bs)]
         return np.concatenate(outs, axis=0)
 
-    def predict(self, images, top_k: int = 5) -> list[Prediction]:
-        """Top-k predictions for one image or many."""
+    def iter_predict(self, images, top_k: int = 5) -> Iterator[Prediction]:
+        """:meth:`predict`, one image at a time: only ``options.batch_size`` images are decoded,
+        preprocessed and run at once, so memory stays flat however many images there are."""
         items = expand_images(images)
-        batch = self.preprocess(items)
-        outputs = self.run_batches(batch)
-        return self.postprocess(outputs, top_k, [image_name(x, i) for i, x in enumerate(items)])
+        bs = self.options.batch_size
+        for start in range(0, len(items), bs):
+            chunk = items[start:start + bs]
+            outputs = self.check_output(self.forward(self.preprocess(chunk)), len(chunk))
+            yield from self.postprocess(outputs, top_k, [image_name(x, start + i) for i, x in enumerate(chunk)])
+
+    def predict(self, images, top_k: int = 5) -> list[Prediction]:
+        """Top-k predictions for one image or many (streamed batch by batch; see :meth:`iter_predict`)."""
+        return list(self.iter_predict(images, top_k))
+
+    def score_batch(self, images, top_k: int = 1) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+        """One batch of images → ``(class ids [N, k], probabilities [N, k], errors [N])``.
+
+        The lean, array form of :meth:`predict` that ``clsviz.evaluate`` runs on a whole folder,
+        locally and in each Ray actor.  An image that cannot be read does not stop the batch:
+        its row holds ids -1, probabilities NaN and the :class:`ImageError` message.
+        """
+        _check_top_k(top_k)
+        items = expand_images(images)
+        pre = self.config.preprocess
+        arrays, errors = [], []
+        for item in items:
+            try:
+                arrays.append(pre(item))
+                errors.append(None)
+            except ImageError as e:
+                errors.append(str(e))
+        ok = [i for i, e in enumerate(errors) if e is None]
+        if ok:
+            idx, p = self.topk(self.run_batches(np.stack(arrays)), top_k)
+            k = idx.shape[1]
+        else:
+            k = min(int(top_k), self.class_num or int(top_k))
+        ids = np.full((len(items), k), -1, dtype=np.int64)
+        probs = np.full((len(items), k), np.nan, dtype=np.float64)
+        if ok:
+            ids[ok], probs[ok] = idx, p
+        return ids, probs, errors
 
     def __enter__(self):
         return self
