@@ -37,7 +37,8 @@ import numpy as np
 from .archs.flops import FlopCount, count_flops  # noqa: F401  (part of this module's API)
 from .errors import OptionError
 from .results import StageStats
-from .timing import clock, peak_rss_mb, rss_mb
+from .timing import _vm_hwm_mb, clock, peak_rss_mb, rss_mb
+from .timing import reset_peak_rss as _reset_peak_rss
 
 SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "sample_images"
 STAGES = ("preprocess", "forward", "postprocess")
@@ -297,27 +298,6 @@ def cold_start(bundle, mode: str, *, timeout: float = 600, **options) -> dict:
         tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
         return {"mode": mode, "error": " | ".join(tail) or f"exit {r.returncode}"}
     return json.loads(lines[-1])
-
-
-def _vm_hwm_mb() -> float | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:  # pragma: no cover - not Linux
-        pass
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Restart the kernel's RSS high-water mark (Linux ≥ 4.0), so the peak excludes the import."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def _cold_worker(bundle: str, mode: str, options: str) -> None:

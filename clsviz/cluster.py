@@ -34,7 +34,9 @@ _ADDRESS = re.compile(r"^(?:ray://)?(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.\-]+)
 # and a small one keeps Ray Data's back-pressure (a share of the store) tight.
 LOCAL_OBJECT_STORE_BYTES = 512 * 2 ** 20
 CONNECT_TIMEOUT_S = 5.0
-ROWS_PER_TASK = 16  # batches per Ray Data task: few enough for an even spread and cheap retries
+# Batches per Ray Data task.  A task's answers reach the driver when it ends, so this sets how
+# smooth the progress is and how much a killed actor redoes, against the driver's cost per task.
+BATCHES_PER_TASK = 4
 
 
 def import_ray():
@@ -254,7 +256,7 @@ class RayScorer:
         ray = self.ray
         n = len(paths)
         rows = [{"index": i, "path": str(Path(p).resolve()), "label": int(y)} for i, (p, y) in enumerate(zip(paths, labels))]
-        per_task = self.batch_size * ROWS_PER_TASK
+        per_task = self.batch_size * BATCHES_PER_TASK
         blocks = max(1, min(n, max(-(-n // per_task), 2 * self.workers)))
         ds = ray.data.from_items(rows, override_num_blocks=blocks)
         del rows

@@ -123,7 +123,8 @@ class RunFacts:
     batch_size: int
     images: int  # per mode
     modes: int
-    seconds: float  # wall time: engines built, every mode run
+    seconds: float  # wall time: set-up, then every mode run
+    setup_seconds: float  # before the first image: folder listed, engines built here or Ray joined/started
     peak_rss_mb: float  # this (driver) process's peak resident memory so far
     address: str | None = None  # the Ray runtime's address
     processes: tuple[str, ...] = ()  # Ray: the worker processes (host:pid) that returned answers
@@ -136,6 +137,7 @@ class RunFacts:
         return {"backend": self.backend, "address": self.address, "workers": self.workers,
                 "threads_per_worker": self.threads_per_worker, "batch_size": self.batch_size,
                 "images": self.images, "modes": self.modes, "seconds": round(self.seconds, 3),
+                "setup_seconds": round(self.setup_seconds, 3),
                 "images_per_second": _round(self.images_per_second, 2), "peak_rss_mb": round(self.peak_rss_mb, 1),
                 "processes": list(self.processes)}
 
@@ -143,7 +145,8 @@ class RunFacts:
         where = "local" if self.backend == "local" else f"ray at {self.address}"
         return (f"{where}: {self.workers} worker{'s' * (self.workers != 1)} × {self.threads_per_worker} "
                 f"thread{'s' * (self.threads_per_worker != 1)}, batch {self.batch_size} · "
-                f"{self.images * self.modes} images in {self.seconds:.1f} s ({self.images_per_second:.1f}/s) · "
+                f"{self.images * self.modes} images in {self.seconds:.1f} s ({self.images_per_second:.1f}/s; "
+                f"set-up {self.setup_seconds:.1f} s) · "
                 f"peak RSS {self.peak_rss_mb:.0f} MB")
 
 
@@ -545,6 +548,7 @@ def evaluate(folder, bundle, *, modes=("predictor",), batch_size: int = 8,
         scorer = RayScorer(bundle, address=ray, workers=workers, batch_size=batch_size, top_k=k, options=options)
     bar = _Progress(progress, len(paths) * len(modes), "evaluating" + (" on ray" if scorer.backend == "ray" else ""))
     results = {}
+    setup = clock() - t0
     try:
         for m in modes:
             bar.mode(m)
@@ -560,7 +564,7 @@ def evaluate(folder, bundle, *, modes=("predictor",), batch_size: int = 8,
     ref = results[modes[0]]
     run = RunFacts(backend=scorer.backend, workers=scorer.workers, threads_per_worker=scorer.threads,
                    batch_size=batch_size, images=len(paths), modes=len(modes), seconds=clock() - t0,
-                   peak_rss_mb=peak_rss_mb(), address=scorer.address, processes=tuple(sorted(scorer.processes)))
+                   setup_seconds=setup, peak_rss_mb=peak_rss_mb(), address=scorer.address, processes=tuple(sorted(scorer.processes)))
     return Evaluation(folder=str(folder), bundle=str(bundle), layout=layout, labels=labels,
                       paths=tuple(str(p) for p in paths), y_true=tuple(int(v) for v in y_true), modes=results,
                       agreement=tuple(_agreement(r, ref, paths) for m, r in results.items() if m != modes[0]),

@@ -23,10 +23,38 @@ def rss_mb() -> float:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
 
+def _vm_hwm_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return None
+
+
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """Peak resident set size of this process so far (or since :func:`reset_peak_rss`), in MiB.
+
+    On Linux this is the kernel's high-water mark of this process's own memory (``VmHWM``);
+    ``ru_maxrss`` would also count the parent's peak, which survives fork and exec.
+    """
+    hwm = _vm_hwm_mb()
+    if hwm is not None:
+        return hwm
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # pragma: no cover - not Linux
     return peak / 2 ** 20 if sys.platform == "darwin" else peak / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Restart the kernel's RSS high-water mark (Linux ≥ 4.0), e.g. to leave imports out of a peak."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def time_call(fn, *, repeats: int = 30, warmup: int = 3) -> StageStats:

@@ -185,7 +185,7 @@ def test_local_run_facts_and_progress_callback(demo_bundle, tmp_path):
     assert [d for d, _, _ in seen] == sorted(d for d, _, _ in seen)
     run = rep.run
     assert (run.backend, run.workers, run.threads_per_worker, run.batch_size) == ("local", 1, 1, 3)
-    assert run.images == 16 and run.modes == 2 and run.seconds > 0 and run.peak_rss_mb > 0
+    assert run.images == 16 and run.modes == 2 and 0 < run.setup_seconds < run.seconds and run.peak_rss_mb > 0
     assert run.images_per_second == pytest.approx(32 / run.seconds)
     with pytest.raises(clsviz.OptionError, match="workers"):
         evaluate(folder, demo_bundle, workers=2)
@@ -223,16 +223,18 @@ def test_import_does_not_need_ray():
 MEMORY_PROBE = r"""
 import json, sys
 import clsviz
-from clsviz.timing import peak_rss_mb
+from clsviz.timing import peak_rss_mb, reset_peak_rss, rss_mb
 small, big, bundle, what = sys.argv[1:5]
 if what == "predict":
     clf = clsviz.load(bundle, mode="predictor", batch_size=8, cpu_threads=1)
     clf.predict(small)                      # engine warm, allocator primed
-    base = peak_rss_mb()
+    assert reset_peak_rss()
+    base = rss_mb()
     n = len(clf.predict(big, top_k=1))
 else:
     clsviz.evaluate(small, bundle, batch_size=8, cpu_threads=1, progress=False)
-    base = peak_rss_mb()
+    assert reset_peak_rss()
+    base = rss_mb()
     n = len(clsviz.evaluate(big, bundle, batch_size=8, cpu_threads=1, progress=False).paths)
 print(json.dumps({"n": n, "growth_mb": peak_rss_mb() - base}))
 """

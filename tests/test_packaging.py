@@ -16,7 +16,7 @@ def _name(req: str) -> str:
 def test_environment_yml_matches_pyproject():
     py = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     declared = {_name(r) for r in py["dependencies"]}
-    for extra in ("notebooks", "dev"):
+    for extra in ("notebooks", "ray", "dev"):
         declared |= {_name(r) for r in py["optional-dependencies"][extra]}
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
@@ -44,3 +44,10 @@ def test_oracle_extra_is_installed_without_its_dependencies():
     for req in oracle:
         assert re.search(rf"#.*pip install --no-deps {re.escape(req)}", env), req
         assert req not in yaml.safe_load(env)["dependencies"][-1]["pip"]
+
+
+def test_make_installs_the_extras_the_suite_needs():
+    """``make test`` on a fresh machine installs what the tests use: notebooks, ray and dev."""
+    extras = set(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    m = re.search(r"pip install -q -e '\.\[([a-z,]+)\]'", (REPO / "Makefile").read_text())
+    assert m and {"notebooks", "ray", "dev"} <= set(m.group(1).split(",")) <= extras
