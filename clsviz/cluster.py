@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -181,6 +182,7 @@ class _ScoreActor:
         self.build_seconds = clock() - t0
 
     def __call__(self, batch: dict) -> dict:
+        t0 = time.time()
         n = len(batch["index"])
         ids = np.full((n, self.top_k), -1, dtype=np.int64)
         probs = np.full((n, self.top_k), np.nan, dtype=np.float64)
@@ -199,7 +201,8 @@ class _ScoreActor:
                 "fatal_type": np.asarray([type(fatal).__name__ if fatal else ""] * n, dtype=object),
                 "fatal": np.asarray([str(fatal) if fatal else ""] * n, dtype=object),
                 "where": np.asarray([self.where] * n, dtype=object),
-                "build_seconds": np.full(n, self.build_seconds)}
+                "build_seconds": np.full(n, self.build_seconds),
+                "span": np.tile([t0, time.time()], (n, 1))}  # wall clock: spans from many workers line up
 
 
 def _raise_fatal(type_name: str, message: str, where: str):
@@ -255,7 +258,8 @@ class RayScorer:
     def score(self, mode: str, paths: Sequence, labels: Sequence[int]) -> Iterator[tuple]:
         ray = self.ray
         n = len(paths)
-        rows = [{"index": i, "path": str(Path(p).resolve()), "label": int(y)} for i, (p, y) in enumerate(zip(paths, labels))]
+        # absolute: workers do not share the driver's working folder (abspath: no file-system calls)
+        rows = [{"index": i, "path": os.path.abspath(p), "label": int(y)} for i, (p, y) in enumerate(zip(paths, labels))]
         per_task = self.batch_size * BATCHES_PER_TASK
         blocks = max(1, min(n, max(-(-n // per_task), 2 * self.workers)))
         ds = ray.data.from_items(rows, override_num_blocks=blocks)
@@ -275,8 +279,13 @@ class RayScorer:
                     _raise_fatal(str(out["fatal_type"][i]), str(out["fatal"][i]), str(out["where"][i]))
                 self.processes.update(str(w) for w in np.unique(out["where"]))
                 self._build[mode] = max(self._build.get(mode, 0.0), float(np.max(out["build_seconds"])))
-                yield (np.asarray(out["index"], dtype=np.int64), out["ids"], out["probs"],
-                       [str(e) or None for e in out["error"]])
+                # a task's batches arrive together; each keeps the span its worker scored it in
+                index, spans = np.asarray(out["index"], dtype=np.int64), np.asarray(out["span"])
+                keys, group = np.unique(spans, axis=0, return_inverse=True)
+                for g, key in enumerate(keys):
+                    same = np.flatnonzero(group.ravel() == g)
+                    yield (index[same], out["ids"][same], out["probs"][same],
+                           [str(out["error"][i]) or None for i in same], (float(key[0]), float(key[1])))
         except ClsvizError:
             raise
         except ray.exceptions.RayError as e:

@@ -20,6 +20,7 @@ import inspect
 import json
 import os
 import sys
+import time
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,8 @@ class ModeEval:
     unreadable: tuple[Unreadable, ...] = ()
     topk_ids: np.ndarray | None = None  # [images, k] class ids, best first; -1 rows: unreadable
     topk_probs: np.ndarray | None = None  # [images, k]
+    busy_seconds: float = float("nan")  # time the engines spent reading, preprocessing and running, summed
+    scoring_seconds: float = float("nan")  # first batch started → last batch done (no build, no actor start)
 
     @property
     def scored(self) -> int:
@@ -83,7 +86,13 @@ class ModeEval:
 
     @property
     def images_per_second(self) -> float:
+        """End to end: images / :attr:`seconds`."""
         return len(self.y_pred) / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def steady_images_per_second(self) -> float:
+        """Once every engine is up: images / :attr:`scoring_seconds`."""
+        return len(self.y_pred) / self.scoring_seconds if self.scoring_seconds > 0 else float("nan")
 
     def to_dict(self) -> dict:
         return {"mode": self.mode, "accuracy": _round(self.accuracy),
@@ -92,7 +101,9 @@ class ModeEval:
                 "misclassified": [m.to_dict() for m in self.misclassified],
                 "unreadable": [u.to_dict() for u in self.unreadable],
                 "build_seconds": round(self.build_seconds, 3), "seconds": round(self.seconds, 3),
-                "images_per_second": _round(self.images_per_second, 2)}
+                "images_per_second": _round(self.images_per_second, 2),
+                "busy_seconds": _round(self.busy_seconds, 3), "scoring_seconds": _round(self.scoring_seconds, 3),
+                "steady_images_per_second": _round(self.steady_images_per_second, 2)}
 
 
 @dataclass(frozen=True)
@@ -390,8 +401,9 @@ class _LocalScorer:
         clf, bs = self.clfs[mode], self.batch_size
         for start in range(0, len(paths), bs):
             chunk = paths[start:start + bs]
+            t0 = time.time()  # wall clock, as on Ray, where the spans come from other processes
             ids, probs, errors = clf.score_batch(chunk, top_k=self.top_k)
-            yield np.arange(start, start + len(chunk)), ids, probs, errors
+            yield np.arange(start, start + len(chunk)), ids, probs, errors, (t0, time.time())
 
     def close(self) -> None:
         for c in self.clfs.values():
@@ -406,10 +418,14 @@ class _Tally:
         self.probs = np.full((n, k), np.nan, dtype=np.float64)
         self.errors: dict[int, str] = {}
         self.done = np.zeros(n, dtype=bool)
+        self.busy, self.first, self.last = 0.0, float("inf"), float("-inf")
 
-    def add(self, index, ids, probs, errors) -> int:
-        """Record a batch; returns how many images it adds (a retried batch adds none)."""
+    def add(self, index, ids, probs, errors, span) -> int:
+        """Record a batch scored from ``span[0]`` to ``span[1]`` (epoch seconds); returns how many
+        images it adds (a retried batch adds none)."""
         index = np.asarray(index, dtype=np.int64)
+        self.busy += span[1] - span[0]
+        self.first, self.last = min(self.first, span[0]), max(self.last, span[1])
         k = min(self.ids.shape[1], np.shape(ids)[1])
         fresh = int((~self.done[index]).sum())
         self.ids[index, :k] = np.asarray(ids)[:, :k]
@@ -448,7 +464,8 @@ def _mode_eval(mode: str, tally: _Tally, y_true: np.ndarray, labels, paths, *, b
     return ModeEval(mode=mode, accuracy=accuracy, per_class=per_class, confusion=cm, misclassified=wrong,
                     y_pred=tuple(int(v) for v in y_pred), scores=tuple(float(v) for v in scores),
                     build_seconds=float(build_seconds), seconds=float(seconds), unreadable=unreadable,
-                    topk_ids=tally.ids, topk_probs=tally.probs)
+                    topk_ids=tally.ids, topk_probs=tally.probs, busy_seconds=tally.busy,
+                    scoring_seconds=max(0.0, tally.last - tally.first))
 
 
 def _agreement(mode: ModeEval, ref: ModeEval, paths) -> ModeAgreement:
@@ -554,8 +571,8 @@ def evaluate(folder, bundle, *, modes=("predictor",), batch_size: int = 8,
             bar.mode(m)
             tally = _Tally(len(paths), k)
             t_mode = clock()
-            for index, ids, probs, errors in scorer.score(m, paths, ys):
-                bar.update(tally.add(index, ids, probs, errors), m)
+            for index, ids, probs, errors, span in scorer.score(m, paths, ys):
+                bar.update(tally.add(index, ids, probs, errors, span), m)
             results[m] = _mode_eval(m, tally, y_true, labels, paths, build_seconds=scorer.build_seconds(m),
                                     seconds=clock() - t_mode)
     finally:

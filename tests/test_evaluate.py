@@ -15,7 +15,10 @@ from clsviz.demo import dataset
 from clsviz.demo.run import export_demo
 from clsviz.evaluate import Evaluation, evaluate, read_labelled_folder, write_evaluation_html
 
-from conftest import run_cli
+from conftest import REPO, run_cli
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from scale_bench import noise_folder  # noqa: E402  (small labelled images, as the benchmark writes them)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -187,6 +190,9 @@ def test_local_run_facts_and_progress_callback(demo_bundle, tmp_path):
     assert (run.backend, run.workers, run.threads_per_worker, run.batch_size) == ("local", 1, 1, 3)
     assert run.images == 16 and run.modes == 2 and 0 < run.setup_seconds < run.seconds and run.peak_rss_mb > 0
     assert run.images_per_second == pytest.approx(32 / run.seconds)
+    for r in rep.modes.values():  # here the engines score one batch after another
+        assert 0 < r.busy_seconds <= r.scoring_seconds * 1.001 <= r.seconds * 1.01
+        assert r.steady_images_per_second >= r.images_per_second * 0.99
     with pytest.raises(clsviz.OptionError, match="workers"):
         evaluate(folder, demo_bundle, workers=2)
     with pytest.raises(clsviz.OptionError, match="unknown engine option"):
@@ -240,19 +246,6 @@ print(json.dumps({"n": n, "growth_mb": peak_rss_mb() - base}))
 """
 
 
-def _noise_folder(folder, n, seed):
-    """``n`` small labelled images (flat folder + labels.txt): cheap to write, full-size once preprocessed."""
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    lines = []
-    for i in range(n):
-        name = f"im_{i:05d}.png"
-        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / name)
-        lines.append(f"{name} {dataset.CLASSES[i % len(dataset.CLASSES)]}\n")
-    (folder / "labels.txt").write_text("".join(lines))
-    return folder
-
-
 @pytest.mark.parametrize("what", ["predict", "evaluate"])
 def test_memory_does_not_grow_with_the_folder(what, tmp_path_factory):
     """Peak RSS for 4x the images stays put.  Holding the folder's preprocessed images (the old
@@ -262,10 +255,10 @@ def test_memory_does_not_grow_with_the_folder(what, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("mem")
     bundle = export_demo(root / "bundle224", preprocess=Preprocess(resize_short=256, crop_size=224)).out_dir
-    small, n = _noise_folder(root / "small", 16, 1), 150
+    small, n = noise_folder(root / "small", 16, 1), 150
     growth = {}
     for count in (n, 4 * n):
-        folder = _noise_folder(root / f"f{count}", count, count)
+        folder = noise_folder(root / f"f{count}", count, count)
         p = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(small), str(folder), str(bundle), what],
                            capture_output=True, text=True, timeout=600)
         assert p.returncode == 0, p.stderr

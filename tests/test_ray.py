@@ -90,6 +90,8 @@ def test_ray_gives_the_same_answers_as_a_local_run(ray_runtime, demo_bundle, tmp
     assert (run.backend, run.workers, run.threads_per_worker, run.batch_size) == ("ray", 2, 1, 4)
     assert run.address == ray_runtime.address and run.images == 42 and run.modes == 3
     assert 1 <= len(run.processes) and all(":" in p for p in run.processes)
+    for r in on_ray.modes.values():  # worker-side spans: scoring starts after the actors are up
+        assert 0 < r.scoring_seconds < r.seconds and 0 < r.busy_seconds <= 2 * r.scoring_seconds * 1.01
     assert os.getpid() not in {int(p.rsplit(":", 1)[1]) for p in run.processes}  # not the driver
     assert "ray at" in on_ray.to_text() and json.loads(json.dumps(on_ray.to_dict()))["run"]["backend"] == "ray"
 
