@@ -18,7 +18,7 @@ import os
 import re
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -120,7 +120,8 @@ def connect(address=True) -> RaySession:
     target = parse_address(address)
     ray = import_ray()
     if ray.is_initialized():
-        session = _current(ray, started=_joined.get("local") is not None)
+        session = _current(ray, started=False)
+        session = replace(session, started=_joined.get("local") == session.address)
         if target is None or target == "auto" or _joined.get(target) == session.address \
                 or target == session.address:
             _quiet_ray_data(ray)
@@ -151,8 +152,13 @@ def connect(address=True) -> RaySession:
     except Exception as e:  # ConnectionError, TimeoutError, RuntimeError, ValueError from ray.init
         what = "start a local Ray runtime" if target is None else f"join the Ray cluster at {target}"
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        hint = ("is a cluster running here? `ray start --head` starts one; or pass ray=True for a local runtime"
-                if target == "auto" else "see `ray status`; rerun with CLSVIZ_VERBOSE=1 for Ray's own logs")
+        if target == "auto":
+            hint = "is a cluster running here? `ray start --head` starts one; or pass ray=True for a local runtime"
+        elif target.startswith("ray://"):
+            hint = ("is the head's client server on that port? A cluster with token authentication (Ray's "
+                    "default since 2.5x) also needs RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN) here")
+        else:
+            hint = "see `ray status`; rerun with CLSVIZ_VERBOSE=1 for Ray's own logs"
         raise BackendUnavailable(f"could not {what}: {first}", hint=hint) from e
     session = _current(ray, started=target is None)
     _joined["local" if target is None else target] = session.address
@@ -213,6 +219,51 @@ def _raise_fatal(type_name: str, message: str, where: str):
                       hint="rerun without ray= to see the trace, or with CLSVIZ_VERBOSE=1 for Ray's logs")
 
 
+def _answers(ray, rows, *, bundle, mode, options, top_k, batch_size, workers, threads) -> Iterator[dict]:
+    """The Ray Data pipeline: rows of (index, path, label) → an actor pool → answers, as they come."""
+    n = len(rows)
+    per_task = batch_size * BATCHES_PER_TASK
+    blocks = max(1, min(n, max(-(-n // per_task), 2 * workers)))
+    ds = ray.data.from_items(rows, override_num_blocks=blocks)
+    ds = ds.map_batches(_ScoreActor, fn_constructor_kwargs={"bundle": bundle, "mode": mode, "options": options,
+                                                            "top_k": top_k},
+                        batch_size=batch_size, batch_format="numpy",
+                        compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=threads)
+    return ds.iter_batches(batch_size=None, batch_format="numpy")
+
+
+def _is_client(ray) -> bool:
+    try:
+        return bool(ray.util.client.ray.is_connected())
+    except Exception:  # noqa: BLE001 - no client support in this ray build: not a client
+        return False
+
+
+class _ClientRelay:
+    """Runs :func:`_answers` on the cluster for a Ray Client (``ray://``) driver, which pulls the
+    answers in chunks: Ray Data cannot run its executor in a client process."""
+
+    def __init__(self, rows, spec):
+        import ray
+
+        _quiet_ray_data(ray)
+        self.it = iter(_answers(ray, rows, **spec))
+
+    def take(self):
+        try:
+            return next(self.it)
+        except StopIteration:
+            return None
+
+
+def _pull(ray, relay) -> Iterator[dict]:
+    while True:
+        out = ray.get(relay.take.remote())
+        if out is None:
+            return
+        yield out
+
+
 class RayScorer:
     """Runs one mode at a time over a list of images on a pool of Ray actors.
 
@@ -257,20 +308,19 @@ class RayScorer:
 
     def score(self, mode: str, paths: Sequence, labels: Sequence[int]) -> Iterator[tuple]:
         ray = self.ray
-        n = len(paths)
         # absolute: workers do not share the driver's working folder (abspath: no file-system calls)
         rows = [{"index": i, "path": os.path.abspath(p), "label": int(y)} for i, (p, y) in enumerate(zip(paths, labels))]
-        per_task = self.batch_size * BATCHES_PER_TASK
-        blocks = max(1, min(n, max(-(-n // per_task), 2 * self.workers)))
-        ds = ray.data.from_items(rows, override_num_blocks=blocks)
+        spec = {"bundle": self.bundle, "mode": mode, "options": self.options, "top_k": self.top_k,
+                "batch_size": self.batch_size, "workers": self.workers, "threads": self.threads}
+        relay = None
+        if _is_client(ray):  # Ray Data needs a driver with a core worker; a ray:// client has none
+            relay = ray.remote(num_cpus=0)(_ClientRelay).remote(rows, spec)
+            outputs = _pull(ray, relay)
+        else:
+            outputs = _answers(ray, rows, **spec)
         del rows
-        ds = ds.map_batches(_ScoreActor, fn_constructor_kwargs={"bundle": self.bundle, "mode": mode,
-                                                                "options": self.options, "top_k": self.top_k},
-                            batch_size=self.batch_size, batch_format="numpy",
-                            compute=ray.data.ActorPoolStrategy(size=self.workers), num_cpus=self.threads)
-        batches = ds.iter_batches(batch_size=None, batch_format="numpy")
         try:
-            for out in batches:
+            for out in outputs:
                 if len(out["index"]) == 0:
                     continue
                 bad = np.flatnonzero(out["fatal_type"] != "")
@@ -293,9 +343,11 @@ class RayScorer:
             raise EngineError(f"the Ray run of mode {mode!r} failed: {first}",
                               hint="see `ray status` and the Ray logs (CLSVIZ_VERBOSE=1 shows them here)") from e
         finally:
-            close = getattr(batches, "close", None)
+            close = getattr(outputs, "close", None)
             if close is not None:
                 close()
+            if relay is not None:
+                ray.kill(relay)
 
     def close(self) -> None:
         """Nothing to release: Ray Data stops each mode's actors when its pass ends, and a runtime

@@ -176,3 +176,52 @@ def test_cli_says_plainly_when_no_cluster_answers(demo_bundle, tmp_path):
         assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
     p = run_cli("evaluate", folder, "--bundle", demo_bundle, "--ray", "not-an-address")
     assert p.returncode == 1 and "OptionError" in p.stderr and "ray= must be" in p.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_cli_runs_through_a_ray_client_address(demo_bundle, tmp_path):
+    """``--ray ray://host:port``: a real head started with ``ray start``, joined through Ray Client
+    (where Ray Data cannot run its executor, so it runs on the cluster and the answers are pulled)."""
+    import subprocess
+    import sys
+
+    gcs, client = _free_port(), _free_port()
+    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    head = subprocess.Popen([ray_bin, "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2",
+                             f"--ray-client-server-port={client}", "--include-dashboard=false",
+                             "--disable-usage-stats"],
+                            env=env, stdout=open(tmp_path / "head.log", "wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        folder, bad = _labelled(tmp_path, "labels_txt", 2, 12)
+        deadline = time.time() + 120
+        p = None
+        while time.time() < deadline:  # the client server answers once the head is up
+            p = run_cli("evaluate", folder, "--bundle", demo_bundle, "--json", "--out", tmp_path / "out",
+                        "--workers", "1", "--ray", f"ray://127.0.0.1:{client}", env={"RAY_AUTH_MODE": "disabled"})
+            if p.returncode == 0 or "no Ray cluster answers" not in p.stderr:
+                break
+            time.sleep(3)
+        assert p.returncode == 0, p.stderr + (tmp_path / "head.log").read_text()[-3000:]
+        d = json.loads(p.stdout)
+        assert d["run"]["backend"] == "ray" and d["run"]["address"].endswith(f":{gcs}")
+        assert [u["path"] for u in d["unreadable"]] == [str(b) for b in bad]
+        local = clsviz.evaluate(folder, demo_bundle, progress=False)
+        assert d["modes"]["predictor"]["accuracy"] == round(local.accuracy["predictor"], 6)
+        assert [e["path"] for e in d["modes"]["predictor"]["misclassified"]] == \
+            [e.path for e in local.modes["predictor"].misclassified]
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops its processes on SIGTERM
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
