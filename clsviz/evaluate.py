@@ -61,7 +61,7 @@ class Unreadable:
         return {"path": self.path, "true": self.true, "error": self.error}
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class ModeEval:
     """One mode's results on the folder."""
 
@@ -83,6 +83,10 @@ class ModeEval:
     @property
     def scored(self) -> int:
         return len(self.y_pred) - len(self.unreadable)
+
+    def __repr__(self) -> str:  # the per-image fields would print the whole folder
+        return (f"<ModeEval {self.mode}: accuracy {self.accuracy:.2%} on {self.scored} images, "
+                f"{len(self.misclassified)} wrong, {len(self.unreadable)} unreadable>")
 
     @property
     def images_per_second(self) -> float:
@@ -165,7 +169,7 @@ def _round(v: float, nd: int = 6):
     return None if v is None or not np.isfinite(v) else round(float(v), nd)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Evaluation:
     """Accuracy, per-class accuracy, confusion matrix, misclassified and unreadable images per mode,
     agreement between the modes, and the facts of the run (local or Ray, workers, throughput, time)."""
@@ -256,6 +260,11 @@ class Evaluation:
 
     def __str__(self) -> str:
         return self.to_text()
+
+    def __repr__(self) -> str:  # the per-image fields would print the whole folder
+        acc = ", ".join(f"{m} {a:.2%}" for m, a in self.accuracy.items())
+        run = f"; {self.run.backend}" if self.run is not None else ""
+        return f"<Evaluation of {len(self.paths)} images in {len(self.labels)} classes: {acc}{run}>"
 
     def _repr_html_(self) -> str:
         rows = "".join(f"<tr><td><b>{html.escape(m)}</b></td><td style='text-align:right'>{r.accuracy:.2%}</td>"

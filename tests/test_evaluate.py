@@ -69,6 +69,8 @@ def test_demo_model_is_accurate_on_a_fresh_labelled_folder(labelled, demo_bundle
     d = json.loads(json.dumps(rep.to_dict()))
     assert d["images"] == n and d["layout"] == layout
     assert "accuracy" in rep.to_text() and rep._repr_html_().startswith("<div>")
+    assert repr(rep).startswith(f"<Evaluation of {n} images") and len(repr(rep)) < 200
+    assert repr(r).startswith("<ModeEval predictor: accuracy")
 
 
 def test_all_modes_give_the_same_answers(demo_bundle, tmp_path):
