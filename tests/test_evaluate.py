@@ -269,3 +269,23 @@ def test_memory_does_not_grow_with_the_folder(what, tmp_path_factory):
         growth[count] = r["growth_mb"]
     per_image_mb = 3 * 224 * 224 * 4 / 2 ** 20
     assert growth[4 * n] - growth[n] < 0.1 * 3 * n * per_image_mb, growth
+
+
+def test_evaluate_reads_the_labels_the_engine_uses(tmp_path):
+    """A 1000-class bundle without labels is taken as ImageNet-1k by the engines; evaluate maps the
+    folder's class names through the same list, before any engine is built."""
+    from clsviz._paddle import paddle
+    from clsviz.engines import load_config
+
+    paddle.seed(0)
+    net = clsviz.get_model("ResNet18_vd_x0_25", class_num=1000)
+    bundle = tmp_path / "b1000"
+    clsviz.export("ResNet18_vd_x0_25", net.state_dict(), bundle, image_shape=(3, 32, 32))
+    with clsviz.load(bundle) as clf:
+        assert load_config(bundle).labels == clf.config.labels and len(clf.config.labels) == 1000
+    folder = tmp_path / "val"
+    folder.mkdir()
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(folder / "a.png")
+    (folder / "labels.txt").write_text(f"a.png {clf.config.labels[7]}\n")
+    rep = evaluate(folder, bundle, progress=False)
+    assert rep.y_true == (7,) and rep.labels == tuple(clf.config.labels)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..bundle import BundleConfig, resolve_config
+from ..bundle import BundleConfig, resolve_config, with_default_labels
 from ..errors import FormatError, OptionError
 from ..formats import detect
 from .base import Classifier, EngineOptions
@@ -78,7 +78,7 @@ def load_config(path, *, arch: str | None = None, params=None, class_num: int | 
         n = infer_class_num(load_state_dict(files.checkpoint, trust=trust))
         if n is not None:
             cfg = cfg.with_class_num(n)
-    return cfg
+    return with_default_labels(cfg)  # as the Classifier does
 
 
 def _build(files, cfg, opts, *, mode, source, trust) -> Classifier:
