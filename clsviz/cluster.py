@@ -309,7 +309,8 @@ class RayScorer:
     def score(self, mode: str, paths: Sequence, labels: Sequence[int]) -> Iterator[tuple]:
         ray = self.ray
         # absolute: workers do not share the driver's working folder (abspath: no file-system calls)
-        rows = [{"index": i, "path": os.path.abspath(p), "label": int(y)} for i, (p, y) in enumerate(zip(paths, labels))]
+        rows = [{"index": i, "path": os.path.abspath(p), "label": int(y)}
+                for i, (p, y) in enumerate(zip(paths, labels))]
         spec = {"bundle": self.bundle, "mode": mode, "options": self.options, "top_k": self.top_k,
                 "batch_size": self.batch_size, "workers": self.workers, "threads": self.threads}
         relay = None

@@ -590,7 +590,8 @@ def evaluate(folder, bundle, *, modes=("predictor",), batch_size: int = 8,
     ref = results[modes[0]]
     run = RunFacts(backend=scorer.backend, workers=scorer.workers, threads_per_worker=scorer.threads,
                    batch_size=batch_size, images=len(paths), modes=len(modes), seconds=clock() - t0,
-                   setup_seconds=setup, peak_rss_mb=peak_rss_mb(), address=scorer.address, processes=tuple(sorted(scorer.processes)))
+                   setup_seconds=setup, peak_rss_mb=peak_rss_mb(), address=scorer.address,
+                   processes=tuple(sorted(scorer.processes)))
     return Evaluation(folder=str(folder), bundle=str(bundle), layout=layout, labels=labels,
                       paths=tuple(str(p) for p in paths), y_true=tuple(int(v) for v in y_true), modes=results,
                       agreement=tuple(_agreement(r, ref, paths) for m, r in results.items() if m != modes[0]),
