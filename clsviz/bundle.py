@@ -15,6 +15,8 @@ from typing import Sequence
 import yaml
 
 from .errors import FormatError, OptionError
+from .safe_io import open_regular, read_text
+from .schema import check_image_shape, validate_sidecar
 from .transforms import Preprocess
 
 CONFIG_NAME = "inference.yml"
@@ -76,8 +78,7 @@ class BundleConfig:
 
     @classmethod
     def from_yaml_dict(cls, d: dict, *, where=None) -> "BundleConfig":
-        if not isinstance(d, dict):
-            raise FormatError("inference.yml is not a mapping", path=where)
+        validate_sidecar(d, where=where)  # every value below is known to be well-formed
         g = d.get("Global") or {}
         extra = g.get("clsviz") or {}
         ops = (d.get("PreProcess") or {}).get("transform_ops") or []
@@ -85,11 +86,9 @@ class BundleConfig:
         post = (d.get("PostProcess") or {})
         topk = post.get("Topk") or {}
         labels = topk.get("label_list")
-        if labels is None and topk.get("class_id_map_file"):
-            cmap = Path(topk["class_id_map_file"])
-            if where is not None and not cmap.is_absolute():
-                cmap = Path(where).parent / cmap
-            if cmap.exists():
+        if labels is None and topk.get("class_id_map_file") and where is not None:
+            cmap = _inside(Path(where).parent, topk["class_id_map_file"])
+            if cmap is not None and os.path.lexists(cmap):
                 labels = read_labels(cmap)
         shape = extra.get("image_shape") or [3, *pre.crop_hw]
         return cls(
@@ -112,13 +111,13 @@ class BundleConfig:
 
     @classmethod
     def read(cls, path) -> "BundleConfig":
+        text = read_text(path, what="inference.yml")
         try:
-            with open(path, encoding="utf-8") as f:
-                d = yaml.safe_load(f)
+            d = yaml.safe_load(text)
         except yaml.YAMLError as e:
             raise FormatError(f"inference.yml is not valid YAML: {e}", path=path) from e
-        except OSError as e:
-            raise FormatError(f"cannot read config: {e}", path=path) from e
+        except RecursionError as e:
+            raise FormatError("inference.yml nests too deeply to be a sidecar", path=path) from e
         return cls.from_yaml_dict(d, where=path)
 
 
@@ -140,7 +139,7 @@ def resolve_config(config=None, *, arch=None, class_num=None, labels=None, prepr
     if labels is not None:
         changes["labels"], changes["labels_note"] = read_labels(labels), None
     if image_shape is not None:
-        changes["image_shape"] = tuple(int(v) for v in image_shape)
+        changes["image_shape"] = check_image_shape(image_shape)
     config = replace(config, **changes)
     if class_num is not None:
         config = config.with_class_num(int(class_num))
@@ -151,20 +150,31 @@ def resolve_config(config=None, *, arch=None, class_num=None, labels=None, prepr
     return config
 
 
+def _inside(folder: Path, name: str) -> Path | None:
+    """``folder / name`` if it stays inside ``folder`` (a sidecar names files of its own bundle
+    only; PaddleClas's repository-relative paths such as ``ppcls/utils/…`` do not resolve)."""
+    if os.path.isabs(name):
+        return None
+    p = folder / name
+    try:
+        real, base = p.resolve(), folder.resolve()
+    except (OSError, RuntimeError):
+        return None
+    return p if real == base or base in real.parents else None
+
+
 def read_labels(source) -> tuple[str, ...]:
     """Labels from a PaddleClas ``class_id_map`` file (``0 tench`` per line) or a list.
 
-    Lines may also be bare names (one per line, id = line number).
+    Lines may also be bare names (one per line, id = line number).  The file must be a
+    regular UTF-8 (or UTF-16 with BOM) text file of at most 16 MiB; a byte-order mark is dropped.
     """
     if source is None:
         return None
     if isinstance(source, (list, tuple)):
         return tuple(str(s) for s in source)
     path = Path(source)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise FormatError(f"cannot read label file: {e}", path=path) from e
+    text = read_text(path, what="label file")
     entries: dict[int, str] = {}
     bare: list[str] = []
     for ln in text.splitlines():
@@ -210,7 +220,7 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path, what="bundle file") as f:
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)
     return h.hexdigest()

@@ -6,9 +6,11 @@
     │   └── UnsafeCheckpoint  a pickle asks for objects outside the safe set
     ├── CheckpointMismatch    weights do not fit the network (carries .diagnostics)
     ├── ArchitectureError     unknown or unbuildable network
+    │   └── UntrustedCode     a model's files name Python code to import (needs trust=True)
     ├── EngineError           an engine failed to build or run
     │   └── BackendUnavailable  an option this build/machine cannot honour
     ├── ExportError           export or migration failed (nothing was left behind)
+    ├── OutputError           a result (report, figures) cannot be written where asked
     └── OptionError           an option value is out of range (also a ValueError)
 
 Every message says what was expected, what was found and what to do.
@@ -71,6 +73,14 @@ class ArchitectureError(ClsvizError):
     """Unknown architecture name, or a network that is not a classifier."""
 
 
+class UntrustedCode(ArchitectureError):
+    """A name read from a model's files (``Global.model_name``) would import Python code.
+
+    Names from files resolve only in clsviz's registry; ``"package.module:callable"``
+    is imported only when the caller passes it (``arch=``) or opts in with ``trust=True``.
+    """
+
+
 class EngineError(ClsvizError):
     """An engine failed to build or run."""
 
@@ -83,11 +93,17 @@ class ExportError(ClsvizError):
     """Export or migration failed; the target was left untouched."""
 
 
+class OutputError(ClsvizError):
+    """An output folder or file cannot be written: it is a file, lies under a file, is not
+    writable, or the disk is full.  Checked before the work starts where possible."""
+
+
 class OptionError(ClsvizError, ValueError):
     """An option value is out of range or of the wrong kind."""
 
 
 __all__ = [
     "ClsvizError", "ImageError", "FormatError", "UnsafeCheckpoint", "CheckpointMismatch",
-    "ArchitectureError", "EngineError", "BackendUnavailable", "ExportError", "OptionError",
+    "ArchitectureError", "UntrustedCode", "EngineError", "BackendUnavailable", "ExportError",
+    "OutputError", "OptionError",
 ]

@@ -621,6 +621,9 @@ def _inspect_file(p: Path, params, trust: bool) -> InspectReport:
     if found.kind == "empty":
         return _not_a_model(p, "an empty file (0 bytes)", (_info(p, "empty", used=False),),
                             hint="the file was cut short or never written; fetch it again")
+    if found.kind in ("special", "unreadable"):  # a FIFO or device would block or never end
+        return _not_a_model(p, found.text, hint="clsviz reads only regular files it may open"
+                            if found.kind == "special" else "check the file's permissions")
     if p.name.endswith(".pdiparams.info"):
         return _not_a_model(p, "the parameter-name table of a .pdiparams file (.pdiparams.info)",
                             (_info(p, "parameter names (pickle)", used=False),),

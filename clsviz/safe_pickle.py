@@ -30,9 +30,12 @@ from __future__ import annotations
 
 import _compat_pickle
 import collections
+import functools
 import json
+import math
 import os
 import pickle
+import pickletools
 import struct
 import zipfile
 from pathlib import Path
@@ -42,6 +45,7 @@ import numpy as np
 
 from .errors import FormatError, UnsafeCheckpoint
 from .formats.protowire import read_varint as _varint
+from .safe_io import open_regular
 
 __all__ = ["load_pdparams", "sniff", "TRUST_HINT"]
 
@@ -71,19 +75,56 @@ class _NotPaddle(Exception):
     """The pickle is some other framework's (internal)."""
 
 
-def _reconstruct(subtype, shape, dtype):
+class _CheckedArray(np.ndarray):
+    """What ``_reconstruct`` hands the unpickler: an ndarray whose ``__setstate__`` (pickle's
+    BUILD) checks the declared shape against the bytes actually given before numpy
+    allocates.  numpy's own would allocate the declared size first (an object array, or a
+    shape of 2**80 with 2 bytes of data).  :func:`_to_numpy` turns it back into an ndarray."""
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise _Refused("numpy.ndarray.__setstate__", "with a state numpy does not write")
+        shape, dtype, _, raw = state[-4:]
+        if not isinstance(dtype, np.dtype) or dtype.hasobject:
+            raise _Refused("numpy.ndarray.__setstate__", f"with dtype {dtype!r} (object arrays run code)")
+        if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape):
+            raise ValueError(f"array shape {str(shape)[:60]} is not a tuple of sizes")
+        if not isinstance(raw, (bytes, bytearray)):
+            raise _Refused("numpy.ndarray.__setstate__", f"with {type(raw).__name__} data")
+        need = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+        if need != len(raw):
+            raise ValueError(f"an array declares shape {list(shape)} {dtype} ({need} bytes) "
+                             f"but holds {len(raw)} bytes")
+        super().__setstate__(state)
+
+
+def _reconstruct(subtype, shape, dtype, *, limit: int | None = None):
     # numpy's _reconstruct calls subtype.__new__: only the plain ndarray may come in.
     if subtype is not np.ndarray:
         raise _Refused("numpy._core.multiarray._reconstruct",
                        f"with class {getattr(subtype, '__name__', subtype)!r} instead of ndarray")
-    return _multiarray._reconstruct(subtype, shape, dtype)
+    dtype = np.dtype(dtype)
+    if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape):
+        raise ValueError(f"array shape {str(shape)[:60]} is not a tuple of sizes")
+    need = math.prod(shape) * dtype.itemsize
+    if limit is not None and need > limit:  # checked before numpy allocates it
+        raise _TooLarge(need, limit)
+    return _multiarray._reconstruct(_CheckedArray, shape, dtype)
+
+
+class _TooLarge(Exception):
+    """A size declared inside the pickle exceeds what the file holds (internal)."""
+
+    def __init__(self, declared: int, available: int, at: int | None = None):
+        self.declared, self.available, self.at = declared, available, at
+        super().__init__(declared)
 
 
 def _paddle_dense_tensor(source, globals_=None, locals_=None):
     """Stand-in for ``eval``: Paddle's DenseTensor record is ``eval("data", {"data": arr})``."""
     if (source == "data" and locals_ is None and type(globals_) is dict
             and list(globals_) == ["data"] and isinstance(globals_["data"], np.ndarray)):
-        return globals_["data"]
+        return _plain(globals_["data"])
     raise _Refused("builtins.eval", f"with {str(source)[:80]!r} (not Paddle's tensor record)")
 
 
@@ -124,17 +165,30 @@ for _mod in ("numpy.core", "numpy._core"):
         _SAFE_GLOBALS[(f"{_mod}.numeric", "_frombuffer")] = _frombuffer
 
 
+def _plain(arr):
+    return arr.view(np.ndarray) if type(arr) is _CheckedArray else arr
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
-    """The C unpickler, with globals looked up in :data:`_SAFE_GLOBALS` only."""
+    """The C unpickler, with globals looked up in :data:`_SAFE_GLOBALS` only.
+
+    ``limit`` (the file's size) bounds the array an ``_reconstruct`` call may declare.
+    """
+
+    def __init__(self, f, *, limit: int | None = None, **kw):
+        super().__init__(f, **kw)
+        self.limit = limit
 
     def find_class(self, module, name):
         # Python 2 names (``__builtin__``, ``copy_reg``), as protocol < 3 writes them.
         module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         try:
-            return _SAFE_GLOBALS[(module, name)]
+            found = _SAFE_GLOBALS[(module, name)]
         except KeyError:
             pass
+        else:
+            return functools.partial(_reconstruct, limit=self.limit) if found is _reconstruct else found
         if module.partition(".")[0] == "torch":
             raise _NotPaddle(f"{module}.{name}")
         raise _Refused(f"{module}.{name}")
@@ -231,14 +285,22 @@ def _sniff_tensors(path: Path) -> _Kind | None:
 
 
 def _sniff(path: Path) -> _Kind:
+    from .safe_io import special_kind
+
     try:
-        if path.is_dir():
+        st = os.stat(path)
+        kind = special_kind(st.st_mode)
+        if kind == "a folder":
             return _Kind("directory", "a directory")
-        size = path.stat().st_size
-        with open(path, "rb") as f:
+        if kind is not None:
+            return _Kind("special", f"{kind}, not a regular file")
+        with open_regular(path) as f:
+            size = os.fstat(f.fileno()).st_size
             head = f.read(4096)
     except FileNotFoundError:
         return _Kind("missing", "no such file")
+    except FormatError as e:  # swapped for a FIFO/device since the stat
+        return _Kind("special", str(e).split(" [", 1)[0])
     except OSError as e:
         return _Kind("unreadable", f"unreadable ({e.strerror or e})")
     if size == 0:
@@ -287,7 +349,9 @@ _NOT_PARAMS = {
     "directory": ("this is a directory, not a .pdparams file",
                   "for a fluid persistables folder use clsviz.load_state_dict(folder)"),
     "missing": ("no such file", "check the path"),
-    "unreadable": ("cannot read the file", None),
+    "unreadable": ("cannot read the file", "check the file's permissions"),
+    "special": ("this is not a regular file",
+                "clsviz reads only regular files: a FIFO, device or socket could block or never end"),
 }
 
 
@@ -341,11 +405,58 @@ def load_pdparams(path, *, trust: bool = False) -> dict[str, Any]:
     return obj
 
 
-def _restricted_load(path: Path, found: _Kind):
-    size = path.stat().st_size
+class _Bounded:
+    """A read-only view of a file for :func:`pickletools.genops` that refuses, before reading,
+    any read past the end of the file (so a declared length cannot make it allocate)."""
+
+    def __init__(self, f, size: int):
+        self.f, self.size = f, size
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def read(self, n: int = -1) -> bytes:
+        left = self.size - self.f.tell()
+        if n > left:
+            raise _TooLarge(n, left, self.f.tell())
+        return self.f.read(n)
+
+    def readline(self) -> bytes:
+        return self.f.readline(self.size - self.f.tell())
+
+
+def _prescan(f, size: int) -> None:
+    """Walk the pickle's opcodes without building anything; raise :class:`_TooLarge` if one
+    declares more bytes (a ``BINBYTES8``, a protocol-4 ``FRAME``, …) than the file has left.
+
+    The C unpickler allocates a declared length before reading it; an 11 GiB claim in a
+    14-byte file must fail here instead.  Anything else odd is left to the unpickler.
+    """
+    view = _Bounded(f, size)
     try:
-        with open(path, "rb") as f:
-            return _RestrictedUnpickler(f, encoding="latin1").load()
+        for op, arg, pos in pickletools.genops(view):
+            if op.name == "FRAME" and isinstance(arg, int) and arg > size - f.tell():
+                raise _TooLarge(arg, size - f.tell(), pos)
+    except _TooLarge:
+        raise
+    except Exception:  # noqa: BLE001 - not a size problem: the unpickler says what is wrong
+        pass
+    finally:
+        f.seek(0)
+
+
+def _restricted_load(path: Path, found: _Kind):
+    try:
+        with open_regular(path, what="checkpoint") as f:
+            size = os.fstat(f.fileno()).st_size
+            _prescan(f, size)
+            return _RestrictedUnpickler(f, limit=size, encoding="latin1").load()
+    except _TooLarge as e:
+        where = f" at byte {e.at}" if e.at is not None else ""
+        raise FormatError(
+            f"the pickle is truncated or damaged: it declares {e.declared:,} bytes of data{where}, "
+            f"but the file holds only {e.available:,} more", path=path,
+            hint="the file was cut short or altered; fetch it again") from None
     except _Refused as e:
         raise UnsafeCheckpoint(
             f"refusing to unpickle {path}: it asks for {e.name}"
@@ -411,7 +522,9 @@ def _to_numpy(obj, seen: dict | None = None):
     Shared and cyclic references stay shared: a small pickle can reference one
     list 2**60 times over ("billion laughs"), and copying would never finish.
     """
-    if isinstance(obj, np.ndarray) or not isinstance(obj, (dict, list, tuple)):
+    if isinstance(obj, np.ndarray):
+        return _plain(obj)
+    if not isinstance(obj, (dict, list, tuple)):
         return obj
     if seen is None:
         seen = {}
@@ -429,7 +542,7 @@ def _to_numpy(obj, seen: dict | None = None):
         out.extend(_to_numpy(v, seen) for v in obj)
         return out
     if len(obj) == 2 and isinstance(obj[0], str) and isinstance(obj[1], np.ndarray):
-        out = obj[1]
+        out = _plain(obj[1])
     else:
         out = tuple(_to_numpy(v, seen) for v in obj)
     seen[key] = out
@@ -482,9 +595,12 @@ _SAFETENSORS_DTYPES = {
 
 def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
     """``paddle.save(..., safetensors=True)`` output: a JSON header, then raw data."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
+    with open_regular(path, what="checkpoint") as f:
+        size = os.fstat(f.fileno()).st_size
         (n,) = struct.unpack("<Q", f.read(8))
+        if not 2 <= n <= size - 8:  # checked before reading: a declared size never drives allocation
+            raise FormatError(f"damaged safetensors header: it declares {n:,} bytes, the file has "
+                              f"{size - 8:,}", path=path)
         try:
             header = json.loads(f.read(n))
         except (ValueError, UnicodeDecodeError) as e:

@@ -27,6 +27,11 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def max_threads() -> int:
+    """The most CPU threads an engine may be asked for: 4 per CPU of this machine (at least 16)."""
+    return max(16, 4 * (os.cpu_count() or 1))
+
+
 def apply_cpu_threads(options) -> None:
     """Let Paddle's native CPU kernels (dygraph, executor) use ``options.threads`` threads.
 
@@ -95,6 +100,11 @@ class EngineOptions:
         if self.cpu_threads is not None and (not isinstance(self.cpu_threads, (int, np.integer))
                                              or isinstance(self.cpu_threads, bool) or self.cpu_threads < 1):
             raise OptionError(f"cpu_threads must be an integer ≥ 1, got {self.cpu_threads!r}")
+        if self.cpu_threads is not None and self.cpu_threads > max_threads():
+            # Paddle starts that many threads at once: 100000 aborted the process (SIGABRT)
+            raise OptionError(f"cpu_threads is {self.cpu_threads}; allowed: 1 to {max_threads()} "
+                              f"(4 × the {os.cpu_count() or 1} CPUs here)",
+                              hint="more threads than cores only slow the engines down")
 
     @classmethod
     def from_kwargs(cls, **kw) -> "EngineOptions":

@@ -106,10 +106,12 @@ def ensure_loadable(files, *, mode: str = "predictor", options=None, image_shape
 
 def check_files(files) -> bool:
     """Cheap checks.  Raise for proven damage; return whether the program is confirmed well-formed."""
+    from ..safe_io import check_regular
+
     model = Path(files.model_file)
     params = None if files.params_file is None else Path(files.params_file)
     for f, what in ((model, "model file"), (params, "parameters file")):
-        if f is not None and f.is_file() and f.stat().st_size == 0:
+        if f is not None and check_regular(f, what=what).st_size == 0:
             raise FormatError(f"{what} is empty (0 bytes)", path=f,
                               hint="the file was cut short (interrupted download or copy?)")
     if model.suffix == ".json":
@@ -123,16 +125,9 @@ def check_files(files) -> bool:
 
 def _pir_params(model: Path):
     """``([(name, shape)], confirmed)`` for a PIR JSON program; raise if it is not JSON at all."""
-    data = model.read_bytes()
-    try:
-        doc = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise FormatError(f"not a Paddle 3 program: the file is not UTF-8 text (byte {e.start})",
-                          path=model, hint="a .json program is JSON text written by paddle.jit.save") from e
-    except json.JSONDecodeError as e:
-        raise FormatError(f"not a Paddle 3 program: invalid JSON ({e.msg} at line {e.lineno}, "
-                          f"column {e.colno})", path=model,
-                          hint="the file is damaged or cut short; export the model again") from e
+    from ..formats.pirjson import load_json
+
+    doc = load_json(model)
     try:
         if doc["base_code"]["magic"] != "pir":
             return None, False

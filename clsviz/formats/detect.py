@@ -6,6 +6,7 @@ fluid persistables folder) and returns a :class:`ModelFiles`.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,10 +57,18 @@ def _inference_pair(model: Path, params: Path | None) -> ModelFiles:
             if cand.is_file() and cand != model:
                 params = cand
                 break
+    if params is None and os.path.lexists(model.with_suffix(".pdiparams")):
+        from ..safe_io import check_regular
+
+        check_regular(model.with_suffix(".pdiparams"), what="parameters file")  # a FIFO, a device…
     if params is None and kind != FLUID_INFERENCE:
         raise FormatError(f"no parameters file next to {model.name}", path=model,
                           hint=f"expected {model.with_suffix('.pdiparams').name}; pass -p PARAMS_FILE")
     if params is not None and not params.is_file():
+        if params.exists():
+            from ..safe_io import check_regular
+
+            check_regular(params, what="parameters file")
         raise FormatError("parameters file not found", path=params)
     cfg = root / "inference.yml"
     return ModelFiles(kind, root, model, params, None, cfg if cfg.is_file() else None)
@@ -67,10 +76,21 @@ def _inference_pair(model: Path, params: Path | None) -> ModelFiles:
 
 def resolve(path, *, params=None) -> ModelFiles:
     """What is at ``path``, as far as the engines are concerned."""
+    from ..safe_io import special_kind, translate_os_errors
+
     p = Path(path)
-    if not p.exists():
-        raise FormatError("model path not found", path=p, hint="check the path")
-    params = Path(params) if params is not None else None
+    with translate_os_errors(FormatError):
+        if not p.exists():
+            raise FormatError("model path not found", path=p, hint="check the path")
+        kind = special_kind(p.stat().st_mode)
+        if kind not in (None, "a folder"):
+            raise FormatError(f"model path is {kind}, not a file or folder", path=p,
+                              hint="clsviz reads only regular files: a FIFO, device or socket could "
+                                   "block or never end")
+        return _resolve(p, None if params is None else Path(params))
+
+
+def _resolve(p: Path, params: Path | None) -> ModelFiles:
     if p.is_file():
         if p.suffix in (".json", ".pdmodel") or p.name in ("__model__", "model"):
             return _inference_pair(p, params)
@@ -109,11 +129,17 @@ def resolve(path, *, params=None) -> ModelFiles:
         return _inference_pair(files["model"], params)
     ckpts = [f for n, f in files.items() if n.endswith(".pdparams")]
     if len(ckpts) == 1:
-        return resolve(ckpts[0])
+        return _resolve(ckpts[0], None)
     from . import looks_like_persistables
 
     if looks_like_persistables(p):
         return ModelFiles(FLUID_PERSISTABLES, p, None, None, p, cfg)
+    odd = sorted(f.name for f in p.iterdir() if f.exists() and not f.is_file() and not f.is_dir())
+    if odd:
+        raise FormatError(f"folder holds no Paddle model I recognise; {', '.join(odd[:3])} "
+                          f"{'is' if len(odd) == 1 else 'are'} not regular files", path=p,
+                          hint="clsviz reads only regular files: a FIFO, device or socket could "
+                               "block or never end")
     raise FormatError(f"folder holds no Paddle model I recognise ({len(files)} files: "
                       f"{', '.join(sorted(files)[:5])}{'…' if len(files) > 5 else ''})", path=p,
                       hint="expected inference.json/.pdmodel + .pdiparams, __model__, model + params, "

@@ -152,15 +152,27 @@ def parse_pir(doc, *, path=None) -> PirProgram:
                       value_types, param_ids, input_ids, None if path is None else str(path))
 
 
+def load_json(path, *, what: str = "program") -> object:
+    """The parsed JSON of a ``.json`` program: a regular file of at most
+    :data:`~clsviz.safe_io.PROGRAM_LIMIT`, UTF-8, not nested beyond Python's recursion limit.
+    Raises :class:`FormatError` for anything else."""
+    from ..safe_io import PROGRAM_LIMIT, read_bytes
+
+    data = read_bytes(path, what=f"{what} file", max_bytes=PROGRAM_LIMIT)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise FormatError(f"not a Paddle 3 program: the file is not UTF-8 text (byte {e.start})",
+                          path=path, hint="a .json program is JSON text written by paddle.jit.save") from e
+    except json.JSONDecodeError as e:
+        raise FormatError(f"not a Paddle 3 program: invalid JSON ({e.msg} at line {e.lineno}, "
+                          f"column {e.colno})", path=path,
+                          hint="the file is damaged or cut short; export the model again") from e
+    except RecursionError as e:
+        raise FormatError("not a Paddle 3 program: the JSON nests deeper than any program does",
+                          path=path, hint="the file is damaged or was built to crash readers") from e
+
+
 def read_pir(path) -> PirProgram:
     """Read ``inference.json`` (or any ``paddle.jit.save`` PIR program) into a :class:`PirProgram`."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise FormatError(f"cannot read program file: {e.strerror}", path=path) from e
-    try:
-        doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FormatError(f"not a Paddle 3 program: invalid JSON ({e})", path=path,
-                          hint="the file is damaged or is not a .json program") from e
-    return parse_pir(doc, path=path)
+    return parse_pir(load_json(path), path=path)

@@ -503,11 +503,9 @@ def parse_program(data: bytes, *, path=None) -> Program:
 
 def read_program(path) -> Program:
     """Read ``__model__`` / ``model`` / ``*.pdmodel`` into a :class:`Program`."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise FormatError(f"cannot read program file: {e.strerror}", path=path) from e
+    from ..safe_io import PROGRAM_LIMIT, read_bytes
+
+    data = read_bytes(path, what="program file", max_bytes=PROGRAM_LIMIT)
     if not data:
         raise FormatError("program file is empty", path=path)
     return parse_program(data, path=path)

@@ -464,6 +464,11 @@ def infer_config(program, config=None, *, from_file: bool = False):
         shape = feeds[0][1] if feeds else None
         if shape and len(shape) == 4:
             c, h, w = (int(v) for v in shape[1:])
+            if min(c, h, w) > 0:  # a size declared in a file is checked before anything uses it
+                from ..schema import check_image_shape
+
+                check_image_shape((c, h, w), field="the program's input shape", error=FormatError,
+                                  where=getattr(program, "path", None))
             if min(c, h, w) > 0 and (c, h, w) != tuple(config.image_shape):
                 changes["image_shape"] = (c, h, w)
                 if config.preprocess.crop_hw != (h, w):
@@ -490,8 +495,13 @@ def config_from_program(files, config):
             from .pirjson import read_pir
 
             program = read_pir(files.model_file)
-        return infer_config(program, config, from_file=files.config_file is not None)
     except Exception:  # noqa: BLE001 - damaged programs are the engines' business
+        return config
+    try:
+        return infer_config(program, config, from_file=files.config_file is not None)
+    except FormatError:
+        raise  # an input size over clsviz's limits: say so now, not after allocating for it
+    except Exception:  # noqa: BLE001 - odd programs are the engines' business
         return config
 
 

@@ -158,10 +158,9 @@ def decode_tensor_desc(buf: bytes) -> tuple[int, tuple]:
 
 # --------------------------------------------------------------------- reading
 def _open(path):
-    try:
-        return open(path, "rb")
-    except OSError as e:
-        raise FormatError(f"cannot read tensor file: {e.strerror}", path=path) from e
+    from ..safe_io import open_regular
+
+    return open_regular(path, what="tensor file")
 
 
 def _read_exact(f: BinaryIO, n: int, what: str, index: int) -> bytes:
@@ -200,6 +199,11 @@ def _read_header(f: BinaryIO, index: int):
         if size % 8:
             raise FormatError(f"tensor #{index}: LoD level of {size} bytes is not a whole "
                               "number of size_t offsets", path=path)
+        left = _remaining(f)
+        if left is not None and size > left:  # checked before reading: never allocate what is not there
+            raise FormatError(f"truncated file: tensor #{index} declares a LoD level of {size} bytes, "
+                              f"but only {left} remain", path=path,
+                              hint="the file is damaged or not a Paddle tensor file")
         raw = _read_exact(f, size, "LoD offsets", index)
         lod.append(tuple(int(v) for v in np.frombuffer(raw, "<u8")))
     (tversion,) = _U32.unpack(_read_exact(f, 4, "tensor version", index))
@@ -348,8 +352,8 @@ def is_tensor_file(path) -> bool:
     Reads only the header; the data size must account for the rest of the file.
     """
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
+        with _open(path) as f:
+            size = os.fstat(f.fileno()).st_size
             header = _read_header(f, 0)
             if header is None:
                 return False
