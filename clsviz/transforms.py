@@ -20,6 +20,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError, OptionError
+from .safe_io import open_regular
+from .schema import check_preprocess
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -54,6 +56,7 @@ class Preprocess:
             raise OptionError(f"interpolation must be one of {sorted(_INTERP)}, got {self.interpolation!r}")
         if any(s == 0 for s in self.std):
             raise OptionError("std must not contain 0")
+        check_preprocess(self)  # sizes bounded, scale/mean/std finite (clsviz.schema)
 
     @property
     def crop_hw(self) -> tuple[int, int]:
@@ -155,32 +158,84 @@ def _to_rgb(img: Image.Image, where: str) -> Image.Image:
         bg = Image.new("RGB", rgba.size, (255, 255, 255))
         bg.paste(rgba, mask=rgba.getchannel("A"))
         return bg
-    if img.mode.startswith("I;16") or img.mode == "I":
-        # 16-bit samples map to 8 bits by /257 (65535 -> 255), not by the image's own maximum:
-        # that would turn a uniform mid-grey (or a dark) picture white.
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
-        if img.mode == "I" and lo >= 0 and hi <= 255:
-            scaled = arr                                  # 8-bit values held in 32-bit ints
-        elif lo >= 0 and hi <= 65535:
-            scaled = arr / 257.0
-        else:                                             # 32-bit data beyond 16 bits: stretch
-            scaled = (arr - lo) / ((hi - lo) or 1.0) * 255.0
-        return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8)).convert("RGB")
-    if img.mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        if not np.isfinite(arr).all():
-            raise ImageError("image has non-finite float pixels", path=where)
-        lo, hi = arr.min(), arr.max()
-        arr = (arr - lo) / ((hi - lo) or 1.0) * 255.0
-        return Image.fromarray(arr.astype(np.uint8)).convert("RGB")
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        return Image.fromarray(to_uint8(np.asarray(img), where=where)).convert("RGB")
     return img.convert("RGB")
+
+
+_BAND = 1 << 22  # values converted at a time: bounds the temporaries of 16-bit/float images
+
+
+def to_uint8(arr: np.ndarray, *, where: str = "") -> np.ndarray:
+    """Pixel values of any dtype → uint8, by the one rule files and arrays share.
+
+    ========================================  ==============================================
+    uint8                                     as they are
+    bool                                      0 / 255
+    uint16 (16-bit PNG/TIFF, grey or colour)  the high byte, ``v >> 8``: what Pillow does for
+                                              16-bit colour PNGs, so grey and colour agree
+    other integers (32-bit ``I`` images)      0..255 as they are; 0..65535 as 16-bit; beyond,
+                                              stretched from their min..max to 0..255
+    floats (arrays, 32-bit ``F`` images)      all within 0..1 → ``round(v × 255)``; otherwise
+                                              read as 0..255 → ``round(v)``; clipped to 0..255;
+                                              NaN or inf is refused
+    ========================================  ==============================================
+
+    Works in bands of rows, so a large 16-bit image needs ~1 byte per pixel beyond its input.
+    """
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * np.uint8(255)
+    kind = arr.dtype.kind
+    if kind == "u" and arr.dtype.itemsize == 2:
+        def band(a):
+            return (a >> 8).astype(np.uint8)
+    elif kind in "ui":
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        if lo >= 0 and hi <= 255:
+            def band(a):
+                return a.astype(np.uint8)
+        elif lo >= 0 and hi <= 65535:
+            def band(a):
+                return (a >> 8).astype(np.uint8)
+        else:
+            span = float(hi - lo) or 1.0
+
+            def band(a):
+                return np.rint((a.astype(np.float64) - lo) * (255.0 / span)).astype(np.uint8)
+    elif kind == "f":
+        finite = all(np.isfinite(arr[i:i + _rows(arr)]).all() for i in range(0, len(arr), _rows(arr)))
+        if not finite:
+            raise ImageError("image has NaN or inf values", path=where or None)
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        factor = 255.0 if lo >= 0 and hi <= 1.0 else 1.0
+
+        def band(a):
+            return np.rint(np.clip(a.astype(np.float32) * np.float32(factor), 0, 255)).astype(np.uint8)
+    else:
+        raise ImageError(f"pixels of dtype {arr.dtype} are not an image", path=where or None,
+                         hint="pass uint8, uint16, integer, bool or float pixels")
+    out = np.empty(arr.shape, np.uint8)
+    step = _rows(arr)
+    for i in range(0, len(arr), step):
+        out[i:i + step] = band(arr[i:i + step])
+    return out
+
+
+def _rows(arr: np.ndarray) -> int:
+    per_row = max(1, arr[0].size) if arr.ndim and len(arr) else 1
+    return max(1, _BAND // per_row)
 
 
 def load_image(image: ImageLike) -> Image.Image:
     """Any supported input → an RGB PIL image with EXIF orientation applied.
 
-    Accepts a path, PIL image, HWC/HW ndarray (uint8, or float in [0, 1]) or raw bytes.
+    Accepts a path, PIL image, HWC/HW/CHW ndarray or raw bytes.  Arrays follow the same
+    rule as files of the same mode (:func:`to_uint8`): a uint16 array gives what the same
+    pixels saved as a 16-bit PNG give.  Files must be regular files; an image over
+    ``PIL.Image.MAX_IMAGE_PIXELS`` (Pillow's decompression-bomb guard, 89,478,485 by
+    default; CLI ``--max_pixels``) is refused before it is decoded.
     """
     where = image_name(image)
     try:
@@ -194,14 +249,13 @@ def load_image(image: ImageLike) -> Image.Image:
             fh = io.BytesIO(image)
         elif isinstance(image, (str, os.PathLike)):
             p = Path(image)
-            if not p.exists():
-                raise ImageError("image file not found", path=p, hint="check the path")
             if p.is_dir():
                 raise ImageError("expected an image file, found a folder", path=p,
                                  hint="pass the folder to a command that takes IMG_OR_DIR")
-            if p.stat().st_size == 0:
+            fh = open_regular(p, what="image file", error=ImageError)
+            if os.fstat(fh.fileno()).st_size == 0:
+                fh.close()
                 raise ImageError("image file is empty (0 bytes)", path=p)
-            fh = open(p, "rb")
         else:
             raise ImageError(f"cannot read an image from a {type(image).__name__}",
                              hint="pass a path, PIL.Image, numpy array or bytes")
@@ -216,8 +270,13 @@ def load_image(image: ImageLike) -> Image.Image:
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        limit = Image.MAX_IMAGE_PIXELS
         raise ImageError(f"image is too large to decode safely ({e})", path=where,
-                         hint="raise PIL.Image.MAX_IMAGE_PIXELS if you trust it") from e
+                         hint=f"if you trust it, raise the limit of {limit:,} pixels: CLI --max_pixels N, "
+                              "Python PIL.Image.MAX_IMAGE_PIXELS = N") from e
+    except MemoryError as e:
+        raise ImageError("not enough memory to decode this image", path=where,
+                         hint="is it far larger than it looks? (lower --max_pixels)") from e
     except UnidentifiedImageError as e:
         raise ImageError("not an image Pillow can identify", path=where,
                          hint="is this really a JPEG/PNG/BMP/GIF/WebP file?") from e
@@ -236,14 +295,9 @@ def _from_array(arr: np.ndarray) -> Image.Image:
                          hint="expected HxW, HxWx3 or HxWx4")
     if arr.size == 0:
         raise ImageError("array image is empty")
-    if arr.dtype != np.uint8:
-        a = arr.astype(np.float64)
-        if not np.isfinite(a).all():
-            raise ImageError("array image has NaN or inf values")
-        if a.min() >= 0 and a.max() <= 1.0:
-            a = a * 255.0
-        arr = np.clip(a, 0, 255).astype(np.uint8)
-    return Image.fromarray(arr)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ImageError("array image has NaN or inf values")
+    return Image.fromarray(np.ascontiguousarray(to_uint8(arr)))
 
 
 def expand_images(images) -> list:
