@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from ..errors import ArchitectureError
+from ..errors import ArchitectureError, UntrustedCode
 
 STATS_FILE = Path(__file__).resolve().parents[1] / "data" / "architectures.json"
 
@@ -254,6 +254,26 @@ def paddlex_name(name: str) -> str | None:
         return model_spec(name).paddlex_name
     except ArchitectureError:
         return None
+
+
+def imports_code(name) -> bool:
+    """Whether building ``name`` would import Python code from outside clsviz's registry
+    (``"package.module:callable"``; ``paddle.vision:NAME`` entries are registered)."""
+    return isinstance(name, str) and ":" in name and name.partition(":")[0] not in ("paddle.vision", "vision")
+
+
+def refuse_code_from_files(name, *, where=None, field: str = "Global.model_name") -> None:
+    """Raise :class:`UntrustedCode` if ``name``, read from a model's files, would import code.
+
+    Names from files resolve only in clsviz's registry; arbitrary callables are imported
+    only when the caller passes them (``arch=``) or opts in (``trust=True`` / ``--trust``).
+    """
+    if imports_code(name):
+        raise UntrustedCode(
+            f"{field} names the architecture {name!r}, Python code outside clsviz's registry; "
+            "clsviz does not import code because a model's files ask for it", path=where,
+            hint="if you trust this model and its code, pass trust=True (CLI: --trust); or pass "
+                 "arch= yourself (a registered name, see clsviz.list_models())")
 
 
 def get_model(name: str, class_num: int = 1000, **kwargs):

@@ -32,13 +32,20 @@ def load(path, *, mode: str = "predictor", arch: str | None = None, params=None,
     ``mode`` is one of ``"predictor"``, ``"dygraph"``, ``"executor"``.  ``arch`` names the
     network for checkpoints (see :func:`clsviz.list_models`).  Engine ``options``:
     use_gpu, gpu_mem, use_tensorrt, precision, ir_optim, enable_mkldnn, cpu_threads, batch_size.
+
+    A model never runs code of its own: an architecture named by its files
+    (``Global.model_name``) resolves only in clsviz's registry.  ``trust=True`` lets it name
+    ``"package.module:callable"``, and reads a ``.pdparams`` with plain pickle.
     """
     if mode not in MODES:
         raise OptionError(f"unknown mode {mode!r}", hint=f"choose one of {', '.join(MODES)}")
     opts = EngineOptions.from_kwargs(**options)
     files, cfg = _resolve(path, params=params, arch=arch, class_num=class_num, labels=labels,
                           preprocess=preprocess, config=config)
-    clf = _build(files, cfg, opts, mode=mode, source=str(path), trust=trust)
+    # the architecture name came from a file unless the caller gave it (arch=, a BundleConfig)
+    name_from_file = arch is None and not isinstance(config, BundleConfig)
+    clf = _build(files, cfg, opts, mode=mode, source=str(path), trust=trust,
+                 trust_code=trust or not name_from_file)
     if config is None and files.config_file is not None and cfg.checksums:
         # after the build, so damaged files get the engines' more specific errors first
         from ..bundle import verify_checksums
@@ -81,7 +88,7 @@ def load_config(path, *, arch: str | None = None, params=None, class_num: int | 
     return with_default_labels(cfg)  # as the Classifier does
 
 
-def _build(files, cfg, opts, *, mode, source, trust) -> Classifier:
+def _build(files, cfg, opts, *, mode, source, trust, trust_code=True) -> Classifier:
     path = source
     if mode in ("predictor", "executor"):
         if not files.has_program:
@@ -109,6 +116,10 @@ def _build(files, cfg, opts, *, mode, source, trust) -> Classifier:
         from .legacy import dygraph_from_program  # rebuilds the program op by op as a Layer
 
         return dygraph_from_program(files, cfg, opts, source=source)
+    if cfg.model_name is not None and not trust_code:  # before reading anything a file names
+        from ..archs.registry import refuse_code_from_files
+
+        refuse_code_from_files(cfg.model_name, where=files.config_file or files.checkpoint)
     state = load_state_dict(files.checkpoint, trust=trust)
     if cfg.model_name is None:
         from ..archs import guess_architecture
