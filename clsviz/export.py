@@ -4,16 +4,12 @@ The bundle holds ``inference.json`` + ``inference.pdiparams`` (Paddle 3 program 
 weights), ``inference.yml`` (preprocessing, labels, model name) and, so that the
 ``dygraph`` mode also runs from the bundle alone, ``model.pdparams``.
 It is written into a temporary folder beside the target, verified by running
-the exported program against the network, and only then renamed into place.
+the exported program against the network, and only then moved into place
+(:mod:`clsviz.publish`: only the files a previous clsviz export wrote are ever replaced).
 """
 from __future__ import annotations
 
-import errno
 import html
-import os
-import secrets
-import shutil
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +20,8 @@ from ._paddle import dygraph_mode, paddle, quiet
 from .bundle import (CHECKPOINT_NAME, CONFIG_NAME, MODEL_PREFIX, BundleConfig, read_labels,
                      with_checksums, with_default_labels)
 from .errors import ArchitectureError, ClsvizError, ExportError, FormatError, OptionError
+from .publish import Target, atomic_write_dir  # noqa: F401  (atomic_write_dir: for migrate)
+from .schema import MAX_CLASSES, check_image_shape
 from .transforms import Preprocess
 
 ROLES = {
@@ -93,147 +91,18 @@ def _size(n: int) -> str:
 
 
 def list_bundle(folder) -> tuple[BundleFile, ...]:
+    """The files of a bundle folder with their roles: those its manifest lists (a folder
+    clsviz wrote may hold the user's files too), else every visible file."""
+    from .publish import read_manifest
+
     folder = Path(folder)
+    listed = read_manifest(folder)
     out = []
     for f in sorted(folder.iterdir()):
-        if f.is_file():
+        if f.is_file() and not f.name.startswith(".") and (listed is None or f.name in listed):
             role = ROLES.get(f.suffix, "other")
             out.append(BundleFile(f.name, f.stat().st_size, role))
     return tuple(out)
-
-
-_REPLACEABLE = set(ROLES) | {".txt"}  # what force=True may replace: bundles, not user folders
-_LEGACY_NAMES = {"__model__", "__params__", "model", "params"}
-
-
-def _check_target(out_dir: Path, force: bool):
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise ExportError("output path exists and is not a folder", path=out_dir)
-        entries = list(out_dir.iterdir())
-        if entries and not force:
-            raise ExportError("output folder is not empty", path=out_dir,
-                              hint="pass force=True (CLI: --force) to replace it")
-        foreign = sorted(f.name + ("/" if f.is_dir() else "") for f in entries
-                         if f.is_dir() or not _replaceable(f))
-        if foreign:
-            raise ExportError(f"refusing to replace a folder that is not a model bundle (it holds "
-                              f"{', '.join(foreign[:5])}{'…' if len(foreign) > 5 else ''})", path=out_dir,
-                              hint="force=True replaces bundles only; choose a new or empty folder")
-
-
-def _replaceable(f: Path) -> bool:
-    """A file a bundle or a legacy model folder holds (``__model__``, ``params``, tensor files)."""
-    if f.suffix in _REPLACEABLE or f.name.startswith(".") or f.name in _LEGACY_NAMES:
-        return True
-    from .formats.tensorfile import is_tensor_file  # fluid 1.x loose parameter files
-
-    return is_tensor_file(f)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def _recover(out_dir: Path) -> None:
-    """Tidy what a killed export left beside ``out_dir``; put a displaced old bundle back."""
-    for kind in ("old", "tmp"):
-        for stale in sorted(out_dir.parent.glob(f".{out_dir.name}.{kind}-*")):
-            pid = stale.name.rsplit(f".{kind}-", 1)[1].split("-", 1)[0]
-            if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
-                continue  # another export to the same target is running
-            if kind == "old" and not out_dir.exists():
-                os.rename(stale, out_dir)  # killed between the two renames of the fallback swap
-            else:
-                shutil.rmtree(stale, ignore_errors=True)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two folders atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False if unsupported."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes
-
-        fn = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):  # glibc < 2.28, musl
-        return False
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    at_fdcwd, rename_exchange = -100, 2
-    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
-        return False  # the file system or kernel cannot exchange
-    raise OSError(err, os.strerror(err), str(b))
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_dir(out_dir: Path, force: bool, fill, verify=None):
-    """Build a folder with ``fill(tmp)`` beside ``out_dir``, ``verify(tmp)``, then swap it into place.
-
-    At every instant ``out_dir`` is absent, the complete old folder or the complete new
-    one: a new folder is renamed into place, and an old one is exchanged with the new one
-    in a single ``renameat2(RENAME_EXCHANGE)``.  Where that call is missing (not Linux,
-    old libc, some file systems) two renames are used, and an export killed between them
-    leaves the old folder as ``.<name>.old-<pid>-*``, which the next export puts back.
-    Leftover hidden ``.<name>.tmp-*`` folders are removed by the next export too.
-    """
-    out_dir = Path(out_dir).absolute()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    _recover(out_dir)
-    _check_target(out_dir, force)
-    tag = f"{os.getpid()}-{secrets.token_hex(4)}"
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{tag}"
-    tmp.mkdir()  # not mkdtemp: its 0700 mode would make the bundle private
-    try:
-        result = fill(tmp)
-        if verify is not None:
-            result = verify(tmp, result)
-        for f in tmp.iterdir():  # data on disk before the rename makes it visible
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        _fsync_dir(tmp)
-        try:
-            if not out_dir.exists():
-                os.rename(tmp, out_dir)
-            elif _exchange(tmp, out_dir):
-                shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old folder
-            else:
-                old = out_dir.parent / f".{out_dir.name}.old-{tag}"
-                os.rename(out_dir, old)
-                try:
-                    os.rename(tmp, out_dir)
-                except OSError:
-                    os.rename(old, out_dir)
-                    raise
-                shutil.rmtree(old, ignore_errors=True)
-        except OSError as e:
-            raise ExportError(f"cannot move the new bundle into place: {e.strerror}", path=out_dir,
-                              hint="is another export writing to the same folder?") from e
-        _fsync_dir(out_dir.parent)
-        return result
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def export(arch: str, checkpoint, out_dir, *, class_num: int | None = None,
@@ -244,21 +113,36 @@ def export(arch: str, checkpoint, out_dir, *, class_num: int | None = None,
 
     ``checkpoint`` is a ``.pdparams`` path, a fluid persistables folder, or a state dict.
     ``softmax=True`` appends a softmax head (the program outputs probabilities).
+    With ``force=True`` an existing ``out_dir`` keeps every file a previous clsviz export
+    did not write (see :mod:`clsviz.publish`); the options and the output folder are
+    checked before the checkpoint is read.
     """
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    image_shape = check_image_shape(image_shape)  # before any work: a size never drives allocation
+    if class_num is not None and (isinstance(class_num, bool) or not isinstance(class_num, (int, np.integer))
+                                  or not 1 <= class_num <= MAX_CLASSES):
+        raise OptionError(f"class_num is {class_num!r}; allowed: an integer from 1 to {MAX_CLASSES:,}")
+    ckpt_path = None if isinstance(checkpoint, dict) else Path(checkpoint)
+    names = [MODEL_PREFIX + ".json", MODEL_PREFIX + ".pdiparams", CONFIG_NAME] + \
+        ([CHECKPOINT_NAME] if include_checkpoint else [])
+    with Target(out_dir, force=force, sources=[ckpt_path], names=names) as target:
+        return _export_into(target, arch, checkpoint, ckpt_path, class_num=class_num,
+                            image_shape=image_shape, labels=labels, softmax=softmax, preprocess=preprocess,
+                            trust=trust, arch_kwargs=arch_kwargs, include_checkpoint=include_checkpoint,
+                            tolerance=tolerance, t0=t0)
+
+
+def _export_into(target: Target, arch, checkpoint, ckpt_path, *, class_num, image_shape, labels, softmax,
+                 preprocess, trust, arch_kwargs, include_checkpoint, tolerance, t0) -> ExportResult:
     from .archs import get_model, paddlex_name
     from .checkpoint import infer_class_num, load_into, load_state_dict
     from .engines.dygraph import SoftmaxHead
 
-    t0 = time.perf_counter()
-    out_dir = Path(out_dir)
-    _check_target(out_dir.absolute(), force)
-    image_shape = tuple(int(v) for v in image_shape)
-    if len(image_shape) != 3 or min(image_shape) < 1:
-        raise OptionError(f"image_shape must be (C, H, W), got {image_shape}")
+    out_dir = target.given
     if isinstance(checkpoint, dict):
-        state, ckpt_path = checkpoint, None
+        state = checkpoint
     else:
-        ckpt_path = Path(checkpoint)
         if ckpt_path.is_file() and (ckpt_path.suffix in (".json", ".pdmodel", ".pdiparams")
                                     or ckpt_path.name in ("__model__", "model", "params", "__params__")):
             raise FormatError("this is already an inference model, not a checkpoint", path=ckpt_path,
@@ -290,9 +174,17 @@ def export(arch: str, checkpoint, out_dir, *, class_num: int | None = None,
         net.eval()
         head = SoftmaxHead(net) if softmax else net
         head.eval()
-        probe = np.random.default_rng(0).standard_normal((2, *image_shape)).astype(np.float32)
-        with paddle.no_grad():
-            expected = head(paddle.to_tensor(probe))
+        probe = np.random.default_rng(0).standard_normal((2, *image_shape), dtype=np.float32)
+        try:
+            with paddle.no_grad():
+                expected = head(paddle.to_tensor(probe))
+        except Exception as e:  # noqa: BLE001 - Paddle's shape errors: the option does not fit the net
+            from .engines.predictor import _first_line
+
+            raise OptionError(f"{arch!r} does not accept inputs of image_shape {list(image_shape)}: "
+                              f"{_first_line(e)}",
+                              hint="C must be the network's input channels (3 for RGB models), H and W "
+                                   "large enough for its downsampling") from e
         if not hasattr(expected, "numpy") or tuple(expected.shape) != (2, class_num):
             found = (type(expected).__name__ if not hasattr(expected, "shape")
                      else list(expected.shape))
@@ -331,7 +223,7 @@ def export(arch: str, checkpoint, out_dir, *, class_num: int | None = None,
                               path=out_dir, hint="nothing was written; please report this model")
         return diff
 
-    diff = atomic_write_dir(out_dir, force, fill, verify)
-    return ExportResult(out_dir=out_dir.absolute(), model_name=model_name, class_num=class_num,
+    diff = target.publish(fill, verify)
+    return ExportResult(out_dir=out_dir, model_name=model_name, class_num=class_num,
                         files=list_bundle(out_dir), max_abs_diff=diff, seconds=time.perf_counter() - t0,
                         arch=arch, labels_note=config.labels_note)

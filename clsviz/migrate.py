@@ -231,7 +231,8 @@ def migrate(src, dst, *, arch: str | None = None, params=None, class_num: int | 
     disagrees with the old model.
     """
     from .bundle import resolve_config
-    from .export import atomic_write_dir, list_bundle
+    from .export import list_bundle
+    from .publish import Target, atomic_write_dir
 
     t0 = time.perf_counter()
     if tolerance <= 0:
@@ -245,6 +246,9 @@ def migrate(src, dst, *, arch: str | None = None, params=None, class_num: int | 
         return _migrate_checkpoint(files, src, dst, arch=arch, class_num=class_num, force=force,
                                    labels=labels, preprocess=preprocess, image_shape=image_shape,
                                    trust=trust, t0=t0, tolerance=tolerance)
+    sources = [Path(src), files.model_file, files.params_file, files.config_file, files.root]
+    with Target(dst, force=force, sources=sources, names=[f"{_PREFIX}.pdiparams", "inference.yml"]):
+        pass  # the output folder is checked (and a concurrent writer found) before the work
     if files.kind == detect.BUNDLE and not files.legacy_program:
         raise ExportError("this is already a Paddle 3 bundle (inference.json + inference.yml); "
                           "there is nothing to migrate", path=files.root,
@@ -284,7 +288,7 @@ def migrate(src, dst, *, arch: str | None = None, params=None, class_num: int | 
     def verify(tmp: Path, _):
         return _check(files, tmp, config, tolerance=tolerance, images=images, where=dst)
 
-    checks = atomic_write_dir(dst, force, fill, verify)
+    checks = atomic_write_dir(dst, force, fill, verify, sources=sources)
     fmt = ("Paddle 2 ProgramDesc (inference.pdmodel + inference.pdiparams)" if route == "fallback"
            else "Paddle 3 PIR (inference.json + inference.pdiparams)")
     return MigrateResult(str(src), dst.absolute(), files.kind, route, fmt, list_bundle(dst),
@@ -297,7 +301,10 @@ def _migrate_checkpoint(files, src, dst, *, arch, class_num, force, labels, prep
     from .checkpoint import load_state_dict
     from .export import export
     from .formats.fluid_names import fluid_to_dygraph_for_arch, guess_arch, is_optimizer_state, uses_legacy_names
+    from .publish import Target
 
+    with Target(dst, force=force, sources=[Path(src), files.checkpoint]):
+        pass  # the output folder is checked before the checkpoint is read
     state = load_state_dict(files.checkpoint, trust=trust)
     if arch is None:
         from .archs import guess_architecture

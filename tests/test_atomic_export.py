@@ -22,22 +22,34 @@ import pytest
 import clsviz
 from clsviz._paddle import paddle
 from clsviz.errors import ExportError
+from conftest import REPO, run_cli
 
 ARCH = "ResNet18_vd_x0_25"
 SHAPE = (3, 32, 32)
-BUNDLE_FILES = {"inference.json", "inference.pdiparams", "inference.yml", "model.pdparams"}
+BUNDLE_FILES = {"inference.json", "inference.pdiparams", "inference.yml", "model.pdparams",
+                ".clsviz-manifest.json"}
 
 SERVER = r'''
 import importlib, json, os, signal, sys, time
 import clsviz
-ex = importlib.import_module("clsviz.export")  # the package's `export` attribute is the function
+ex = importlib.import_module("clsviz.publish")
 
 def child(job):
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
     kind = job["kind"]
+    if kind == "hold":                                  # wait for the test before publishing
+        real_publish = ex.Target.publish
+        def publish(self, fill, verify=None):
+            def held_fill(tmp):
+                out = fill(tmp)
+                while not os.path.exists(job["release"]):
+                    time.sleep(0.01)
+                return out
+            return real_publish(self, held_fill, verify)
+        ex.Target.publish = publish
     if kind in ("kill_between_renames", "kill_after_exchange"):
-        real_rename, real_rmtree = os.rename, ex.shutil.rmtree
+        real_rename = os.rename
         if kind == "kill_between_renames":
             ex._exchange = lambda a, b: False          # as on a file system without renameat2
             def rename(src, dst):
@@ -46,12 +58,11 @@ def child(job):
                     os.kill(os.getpid(), signal.SIGKILL)
             ex.os.rename = rename
         else:
-            def rmtree(path, *a, **k):
-                if ".tmp-" in os.path.basename(str(path)):
-                    os.kill(os.getpid(), signal.SIGKILL)
-                return real_rmtree(path, *a, **k)
-            ex.shutil.rmtree = rmtree
-    clsviz.export(job["arch"], job["ckpt"], job["out"], image_shape=tuple(job["shape"]), force=True)
+            def retire(d, real):                        # right after the exchange
+                os.kill(os.getpid(), signal.SIGKILL)
+            ex._retire = retire
+    clsviz.export(job["arch"], job["ckpt"], job["out"], image_shape=tuple(job["shape"]),
+                  force=job.get("force", True))
 
 for line in sys.stdin:
     job = json.loads(line)
@@ -96,10 +107,17 @@ class Exporter:
                                      stdout=subprocess.PIPE, text=True,
                                      env=dict(os.environ, GLOG_minloglevel="3"))
 
-    def run(self, ckpt, out, *, delay=None, kind="plain") -> dict:
-        job = {"arch": ARCH, "ckpt": str(ckpt), "out": str(out), "shape": SHAPE, "delay": delay, "kind": kind}
+    def run(self, ckpt, out, *, delay=None, kind="plain", **extra) -> dict:
+        self.start(ckpt, out, delay=delay, kind=kind, **extra)
+        return self.finish()
+
+    def start(self, ckpt, out, *, delay=None, kind="plain", **extra) -> None:
+        job = {"arch": ARCH, "ckpt": str(ckpt), "out": str(out), "shape": SHAPE, "delay": delay, "kind": kind,
+               **extra}
         self.proc.stdin.write(json.dumps(job) + "\n")
         self.proc.stdin.flush()
+
+    def finish(self) -> dict:
         line = self.proc.stdout.readline()
         assert line, "the export server died"
         return json.loads(line)
@@ -236,17 +254,17 @@ def test_kill_after_the_exchange_leaves_the_new_bundle(tmp_path, server, ckpts, 
     assert r["code"] == 0 and state_of(target, outputs) == "old" and leftovers(target) == []
 
 
-def test_failed_verification_keeps_the_old_bundle(tmp_path, ckpts, outputs, monkeypatch):
+def test_failed_export_keeps_the_old_bundle(tmp_path, ckpts, outputs, monkeypatch):
+    """paddle.jit.save failing half-way (as on a full disk): the old bundle stays, nothing is left."""
     target = tmp_path / "bundle"
     shutil.copytree(outputs[2]["old"], target)
-    ex = importlib.import_module("clsviz.export")
 
-    def broken_fill(*a, **k):
-        raise ExportError("simulated failure while writing", path=target)
+    def broken_save(layer, path, **kw):
+        Path(path + ".json").write_text("{half")  # something was written before it failed
+        raise OSError(28, "No space left on device")
 
-    real = ex.atomic_write_dir
-    monkeypatch.setattr(ex, "atomic_write_dir", lambda out, force, fill, verify=None: real(out, force, broken_fill))
-    with pytest.raises(ExportError, match="simulated"):
+    monkeypatch.setattr(paddle.jit, "save", broken_save)
+    with pytest.raises(ExportError, match="jit.save failed"):
         clsviz.export(ARCH, ckpts["new"], target, image_shape=SHAPE, force=True)
     assert state_of(target, outputs) == "old" and leftovers(target) == []
 
@@ -261,19 +279,203 @@ def test_refuses_non_empty_folder_without_force(tmp_path, ckpts):
     assert (target / "inference.yml").read_text() == "x: 1\n"
 
 
-def test_force_replaces_bundles_only(tmp_path, ckpts):
-    """force=True must not wipe a folder of someone's own files (a typo'd output path)."""
-    home = tmp_path / "documents"
-    (home / "photos").mkdir(parents=True)
-    (home / "thesis.docx").write_bytes(b"precious")
-    with pytest.raises(ExportError, match="not a model bundle") as ei:
-        clsviz.export(ARCH, ckpts["old"], home, image_shape=SHAPE, force=True)
-    assert "photos/" in str(ei.value) and "thesis.docx" in str(ei.value)
-    assert (home / "thesis.docx").read_bytes() == b"precious"
-    target = tmp_path / "file.txt"
-    target.write_text("x")
-    with pytest.raises(ExportError, match="not a folder"):
+# --------------------------------------------------------------------------- export safety
+def snapshot(folder: Path) -> dict:
+    """Every entry under ``folder`` (hidden ones too) with its bytes, or '<dir>' / '-> target'."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        rel = str(p.relative_to(folder))
+        out[rel] = (f"-> {os.readlink(p)}" if p.is_symlink() else "<dir>" if p.is_dir() else p.read_bytes())
+    return out
+
+
+def user_files(folder: Path, ckpt: Path) -> dict:
+    """What a user keeps beside a bundle: notes, logs, hidden files, folders, other checkpoints."""
+    (folder / "logs").mkdir(parents=True, exist_ok=True)
+    (folder / "logs" / "train.log").write_text("epoch 1 loss 2.3\n")
+    (folder / "NOTES.md").write_text("# my notes\n")
+    (folder / ".env").write_text("SECRET=1\n")
+    (folder / "readme.txt").write_text("keep me\n")
+    shutil.copy(ckpt, folder / "epoch_7.pdparams")
+    (folder / "latest").symlink_to("epoch_7.pdparams")
+    return {k: v for k, v in snapshot(folder).items() if k.split("/")[0] in
+            ("logs", "NOTES.md", ".env", "readme.txt", "epoch_7.pdparams", "latest")}
+
+
+def test_force_keeps_every_file_clsviz_did_not_write(tmp_path, ckpts, outputs):
+    target = tmp_path / "bundle"
+    shutil.copytree(outputs[2]["old"], target)
+    mine = user_files(target, ckpts["old"])
+    r = clsviz.export(ARCH, ckpts["new"], target, image_shape=SHAPE, force=True, include_checkpoint=False)
+    assert {k: v for k, v in snapshot(target).items() if k in mine} == mine
+    assert not (target / "model.pdparams").exists()  # the old bundle's own file, not in the new one
+    listed = json.loads((target / ".clsviz-manifest.json").read_text())["files"]
+    assert set(listed) == {"inference.json", "inference.pdiparams", "inference.yml"} == {f.name for f in r.files}
+    batch, refs, _ = outputs
+    with clsviz.load(target) as clf:
+        np.testing.assert_allclose(clf.forward(batch), refs["new"], atol=1e-5)
+    assert leftovers(target) == []
+
+
+def test_force_into_a_folder_of_checkpoints_adds_the_bundle(tmp_path, ckpts, outputs):
+    """The report's case: `export -p ckpts/best.pdparams -o ckpts/ --force` wiped ckpts/."""
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    shutil.copy(ckpts["new"], folder / "best.pdparams")
+    mine = user_files(folder, ckpts["old"])
+    mine["best.pdparams"] = (folder / "best.pdparams").read_bytes()
+    clsviz.export(ARCH, folder / "best.pdparams", folder, image_shape=SHAPE, force=True)
+    assert {k: v for k, v in snapshot(folder).items() if k in mine} == mine
+    assert state_of_files(folder) >= BUNDLE_FILES and leftovers(folder) == []
+
+
+def state_of_files(folder: Path) -> set:
+    return {f.name for f in folder.iterdir()}
+
+
+def test_source_inside_what_would_be_replaced_is_refused(tmp_path, ckpts, outputs):
+    target = tmp_path / "bundle"
+    shutil.copytree(outputs[2]["old"], target)
+    before = snapshot(target)
+    with pytest.raises(ExportError, match="lies inside what this export would replace"):
+        clsviz.export(ARCH, target / "model.pdparams", target, image_shape=SHAPE, force=True)
+    with pytest.raises(ExportError, match="is the output folder"):
+        clsviz.export(ARCH, target, target, image_shape=SHAPE, force=True)
+    with pytest.raises(clsviz.OptionError, match="dst is the source folder"):
+        clsviz.migrate(target / "model.pdparams", target, arch=ARCH, force=True)
+    assert snapshot(target) == before and leftovers(target) == []
+
+
+def test_a_file_changed_since_export_is_not_replaced(tmp_path, ckpts, outputs):
+    target = tmp_path / "bundle"
+    shutil.copytree(outputs[2]["old"], target)
+    with open(target / "inference.yml", "a") as f:
+        f.write("# my edit\n")
+    before = snapshot(target)
+    with pytest.raises(ExportError, match=r"inference.yml \(changed since clsviz wrote it\)"):
+        clsviz.export(ARCH, ckpts["new"], target, image_shape=SHAPE, force=True)
+    assert snapshot(target) == before and leftovers(target) == []
+
+
+def test_a_name_taken_by_a_user_file_is_not_replaced(tmp_path, ckpts):
+    target = tmp_path / "work"
+    target.mkdir()
+    (target / "model.pdparams").write_bytes(b"the user's own checkpoint")
+    (target / "inference.json").mkdir()
+    with pytest.raises(ExportError, match=r"refusing to overwrite inference.json/, model.pdparams"):
+        clsviz.export(ARCH, ckpts["new"], target, image_shape=SHAPE, force=True)
+    assert (target / "model.pdparams").read_bytes() == b"the user's own checkpoint"
+    assert leftovers(target) == []
+
+
+def test_bundle_written_before_manifests_is_still_replaceable(tmp_path, ckpts, outputs):
+    """Older clsviz bundles have no manifest: their inference.yml (Global.clsviz) vouches for them."""
+    target = tmp_path / "bundle"
+    shutil.copytree(outputs[2]["old"], target)
+    (target / ".clsviz-manifest.json").unlink()
+    (target / "NOTES.md").write_text("keep\n")
+    clsviz.export(ARCH, ckpts["new"], target, image_shape=SHAPE, force=True)
+    assert (target / "NOTES.md").read_text() == "keep\n"
+    (target / "NOTES.md").unlink()
+    assert state_of(target, outputs) == "new"
+
+
+def test_symlinked_target_stays_a_symlink(tmp_path, ckpts, outputs):
+    real = tmp_path / "store" / "bundle-v1"
+    shutil.copytree(outputs[2]["old"], real)
+    link = tmp_path / "current"
+    link.symlink_to(real)
+    clsviz.export(ARCH, ckpts["new"], link, image_shape=SHAPE, force=True)
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert state_of(real, outputs) == "new" and leftovers(real) == [] and leftovers(link) == []
+    dangling = tmp_path / "next"
+    dangling.symlink_to(tmp_path / "store" / "bundle-v2")  # points at nothing yet
+    clsviz.export(ARCH, ckpts["old"], dangling, image_shape=SHAPE)
+    assert dangling.is_symlink() and state_of(tmp_path / "store" / "bundle-v2", outputs) == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "next", "store"]
+
+
+def test_failures_leave_no_temporary_files(tmp_path, ckpts, outputs):
+    parent = tmp_path / "out"
+    parent.mkdir()
+    with pytest.raises(clsviz.CheckpointMismatch):
+        clsviz.export("ResNet34_vd", ckpts["new"], parent / "b", image_shape=SHAPE, class_num=4)
+    with pytest.raises(clsviz.OptionError, match="does not accept inputs"):
+        clsviz.export(ARCH, ckpts["new"], parent / "b", image_shape=(1, 32, 32))
+    assert list(parent.iterdir()) == []
+
+
+def _wait_for(path: Path, timeout: float = 120.0) -> None:
+    import time
+
+    end = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < end, f"{path} never appeared"
+        time.sleep(0.005)
+
+
+def test_concurrent_exports_to_one_target(tmp_path, server, ckpts, outputs):
+    """Two exports at once: the second fails at once, before its work; the first succeeds."""
+    import time
+
+    target = tmp_path / "bundle"
+    shutil.copytree(outputs[2]["old"], target)
+    release = tmp_path / "release"
+    server.start(ckpts["new"], target, kind="hold", release=str(release))  # holds the lock, then waits
+    _wait_for(tmp_path / ".bundle.lock")
+    t0 = time.perf_counter()
+    with pytest.raises(ExportError, match=r"another clsviz export \(pid \d+\) is writing to this folder"):
         clsviz.export(ARCH, ckpts["old"], target, image_shape=SHAPE, force=True)
+    assert time.perf_counter() - t0 < 1.0  # refused before reading the checkpoint
+    r = run_cli("export", "-m", ARCH, "-p", ckpts["old"], "-o", target, "--image_shape", *SHAPE, "--force")
+    assert r.returncode == 1 and "another clsviz export" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    release.touch()
+    assert server.finish()["code"] == 0
+    assert state_of(target, outputs) == "new" and leftovers(target) == []
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_folder_appearing_mid_export_is_kept(tmp_path, server, ckpts, outputs, force):
+    target = tmp_path / "bundle"
+    release = tmp_path / "release"
+    server.start(ckpts["new"], target, kind="hold", release=str(release), force=force)
+    _wait_for(tmp_path / ".bundle.lock")
+    target.mkdir()                       # someone's folder appears while the export runs
+    (target / "notes.txt").write_text("mine\n")
+    release.touch()
+    r = server.finish()
+    assert (target / "notes.txt").read_text() == "mine\n"
+    assert leftovers(target) == []
+    if force:
+        assert r["code"] == 0, r
+        (target / "notes.txt").unlink()
+        assert state_of(target, outputs) == "new"
+    else:
+        assert r["code"] == 1, r  # "a folder appeared at the output path while exporting"
+        assert state_of_files(target) == {"notes.txt"}
+        with pytest.raises(ExportError, match="not empty"):
+            clsviz.export(ARCH, ckpts["new"], target, image_shape=SHAPE)
+
+
+def test_full_disk_is_an_export_error(tmp_path, ckpts):
+    """ENOSPC for real: a 1 MiB tmpfs in a private mount namespace (root, or user namespaces)."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1)")
+    disk = tmp_path / "small"
+    disk.mkdir()
+    script = (f"mount -t tmpfs -o size=1m tmpfs {disk} && {sys.executable} -m clsviz export -m {ARCH} "
+              f"-p {ckpts['new']} -o {disk}/bundle --image_shape 3 32 32; echo rc=$?; ls -A {disk}")
+    flags = ["-m"] if os.geteuid() == 0 else ["-r", "-m"]
+    probe = subprocess.run(["unshare", *flags, "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a mount namespace here: {probe.stderr.decode().strip()}")
+    r = subprocess.run(["unshare", *flags, "sh", "-c", script], capture_output=True, text=True,
+                       timeout=300, cwd=REPO)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("clsviz: ExportError:"), r.stderr
+    assert "No space left" in lines[0] and "Traceback" not in r.stderr
+    # nothing left on the full disk: no bundle, no temporary folder, no lock file
+    assert r.stdout.split() == ["rc=1"], r.stdout
 
 
 def test_bundle_permissions_follow_the_umask(tmp_path, ckpts):
