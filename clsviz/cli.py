@@ -46,13 +46,31 @@ def _engine_flags(p, *, predictor=True):
     p.add_argument("--gpu_mem", type=int, default=8000, help="initial GPU memory pool, MB")
     p.add_argument("--gpu_id", type=int, default=0)
     p.add_argument("-b", "--batch_size", "--b", type=int, default=1)
-    p.add_argument("--cpu_num_threads", "--cpu_threads", dest="cpu_threads", type=int, default=None)
+    p.add_argument("--cpu_num_threads", "--cpu_threads", dest="cpu_threads", type=int, default=None,
+                   help="CPU threads (default: all cores; at most 4 per CPU)")
     if predictor:
         _flag(p, "--use_tensorrt", help="TensorRT subgraphs (GPU builds with TensorRT)")
         _flag(p, "--ir_optim", default=True, help="IR graph optimisation passes")
         _flag(p, "--enable_mkldnn", "--enable_onednn", default=None, help="oneDNN CPU kernels (default on)")
         _flag(p, "--use_fp16", help="same as --precision fp16")
         p.add_argument("--precision", choices=["fp32", "fp16", "bf16", "int8"], default="fp32")
+
+
+def _pixels(v) -> int:
+    try:
+        n = int(str(v).replace(",", "").replace("_", ""))
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels (0 for no limit), got {v!r}")
+    return n
+
+
+def _image_flags(p):
+    p.add_argument("--max_pixels", type=_pixels, default=None, metavar="N",
+                   help="refuse images of more than N pixels before decoding them (Pillow's "
+                        "decompression-bomb guard; default 89,478,485; 0 = no limit, only for "
+                        "images you trust)")
 
 
 def _common_out(p):
@@ -73,13 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--p", "--pretrained_model", "--checkpoint", dest="checkpoint", required=True)
     p.add_argument("-o", "--o", "--output_path", "--out", dest="out", required=True)
     p.add_argument("--class_num", "--class_dim", type=int, default=None)
-    p.add_argument("--img_size", "--image_size", type=int, default=None, help="square input size")
-    p.add_argument("--image_shape", type=int, nargs=3, default=None, metavar=("C", "H", "W"))
+    p.add_argument("--img_size", "--image_size", type=int, default=None,
+                   help="square input size (1 to 4096)")
+    p.add_argument("--image_shape", type=int, nargs=3, default=None, metavar=("C", "H", "W"),
+                   help="input shape (C 1-64; H, W 1-4096; C must match the network)")
     p.add_argument("--resize_short", type=int, default=None,
                    help="short side before the centre crop (default: crop x 256/224)")
     p.add_argument("--labels", "--class_id_map_file", default=None)
     _flag(p, "--softmax", "--save_softmax", help="append a softmax head")
-    _flag(p, "--force", help="replace a non-empty output folder")
+    _flag(p, "--force", help="write into a non-empty folder: replaces only the files a previous clsviz "
+                             "export wrote there (its manifest); other files are kept")
     _flag(p, "--trust", help="load the checkpoint with plain pickle (only for files you trust)")
     _flag(p, "--json")
 
@@ -91,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model_name", default=None, help="shown in the output")
     _flag(p, "--enable_benchmark", help="print latency per stage")
     _engine_flags(p)
+    _image_flags(p)
     _common_out(p)
 
     p = sub.add_parser("infer", help="training engine + checkpoint (mode 2)")
@@ -99,8 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--p", "--pretrained_model", "--checkpoint", dest="checkpoint", required=True,
                    help=".pdparams, a fluid persistables folder, or a bundle folder")
     p.add_argument("--class_num", "--class_dim", type=int, default=None)
-    _flag(p, "--trust")
+    _flag(p, "--trust", help="trust the model: plain pickle for the checkpoint, and let its "
+                             "inference.yml name a 'module:callable' architecture")
     _engine_flags(p, predictor=False)
+    _image_flags(p)
     _common_out(p)
 
     p = sub.add_parser("py_infer", help="training engine + inference model (mode 3)")
@@ -109,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--m", "--model_file", dest="model", default=None)
     p.add_argument("-p", "--p", "--params_file", dest="params", default=None)
     _engine_flags(p, predictor=False)
+    _image_flags(p)
     _common_out(p)
 
     p = sub.add_parser("compare", help="all three modes side by side")
@@ -119,13 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", default="predictor,dygraph,executor")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
-    _flag(p, "--trust")
+    _flag(p, "--trust", help="trust the model: plain pickle for the checkpoint, and let its "
+                             "inference.yml name a 'module:callable' architecture")
     _engine_flags(p)
+    _image_flags(p)
     _common_out(p)
 
     p = sub.add_parser("demo", help="the whole story on the bundled demo model")
     p.add_argument("--out", default="out/demo")
     p.add_argument("--repeats", type=int, default=5)
+    _image_flags(p)
 
     p = sub.add_parser("train-demo", help="train the bundled demo model from scratch")
     p.add_argument("--out", required=True)
@@ -144,9 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu_num_threads", "--cpu_threads", dest="cpu_threads", type=int, default=None,
                    help="threads per engine (default: all cores here, 1 per Ray actor)")
     p.add_argument("--out", default=None, help="where to write evaluation.html + confusion.png (default out/evaluate)")
+    _flag(p, "--trust", help="trust the bundle: its inference.yml may name a 'module:callable' "
+                             "architecture (dygraph mode), its .pdparams is read with plain pickle")
+    _image_flags(p)
     _flag(p, "--json")
 
-    p = sub.add_parser("inspect", help="what Paddle model format is this, and what is in it")
+    p = sub.add_parser("inspect", help="what Paddle model format is this, and what is in it",
+                       description="Exit status: 0 a Paddle model without problems; 1 not a Paddle "
+                                   "model, a problem found, or an error.")
     p.add_argument("path")
     p.add_argument("--compare", default=None, help="a second model to put side by side")
     _flag(p, "--json")
@@ -160,8 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", "--class_id_map_file", default=None)
     p.add_argument("--image_shape", type=int, nargs=3, default=None, metavar=("C", "H", "W"),
                    help="input shape for checkpoints (default 3 224 224)")
-    _flag(p, "--force")
+    _flag(p, "--force", help="write into a non-empty folder: replaces only the files a previous clsviz "
+                             "export wrote there; other files are kept")
     _flag(p, "--trust", help="load a checkpoint with plain pickle (only for files you trust)")
+    _image_flags(p)
     _flag(p, "--json")
 
     p = sub.add_parser("bench", help="latency lab: per-mode, per-stage, sweeps")
@@ -214,11 +249,21 @@ def _predict_with(clf, a, title):
 
 
 def cmd_export(a):
+    from .errors import OptionError
     from .export import export
+    from .schema import check_image_shape
 
-    shape = tuple(a.image_shape) if a.image_shape else ((3, a.img_size, a.img_size) if a.img_size else (3, 224, 224))
+    if a.img_size is not None:
+        check_image_shape((3, a.img_size, a.img_size), field="--img_size (as 3 × N × N)")
+    if a.image_shape is not None:
+        check_image_shape(a.image_shape, field="--image_shape")
+        if a.img_size is not None and tuple(a.image_shape[1:]) != (a.img_size, a.img_size):
+            raise OptionError(f"--img_size {a.img_size} and --image_shape {' '.join(map(str, a.image_shape))} "
+                              "disagree", hint="give one of them")
+    shape = tuple(a.image_shape) if a.image_shape is not None else \
+        ((3, a.img_size, a.img_size) if a.img_size is not None else (3, 224, 224))
     pre = None
-    if a.resize_short:
+    if a.resize_short is not None:
         from .transforms import Preprocess
 
         pre = Preprocess(resize_short=a.resize_short,
@@ -297,13 +342,17 @@ def cmd_compare(a):
 
 def cmd_demo(a):
     from .demo.run import run_demo
+    from .safe_io import check_output_dir
 
+    check_output_dir(a.out, what="--out")
     return run_demo(a.out, repeats=a.repeats)
 
 
 def cmd_train_demo(a):
     from .demo.train import train_demo
+    from .safe_io import check_output_dir
 
+    check_output_dir(a.out, what="--out")
     kw = {k: v for k, v in (("seed", a.seed), ("epochs", a.epochs)) if v is not None}
     r = train_demo(a.out, **kw)
     print(r)
@@ -321,6 +370,8 @@ def cmd_inspect(a):
 
     rep = inspect_compare(a.path, a.compare) if a.compare else inspect_path(a.path)
     print(json.dumps(rep.to_dict(), indent=2) if a.json else rep.to_text())
+    reports = (rep.a, rep.b) if a.compare else (rep,)
+    return 0 if all(r.is_model and not r.problems for r in reports) else 1  # scripts can rely on it
 
 
 def cmd_migrate(a):
@@ -333,7 +384,9 @@ def cmd_migrate(a):
 
 def cmd_bench(a):
     from .bench import bench_cli
+    from .safe_io import check_output_dir
 
+    check_output_dir(a.out, what="--out")
     return bench_cli(a)
 
 
@@ -352,6 +405,10 @@ def main(argv=None) -> int:
         ap.print_help()
         return 2
     debug = a.debug or os.environ.get("CLSVIZ_DEBUG") not in (None, "", "0")
+    if getattr(a, "max_pixels", None) is not None:
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = a.max_pixels or None  # Pillow's bomb guard, which clsviz follows
     try:
         rc = COMMANDS[a.cmd](a)
         return int(rc or 0)
@@ -369,6 +426,10 @@ def main(argv=None) -> int:
             hint_line = rest[-1] if rest and "—" in rest[-1] else ""
             print(f"clsviz: {type(e).__name__}: {first}{(' ' + hint_line) if hint_line else ''}",
                   file=sys.stderr)
+            return 1
+        if isinstance(e, OSError):  # the environment, not a bug: one line, no "unexpected"
+            where = f" [{e.filename}]" if e.filename else ""
+            print(f"clsviz: {type(e).__name__}: {e.strerror or e}{where}", file=sys.stderr)
             return 1
         print(f"clsviz: unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
               f"(rerun with --debug for the trace)", file=sys.stderr)

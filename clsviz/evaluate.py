@@ -28,7 +28,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .errors import FormatError, OptionError
+from .errors import FormatError, OptionError, OutputError
 from .transforms import IMAGE_SUFFIXES
 
 LABELS_TXT = "labels.txt"
@@ -301,6 +301,15 @@ def _rel(path: str, folder: str) -> str:
         return path
 
 
+def _within(path, base: Path) -> bool:
+    """Whether ``path``, symlinks resolved, lies inside the (resolved) folder ``base``."""
+    try:
+        real = Path(path).resolve()
+    except (OSError, RuntimeError):
+        return False
+    return real == base or base in real.parents
+
+
 def _is_image(p: Path) -> bool:
     return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
 
@@ -324,9 +333,15 @@ def read_labelled_folder(folder, labels: Sequence[str]) -> tuple[list[Path], lis
     known = ", ".join(labels[:20]) + (" …" if len(labels) > 20 else "")
     paths, ys, unknown = [], [], {}
     txt = folder / LABELS_TXT
-    if txt.is_file():
+    if os.path.lexists(txt):
+        from .safe_io import read_text
+
         layout = "labels_txt"
-        for n, line in enumerate(txt.read_text(encoding="utf-8").splitlines(), 1):
+        base = folder.resolve()
+        if not _within(txt, base):
+            raise FormatError(f"{LABELS_TXT} is a link to a file outside the folder", path=txt,
+                              hint="put the real labels.txt inside the folder")
+        for n, line in enumerate(read_text(txt, what=LABELS_TXT).splitlines(), 1):
             parts = line.split("#", 1)[0].split()
             if not parts:
                 continue
@@ -334,6 +349,10 @@ def read_labelled_folder(folder, labels: Sequence[str]) -> tuple[list[Path], lis
                 raise FormatError(f"{LABELS_TXT} line {n}: expected 'filename class', found {line.strip()!r}",
                                   path=txt)
             p = folder / parts[0]
+            if not _within(p, base):  # '../x.png', '/etc/x.png', a link out: never read nor embedded
+                raise FormatError(f"{LABELS_TXT} line {n} names {parts[0]!r}, which is outside the folder",
+                                  path=txt, hint="list images by their path inside the folder that holds "
+                                                 "labels.txt; clsviz reads nothing outside it")
             if not p.is_file():
                 raise FormatError(f"{LABELS_TXT} line {n} names {parts[0]!r}, which is not in the folder",
                                   path=txt, hint="filenames are relative to the folder that holds labels.txt")
@@ -600,12 +619,20 @@ def evaluate(folder, bundle, *, modes=("predictor",), batch_size: int = 8,
 
 def write_evaluation_html(report: Evaluation, out_dir, *, max_gallery: int = 120) -> Path:
     """Write ``confusion.png`` (first mode; ``confusion-<mode>.png`` for the others) and a
-    self-contained ``evaluation.html`` into ``out_dir``; returns the HTML path."""
+    self-contained ``evaluation.html`` into ``out_dir``; returns the HTML path.  The gallery
+    embeds only images inside ``report.folder`` (symlinks resolved)."""
+    from .safe_io import check_output_dir, translate_os_errors
+
+    out = check_output_dir(out_dir)
+    with translate_os_errors(OutputError, action="write the report"):
+        out.mkdir(parents=True, exist_ok=True)
+        return _write_evaluation_html(report, out, max_gallery=max_gallery)
+
+
+def _write_evaluation_html(report: Evaluation, out: Path, *, max_gallery: int) -> Path:
     from .report import badge, card, page, thumbnail_data_uri
     from .viz import confusion_matrix, fig_to_png_bytes
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     e = html.escape
     modes = list(report.modes)
     matrices = []
@@ -654,8 +681,10 @@ def write_evaluation_html(report: Evaluation, out_dir, *, max_gallery: int = 120
 
     first = report.modes[modes[0]]
     figs = []
+    base = Path(report.folder).resolve()
     for err in first.misclassified[:max_gallery]:
-        uri = thumbnail_data_uri(err.path, size=192)
+        # only files that really live inside the evaluated folder are embedded in the page
+        uri = thumbnail_data_uri(err.path, size=192) if _within(err.path, base) else None
         img = f"<img alt='{e(os.path.basename(err.path))}' src='{uri}'>" if uri else "<div class='noimg'>?</div>"
         figs.append(f"<figure>{img}<figcaption><b>{e(err.true)}</b> → "
                     f"<span style='color:var(--red);font-weight:600'>{e(err.pred)}</span> "
@@ -695,18 +724,26 @@ def write_evaluation_html(report: Evaluation, out_dir, *, max_gallery: int = 120
                 subtitle=f"{report.folder} · model {report.bundle} · modes: {', '.join(modes)}", cards=cards)
     path = out / "evaluation.html"
     tmp = out / ".evaluation.html.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():  # a full disk: no half-written temporary file left behind
+            tmp.unlink()
     return path
 
 
 def evaluate_cli(a) -> int:
     """``python -m clsviz evaluate FOLDER --bundle B [--mode M|a,b|all] [--ray [ADDRESS]] [--workers N]
     [--batch_size N] [--cpu_threads N] [--out DIR] [--json]``."""
-    options = {k: v for k, v in (("cpu_threads", getattr(a, "cpu_threads", None)),) if v is not None}
+    from .safe_io import check_output_dir
+
+    out = Path(a.out or os.path.join("out", "evaluate"))
+    check_output_dir(out, what="--out")  # before the evaluation, not after it
+    options = {k: v for k, v in (("cpu_threads", getattr(a, "cpu_threads", None)),
+                                 ("trust", getattr(a, "trust", None) or None)) if v is not None}
     rep = evaluate(a.folder, a.bundle, modes=a.mode, batch_size=getattr(a, "batch_size", 8),
                    ray=getattr(a, "ray", None), workers=getattr(a, "workers", None), **options)
-    out = Path(a.out or os.path.join("out", "evaluate"))
     page_path = write_evaluation_html(rep, out)
     if a.json:
         d = rep.to_dict()
