@@ -21,7 +21,8 @@ from .engines import MODES, Classifier, EngineOptions, load
 from . import evaluate  # a callable module: clsviz.evaluate(folder, bundle, modes=..., ray=...)
 from .evaluate import Evaluation
 from .errors import (ArchitectureError, BackendUnavailable, CheckpointMismatch, ClsvizError,
-                     EngineError, ExportError, FormatError, ImageError, OptionError, UnsafeCheckpoint)
+                     EngineError, ExportError, FormatError, ImageError, OptionError, OutputError,
+                     UnsafeCheckpoint, UntrustedCode)
 from .export import ExportResult, export
 from . import inspect  # a callable module: clsviz.inspect(path), clsviz.inspect.compare(a, b)
 from .inspect import InspectComparison, InspectReport
@@ -45,5 +46,6 @@ __all__ = [
     "inspect", "InspectReport", "InspectComparison", "migrate", "MigrateResult",
     "Prediction", "TopK", "Comparison", "ModeReport", "Agreement", "StageStats",
     "errors", "ClsvizError", "ImageError", "FormatError", "UnsafeCheckpoint", "CheckpointMismatch",
-    "ArchitectureError", "EngineError", "BackendUnavailable", "ExportError", "OptionError",
+    "ArchitectureError", "UntrustedCode", "EngineError", "BackendUnavailable", "ExportError",
+    "OutputError", "OptionError",
 ]

@@ -198,8 +198,8 @@ def _export_into(target: Target, arch, checkpoint, ckpt_path, *, class_num, imag
             try:
                 with quiet():
                     paddle.jit.save(head, str(tmp / MODEL_PREFIX), input_spec=spec)
-            except ClsvizError:
-                raise
+            except (ClsvizError, OSError):
+                raise  # OSError (a full disk, permissions): clsviz.publish says so and cleans up
             except Exception as e:
                 from .engines.predictor import _first_line
 

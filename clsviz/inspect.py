@@ -450,7 +450,14 @@ def _fluid_layout(mf) -> str:
 
 
 def _inspect_program(p: Path, mf, folder_files) -> InspectReport:
-    facts = _program_facts(mf)
+    try:
+        facts = _program_facts(mf)
+    except ClsvizError as e:  # a program no reader can decode: a report that says so, not a crash
+        what = str(e).split(" [", 1)[0]
+        return _not_a_model(p, f"{mf.model_file.name} cannot be read ({what})",
+                            tuple(_info(f, "program" if f == mf.model_file else "", used=False)
+                                  for f in folder_files),
+                            hint="the file is damaged; export or download the model again")
     used: dict[str, str] = {mf.model_file.name: "program (" + (
         "ProgramDesc" if mf.legacy_program else "PIR JSON") + ")"}
     if mf.params_file is not None:
@@ -717,9 +724,13 @@ def inspect(path, *, params=None, trust: bool = False) -> InspectReport:
     ``path`` does not exist.
     """
     p = Path(path)
-    if not p.exists():
-        raise FormatError("path not found", path=p, hint="check the path")
-    return _inspect_dir(p, params, trust) if p.is_dir() else _inspect_file(p, params, trust)
+    try:
+        if not p.exists():
+            raise FormatError("path not found", path=p, hint="check the path")
+        return _inspect_dir(p, params, trust) if p.is_dir() else _inspect_file(p, params, trust)
+    except OSError as e:  # an unreadable folder or file: say so in the report
+        return _not_a_model(p, f"unreadable ({e.strerror or e})", hint="check the permissions of "
+                            f"{e.filename or p} (and of the folders above it)")
 
 
 # ------------------------------------------------------------------ public: compare

@@ -296,8 +296,8 @@ def _recover(real: Path) -> None:
         stage = m.group(1)
         if (d / _INCOMPLETE).exists():
             shutil.rmtree(d, ignore_errors=True)      # never published: all of it is clsviz's
-        elif stage == "pub":
-            _finish(d, real)                          # half published: finish it
+        elif stage == "pub" and real.is_dir():
+            _finish(d, real)                          # half published file by file: finish it
         elif stage == "old" and not os.path.lexists(real):
             os.rename(d, real)                        # killed between the fallback's two renames
         else:

@@ -122,6 +122,12 @@ def open_regular(path, *, what: str = "file", error=FormatError, max_bytes: int 
     except IsADirectoryError as e:
         raise _refuse(what, path, "a folder", error) from e
     except OSError as e:
+        try:  # a socket cannot be opened at all (ENXIO): say what it is
+            kind = special_kind(os.stat(path).st_mode)
+        except OSError:
+            kind = None
+        if kind is not None:
+            raise _refuse(what, path, kind, error) from e
         raise os_error(e, error, path=path) from e
     try:
         st = os.fstat(f.fileno())

@@ -86,7 +86,7 @@ class _CheckedArray(np.ndarray):
             raise _Refused("numpy.ndarray.__setstate__", "with a state numpy does not write")
         shape, dtype, _, raw = state[-4:]
         if not isinstance(dtype, np.dtype) or dtype.hasobject:
-            raise _Refused("numpy.ndarray.__setstate__", f"with dtype {dtype!r} (object arrays run code)")
+            raise _Refused("numpy.ndarray.__setstate__", f"with dtype {dtype!r} (object arrays hold Python objects, not tensors)")
         if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape):
             raise ValueError(f"array shape {str(shape)[:60]} is not a tuple of sizes")
         if not isinstance(raw, (bytes, bytearray)):
@@ -299,7 +299,9 @@ def _sniff(path: Path) -> _Kind:
             head = f.read(4096)
     except FileNotFoundError:
         return _Kind("missing", "no such file")
-    except FormatError as e:  # swapped for a FIFO/device since the stat
+    except FormatError as e:  # an OSError opening it, or swapped for a FIFO/device since the stat
+        if isinstance(e.__cause__, OSError):
+            return _Kind("unreadable", f"unreadable ({e.__cause__.strerror or e.__cause__})")
         return _Kind("special", str(e).split(" [", 1)[0])
     except OSError as e:
         return _Kind("unreadable", f"unreadable ({e.strerror or e})")

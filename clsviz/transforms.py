@@ -148,8 +148,13 @@ def image_name(image: ImageLike, index: int = 0) -> str:
     return f"<{type(image).__name__} #{index}>"
 
 
-def _to_rgb(img: Image.Image, where: str) -> Image.Image:
-    img = ImageOps.exif_transpose(img)
+def _to_rgb(img: Image.Image, where: str, *, own: bool = False) -> Image.Image:
+    """``img`` as RGB.  ``own``: clsviz decoded it, so it may be changed in place (a large image
+    is not copied just to apply its EXIF orientation)."""
+    if own:
+        ImageOps.exif_transpose(img, in_place=True)
+    else:
+        img = ImageOps.exif_transpose(img)
     if img.mode == "RGB":
         return img
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
@@ -159,7 +164,7 @@ def _to_rgb(img: Image.Image, where: str) -> Image.Image:
         bg.paste(rgba, mask=rgba.getchannel("A"))
         return bg
     if img.mode.startswith("I;16") or img.mode in ("I", "F"):
-        return Image.fromarray(to_uint8(np.asarray(img), where=where)).convert("RGB")
+        return Image.fromarray(_image_to_uint8(img, where)).convert("RGB")
     return img.convert("RGB")
 
 
@@ -187,44 +192,60 @@ def to_uint8(arr: np.ndarray, *, where: str = "") -> np.ndarray:
         return arr
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8) * np.uint8(255)
-    kind = arr.dtype.kind
-    if kind == "u" and arr.dtype.itemsize == 2:
-        def band(a):
-            return (a >> 8).astype(np.uint8)
-    elif kind in "ui":
-        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
-        if lo >= 0 and hi <= 255:
-            def band(a):
-                return a.astype(np.uint8)
-        elif lo >= 0 and hi <= 65535:
-            def band(a):
-                return (a >> 8).astype(np.uint8)
-        else:
-            span = float(hi - lo) or 1.0
-
-            def band(a):
-                return np.rint((a.astype(np.float64) - lo) * (255.0 / span)).astype(np.uint8)
-    elif kind == "f":
-        finite = all(np.isfinite(arr[i:i + _rows(arr)]).all() for i in range(0, len(arr), _rows(arr)))
-        if not finite:
-            raise ImageError("image has NaN or inf values", path=where or None)
-        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
-        factor = 255.0 if lo >= 0 and hi <= 1.0 else 1.0
-
-        def band(a):
-            return np.rint(np.clip(a.astype(np.float32) * np.float32(factor), 0, 255)).astype(np.uint8)
-    else:
-        raise ImageError(f"pixels of dtype {arr.dtype} are not an image", path=where or None,
-                         hint="pass uint8, uint16, integer, bool or float pixels")
+    step = _rows(arr.shape)
+    if arr.dtype.kind == "f":
+        for i in range(0, len(arr), step):
+            _check_finite(arr[i:i + step], where)
+    lo, hi = (arr.min(), arr.max()) if arr.size else (0, 0)
+    band = _band(arr.dtype, lo, hi, where)
     out = np.empty(arr.shape, np.uint8)
-    step = _rows(arr)
     for i in range(0, len(arr), step):
         out[i:i + step] = band(arr[i:i + step])
     return out
 
 
-def _rows(arr: np.ndarray) -> int:
-    per_row = max(1, arr[0].size) if arr.ndim and len(arr) else 1
+def _image_to_uint8(img: Image.Image, where: str) -> np.ndarray:
+    """:func:`to_uint8` of a 16/32-bit integer PIL image band by band, without a numpy copy of
+    the whole image (a 9400 x 9400 16-bit PNG is 170 MB decoded)."""
+    if img.mode == "F":
+        return to_uint8(np.asarray(img), where=where)
+    w, h = img.size
+    lo, hi = img.getextrema()
+    band = _band(np.asarray(img.crop((0, 0, w, 1))).dtype, lo, hi, where)
+    out = np.empty((h, w), np.uint8)
+    step = _rows((h, w))
+    for i in range(0, h, step):
+        out[i:i + step] = band(np.asarray(img.crop((0, i, w, min(h, i + step)))))
+    return out
+
+
+def _check_finite(a: np.ndarray, where: str) -> None:
+    if not np.isfinite(a).all():
+        raise ImageError("image has NaN or inf values", path=where or None)
+
+
+def _band(dtype: np.dtype, lo, hi, where: str):
+    """The conversion of one band of rows of ``dtype`` pixels spanning ``lo..hi`` (see to_uint8)."""
+    kind = dtype.kind
+    if kind == "u" and dtype.itemsize == 2:
+        return lambda a: (a >> 8).astype(np.uint8)
+    if kind in "ui":
+        lo, hi = int(lo), int(hi)
+        if lo >= 0 and hi <= 255:
+            return lambda a: a.astype(np.uint8)
+        if lo >= 0 and hi <= 65535:
+            return lambda a: (a >> 8).astype(np.uint8)
+        span = float(hi - lo) or 1.0
+        return lambda a: np.rint((a.astype(np.float64) - lo) * (255.0 / span)).astype(np.uint8)
+    if kind == "f":
+        factor = np.float32(255.0 if lo >= 0 and hi <= 1.0 else 1.0)
+        return lambda a: np.rint(np.clip(a.astype(np.float32) * factor, 0, 255)).astype(np.uint8)
+    raise ImageError(f"pixels of dtype {dtype} are not an image", path=where or None,
+                     hint="pass uint8, uint16, integer, bool or float pixels")
+
+
+def _rows(shape: tuple) -> int:
+    per_row = max(1, int(np.prod(shape[1:]))) if len(shape) > 1 else 1
     return max(1, _BAND // per_row)
 
 
@@ -266,7 +287,7 @@ def load_image(image: ImageLike) -> Image.Image:
                 if getattr(img, "is_animated", False):
                     img.seek(0)
                 img.load()
-            return _to_rgb(img, where)
+            return _to_rgb(img, where, own=True)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:

@@ -1,6 +1,7 @@
 """Shared fixtures: small real models made by the tests, real files in tmp dirs."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,12 +14,46 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args, check=False, timeout=300, env=None):
+# ---------------------------------------------------------------- reliability corpus records
+# (case, group, result, message) rows; benchmarks/reliability_table.py runs the corpus with
+# CLSVIZ_RELIABILITY_JSON set and turns them into the tables of docs/reliability.md.
+RECORDS: list[dict] = []
+GROUP_OF_PREFIX = {"image": "images", "model": "models", "checkpoint": "checkpoints", "network": "networks",
+                   "option": "options"}
+
+
+def record(case: str, result: str, message: str = "", *, group: str | None = None) -> None:
+    """Add a corpus row: ``result`` is an error class name, or ``ok`` for what must succeed."""
+    group = group or GROUP_OF_PREFIX.get(case.split(":", 1)[0], "other")
+    RECORDS.append({"group": group, "case": case, "result": result, "message": message})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _emit_reliability_records():
+    yield
+    out = os.environ.get("CLSVIZ_RELIABILITY_JSON")
+    if out:
+        Path(out).write_text(json.dumps(RECORDS, indent=1, ensure_ascii=False), encoding="utf-8")
+
+
+def unprivileged() -> list[str]:
+    """A command prefix under which file permissions apply: root keeps its uid but loses every
+    capability (so chmod 000 files are unreadable to it); others need nothing."""
+    if os.geteuid() != 0:
+        return []
+    import shutil
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv(1): permissions cannot be tested")
+    return ["setpriv", "--inh-caps=-all", "--bounding-set=-all"]
+
+
+def run_cli(*args, check=False, timeout=300, env=None, prefix=(), cwd=REPO):
     """Run ``python -m clsviz ARGS`` in a subprocess; returns CompletedProcess (text)."""
     e = dict(os.environ)
     e.update(env or {})
-    p = subprocess.run([sys.executable, "-m", "clsviz", *map(str, args)], capture_output=True, text=True,
-                       timeout=timeout, env=e, cwd=REPO)
+    p = subprocess.run([*prefix, sys.executable, "-m", "clsviz", *map(str, args)], capture_output=True, text=True,
+                       timeout=timeout, env=e, cwd=cwd)
     if check and p.returncode != 0:
         raise AssertionError(f"clsviz {' '.join(map(str, args))} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
     return p

@@ -22,7 +22,18 @@ import pytest
 import clsviz
 from clsviz._paddle import paddle
 from clsviz.errors import ExportError
-from conftest import REPO, run_cli
+from conftest import REPO, record, run_cli
+
+
+def rec(case, result, message=""):
+    record(case, result, message, group="delete")
+
+
+def expect_export_error(match, fn, case):
+    with pytest.raises(ExportError, match=match) as ei:
+        fn()
+    rec(case, type(ei.value).__name__, str(ei.value))
+    return ei.value
 
 ARCH = "ResNet18_vd_x0_25"
 SHAPE = (3, 32, 32)
@@ -48,6 +59,14 @@ def child(job):
                 return out
             return real_publish(self, held_fill, verify)
         ex.Target.publish = publish
+    if kind == "kill_mid_merge":                        # after the 2nd file of a file-by-file publish
+        real_move, moved = ex._move_into, []
+        def move(src, dst):
+            real_move(src, dst)
+            moved.append(dst)
+            if len(moved) == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+        ex._move_into = move
     if kind in ("kill_between_renames", "kill_after_exchange"):
         real_rename = os.rename
         if kind == "kill_between_renames":
@@ -74,6 +93,9 @@ for line in sys.stdin:
             os._exit(0)
         except BaseException as e:
             sys.stderr.write(f"export failed: {type(e).__name__}: {e}\n")
+            if job.get("errfile"):
+                with open(job["errfile"], "w") as f:
+                    f.write(f"{type(e).__name__}: {e}")
             os._exit(1)
     killed = False
     if job.get("delay") is not None:
@@ -203,6 +225,8 @@ def test_kill_fresh_export_at_five_points(tmp_path, server, ckpts, outputs, dura
             shutil.rmtree(target)
     print("fresh:", seen)
     assert any(s == "absent" for *_, s in seen), seen  # some kills did land mid-export
+    rec("SIGKILL at 5 moments of an export to a new folder", "ok",
+        "the target was absent or the complete new bundle every time")
 
 
 def test_kill_export_over_old_bundle_at_ten_points(tmp_path, server, ckpts, outputs, duration):
@@ -225,6 +249,8 @@ def test_kill_export_over_old_bundle_at_ten_points(tmp_path, server, ckpts, outp
     r = server.run(ckpts["new"], target)
     assert r["code"] == 0 and state_of(target, outputs) == "new"
     assert leftovers(target) == []
+    rec("SIGKILL at 10 moments of an export over a bundle (force)", "ok",
+        "always the complete old or new bundle; the next export tidies up")
 
 
 def test_kill_between_the_fallback_renames_is_repaired(tmp_path, server, ckpts, outputs):
@@ -241,6 +267,7 @@ def test_kill_between_the_fallback_renames_is_repaired(tmp_path, server, ckpts, 
         clsviz.export(ARCH, ckpts["new"], target, image_shape=SHAPE)
     assert state_of(target, outputs) == "old"
     assert not any(".old-" in n for n in leftovers(target))
+    rec("SIGKILL between the two renames of the fallback swap", "ok", "the next export puts the old bundle back")
 
 
 def test_kill_after_the_exchange_leaves_the_new_bundle(tmp_path, server, ckpts, outputs):
@@ -254,6 +281,24 @@ def test_kill_after_the_exchange_leaves_the_new_bundle(tmp_path, server, ckpts, 
     assert r["code"] == 0 and state_of(target, outputs) == "old" and leftovers(target) == []
 
 
+def test_kill_during_a_file_by_file_publish_is_finished(tmp_path, server, ckpts, outputs):
+    """A folder holding the user's files too is published file by file; a kill half-way is
+    finished by the next export to it (before anything else), and the user's file stays."""
+    target = tmp_path / "bundle"
+    shutil.copytree(outputs[2]["old"], target)
+    (target / "notes.txt").write_text("mine\n")
+    r = server.run(ckpts["new"], target, kind="kill_mid_merge")
+    assert r["signal"] == 9, r
+    assert any(".pub-" in n for n in leftovers(target))
+    with pytest.raises(ExportError, match="not empty"):
+        clsviz.export(ARCH, ckpts["old"], target, image_shape=SHAPE)  # repairs, then refuses
+    assert (target / "notes.txt").read_text() == "mine\n"
+    (target / "notes.txt").unlink()
+    assert state_of(target, outputs) == "new" and leftovers(target) == []
+    rec("SIGKILL half-way through a file-by-file publish (a folder with the user's files)", "ok",
+        "the next export finishes it first; the user's file stays")
+
+
 def test_failed_export_keeps_the_old_bundle(tmp_path, ckpts, outputs, monkeypatch):
     """paddle.jit.save failing half-way (as on a full disk): the old bundle stays, nothing is left."""
     target = tmp_path / "bundle"
@@ -264,8 +309,10 @@ def test_failed_export_keeps_the_old_bundle(tmp_path, ckpts, outputs, monkeypatc
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(paddle.jit, "save", broken_save)
-    with pytest.raises(ExportError, match="jit.save failed"):
-        clsviz.export(ARCH, ckpts["new"], target, image_shape=SHAPE, force=True)
+    err = expect_export_error("No space left", lambda: clsviz.export(ARCH, ckpts["new"], target, image_shape=SHAPE,
+                                                                       force=True),
+                              "paddle.jit.save fails half-way (ENOSPC) over a bundle")
+    assert "disk is full" in str(err)
     assert state_of(target, outputs) == "old" and leftovers(target) == []
 
 
@@ -315,6 +362,8 @@ def test_force_keeps_every_file_clsviz_did_not_write(tmp_path, ckpts, outputs):
     with clsviz.load(target) as clf:
         np.testing.assert_allclose(clf.forward(batch), refs["new"], atol=1e-5)
     assert leftovers(target) == []
+    rec("--force over a bundle beside notes, logs/, .env, a link, another checkpoint", "ok",
+        "all kept byte for byte; the old bundle's own model.pdparams removed")
 
 
 def test_force_into_a_folder_of_checkpoints_adds_the_bundle(tmp_path, ckpts, outputs):
@@ -327,6 +376,8 @@ def test_force_into_a_folder_of_checkpoints_adds_the_bundle(tmp_path, ckpts, out
     clsviz.export(ARCH, folder / "best.pdparams", folder, image_shape=SHAPE, force=True)
     assert {k: v for k, v in snapshot(folder).items() if k in mine} == mine
     assert state_of_files(folder) >= BUNDLE_FILES and leftovers(folder) == []
+    rec("export -p ckpts/best.pdparams -o ckpts/ --force (the source's own folder)", "ok",
+        "the bundle added; best.pdparams and every other file kept")
 
 
 def state_of_files(folder: Path) -> set:
@@ -337,12 +388,15 @@ def test_source_inside_what_would_be_replaced_is_refused(tmp_path, ckpts, output
     target = tmp_path / "bundle"
     shutil.copytree(outputs[2]["old"], target)
     before = snapshot(target)
-    with pytest.raises(ExportError, match="lies inside what this export would replace"):
-        clsviz.export(ARCH, target / "model.pdparams", target, image_shape=SHAPE, force=True)
-    with pytest.raises(ExportError, match="is the output folder"):
-        clsviz.export(ARCH, target, target, image_shape=SHAPE, force=True)
-    with pytest.raises(clsviz.OptionError, match="dst is the source folder"):
+    expect_export_error("lies inside what this export would replace",
+                        lambda: clsviz.export(ARCH, target / "model.pdparams", target, image_shape=SHAPE, force=True),
+                        "export -p bundle/model.pdparams -o bundle/ --force")
+    expect_export_error("is the output folder",
+                        lambda: clsviz.export(ARCH, target, target, image_shape=SHAPE, force=True),
+                        "export -p FOLDER -o FOLDER --force (a persistables folder as its own output)")
+    with pytest.raises(clsviz.OptionError, match="dst is the source folder") as ei:
         clsviz.migrate(target / "model.pdparams", target, arch=ARCH, force=True)
+    rec("migrate bundle/model.pdparams bundle/ --force", "OptionError", str(ei.value))
     assert snapshot(target) == before and leftovers(target) == []
 
 
@@ -352,8 +406,9 @@ def test_a_file_changed_since_export_is_not_replaced(tmp_path, ckpts, outputs):
     with open(target / "inference.yml", "a") as f:
         f.write("# my edit\n")
     before = snapshot(target)
-    with pytest.raises(ExportError, match=r"inference.yml \(changed since clsviz wrote it\)"):
-        clsviz.export(ARCH, ckpts["new"], target, image_shape=SHAPE, force=True)
+    expect_export_error(r"inference.yml \(changed since clsviz wrote it\)",
+                        lambda: clsviz.export(ARCH, ckpts["new"], target, image_shape=SHAPE, force=True),
+                        "--force over a bundle whose inference.yml the user edited")
     assert snapshot(target) == before and leftovers(target) == []
 
 
@@ -362,8 +417,9 @@ def test_a_name_taken_by_a_user_file_is_not_replaced(tmp_path, ckpts):
     target.mkdir()
     (target / "model.pdparams").write_bytes(b"the user's own checkpoint")
     (target / "inference.json").mkdir()
-    with pytest.raises(ExportError, match=r"refusing to overwrite inference.json/, model.pdparams"):
-        clsviz.export(ARCH, ckpts["new"], target, image_shape=SHAPE, force=True)
+    expect_export_error(r"refusing to overwrite inference.json/, model.pdparams",
+                        lambda: clsviz.export(ARCH, ckpts["new"], target, image_shape=SHAPE, force=True),
+                        "--force into a folder whose model.pdparams / inference.json/ are the user's")
     assert (target / "model.pdparams").read_bytes() == b"the user's own checkpoint"
     assert leftovers(target) == []
 
@@ -378,6 +434,8 @@ def test_bundle_written_before_manifests_is_still_replaceable(tmp_path, ckpts, o
     assert (target / "NOTES.md").read_text() == "keep\n"
     (target / "NOTES.md").unlink()
     assert state_of(target, outputs) == "new"
+    rec("--force over a bundle written before manifests (no .clsviz-manifest.json)", "ok",
+        "recognised by its inference.yml; NOTES.md kept")
 
 
 def test_symlinked_target_stays_a_symlink(tmp_path, ckpts, outputs):
@@ -393,6 +451,8 @@ def test_symlinked_target_stays_a_symlink(tmp_path, ckpts, outputs):
     clsviz.export(ARCH, ckpts["old"], dangling, image_shape=SHAPE)
     assert dangling.is_symlink() and state_of(tmp_path / "store" / "bundle-v2", outputs) == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "next", "store"]
+    rec("-o a symlink to a bundle (--force); -o a dangling symlink", "ok",
+        "the links stay links; the folders they point to get the bundle; no temporary files")
 
 
 def test_failures_leave_no_temporary_files(tmp_path, ckpts, outputs):
@@ -403,6 +463,8 @@ def test_failures_leave_no_temporary_files(tmp_path, ckpts, outputs):
     with pytest.raises(clsviz.OptionError, match="does not accept inputs"):
         clsviz.export(ARCH, ckpts["new"], parent / "b", image_shape=(1, 32, 32))
     assert list(parent.iterdir()) == []
+    rec("a failed export (checkpoint mismatch, wrong channels) into a new folder", "ok",
+        "nothing left: no folder, no temporary folder, no lock file")
 
 
 def _wait_for(path: Path, timeout: float = 120.0) -> None:
@@ -424,8 +486,9 @@ def test_concurrent_exports_to_one_target(tmp_path, server, ckpts, outputs):
     server.start(ckpts["new"], target, kind="hold", release=str(release))  # holds the lock, then waits
     _wait_for(tmp_path / ".bundle.lock")
     t0 = time.perf_counter()
-    with pytest.raises(ExportError, match=r"another clsviz export \(pid \d+\) is writing to this folder"):
-        clsviz.export(ARCH, ckpts["old"], target, image_shape=SHAPE, force=True)
+    expect_export_error(r"another clsviz export \(pid \d+\) is writing to this folder",
+                        lambda: clsviz.export(ARCH, ckpts["old"], target, image_shape=SHAPE, force=True),
+                        "two exports to one folder at once (the second)")
     assert time.perf_counter() - t0 < 1.0  # refused before reading the checkpoint
     r = run_cli("export", "-m", ARCH, "-p", ckpts["old"], "-o", target, "--image_shape", *SHAPE, "--force")
     assert r.returncode == 1 and "another clsviz export" in r.stderr and "Traceback" not in r.stderr, r.stderr
@@ -438,7 +501,8 @@ def test_concurrent_exports_to_one_target(tmp_path, server, ckpts, outputs):
 def test_a_folder_appearing_mid_export_is_kept(tmp_path, server, ckpts, outputs, force):
     target = tmp_path / "bundle"
     release = tmp_path / "release"
-    server.start(ckpts["new"], target, kind="hold", release=str(release), force=force)
+    errfile = tmp_path / "error.txt"
+    server.start(ckpts["new"], target, kind="hold", release=str(release), force=force, errfile=str(errfile))
     _wait_for(tmp_path / ".bundle.lock")
     target.mkdir()                       # someone's folder appears while the export runs
     (target / "notes.txt").write_text("mine\n")
@@ -450,9 +514,15 @@ def test_a_folder_appearing_mid_export_is_kept(tmp_path, server, ckpts, outputs,
         assert r["code"] == 0, r
         (target / "notes.txt").unlink()
         assert state_of(target, outputs) == "new"
+        rec("a folder with notes.txt appears at the target mid-export (--force)", "ok",
+            "the bundle added beside notes.txt")
     else:
-        assert r["code"] == 1, r  # "a folder appeared at the output path while exporting"
+        assert r["code"] == 1, r
+        message = errfile.read_text()
+        assert message.startswith("ExportError: a folder appeared at the output path while exporting"), message
         assert state_of_files(target) == {"notes.txt"}
+        rec("a folder with notes.txt appears at the target mid-export", "ExportError",
+            message.split(": ", 1)[1])
         with pytest.raises(ExportError, match="not empty"):
             clsviz.export(ARCH, ckpts["new"], target, image_shape=SHAPE)
 
@@ -476,6 +546,7 @@ def test_full_disk_is_an_export_error(tmp_path, ckpts):
     assert "No space left" in lines[0] and "Traceback" not in r.stderr
     # nothing left on the full disk: no bundle, no temporary folder, no lock file
     assert r.stdout.split() == ["rc=1"], r.stdout
+    rec("export to a full disk (a 1 MiB tmpfs)", "ExportError", lines[0].split(": ", 2)[2])
 
 
 def test_bundle_permissions_follow_the_umask(tmp_path, ckpts):

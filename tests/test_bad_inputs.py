@@ -31,6 +31,8 @@ import pytest
 from PIL import Image
 
 import clsviz
+from clsviz.evaluate import evaluate
+from conftest import record, run_cli, unprivileged
 from clsviz._paddle import paddle
 from clsviz.errors import (ArchitectureError, BackendUnavailable, CheckpointMismatch, ClsvizError,
                            EngineError, FormatError, ImageError, OptionError,
@@ -42,7 +44,6 @@ LABELS = ["ant", "bee", "cat", "dog"]
 SIZE = 32
 PROGRAM_MODES = ("predictor", "executor")
 
-RECORDS: list[dict] = []  # (case, error, message) rows for docs/reliability.md
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -99,17 +100,9 @@ def still_serves(request, probe_image):
     np.testing.assert_allclose([t.score for t in got.topk], [t.score for t in ref.topk], atol=1e-6)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _emit_records():
-    yield
-    out = os.environ.get("CLSVIZ_RELIABILITY_JSON")
-    if out:
-        Path(out).write_text(json.dumps(RECORDS, indent=1, ensure_ascii=False), encoding="utf-8")
-
-
-def expect(cls, fn, *, names, case: str):
+def expect(cls, fn, *, names, case: str, group: str | None = None):
     """``fn()`` raises exactly ``cls``; its message contains ``names`` (a path or option, or a
-    tuple of alternatives)."""
+    tuple of alternatives).  The row goes to the reliability corpus (conftest.record)."""
     with pytest.raises(ClsvizError) as ei:
         fn()
     err = ei.value
@@ -117,7 +110,7 @@ def expect(cls, fn, *, names, case: str):
     msg = str(err)
     alternatives = names if isinstance(names, tuple) else (names,)
     assert any(str(n) in msg for n in alternatives), f"message does not name {names!r}: {msg}"
-    RECORDS.append({"case": case, "error": type(err).__name__, "message": msg})
+    record(case, type(err).__name__, msg, group=group)
     return err
 
 
@@ -773,3 +766,725 @@ def test_cli_prints_one_line_and_exits_nonzero(tmp_path, bundle, ckpt):
     assert r.returncode == 1
     assert "Traceback (most recent call last)" in r.stderr and "ImageError" in r.stderr
     assert r.stderr.rstrip().splitlines()[-1].startswith("clsviz: ImageError:")
+
+
+# ============================================================================ issue #10 classes
+# Each class gets its own cases (the report's examples plus more of the same kind); every row
+# is recorded for docs/reliability.md with its group.  Rows that must *succeed* are recorded
+# with result "ok".
+def one_line_error(r, cls: str) -> str:
+    """The CLI printed exactly one line, of error class ``cls``, and no traceback."""
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 1 and len(lines) == 1, (r.returncode, r.stderr)
+    assert lines[0].startswith(f"clsviz: {cls}:") and "Traceback" not in r.stderr, r.stderr
+    return lines[0]
+
+
+def yml_variant(bundle: Path, where: Path, mutate) -> Path:
+    """A copy of the good bundle whose inference.yml went through ``mutate(dict)``."""
+    variant(bundle, where)
+    d = yaml.safe_load((bundle / "inference.yml").read_text())
+    mutate(d)
+    (where / "inference.yml").write_text(yaml.safe_dump(d, sort_keys=False))
+    return where
+
+
+def _set(path: str, value):
+    """``mutate`` for yml_variant: set a dotted path (``[i]`` indexes lists)."""
+    def mutate(d):
+        node, parts = d, path.replace("[", ".[").split(".")
+        for key in parts[:-1]:
+            node = node[int(key[1:-1])] if key.startswith("[") else node.setdefault(key, {})
+        last = parts[-1]
+        if last.startswith("["):
+            node[int(last[1:-1])] = value
+        else:
+            node[last] = value
+    return mutate
+
+
+def _op(name: str) -> int:
+    return {"ResizeImage": 0, "CropImage": 1, "NormalizeImage": 2}[name]
+
+
+# --------------------------------------------------------------------------- 1. no code from bundles
+EVIL = ("import pathlib\n"
+        "pathlib.Path(__file__).with_name('RAN').write_text('the bundle ran code')\n"
+        "def build(class_num=4, **kw):\n"
+        "    import clsviz\n"
+        "    return clsviz.get_model('ResNet18_vd_x0_25', class_num=class_num)\n")
+
+
+@pytest.fixture
+def evil_bundle(tmp_path, bundle):
+    """A bundle whose inference.yml names 'evilmod:build', with evilmod.py shipped beside it."""
+    where = yml_variant(bundle, tmp_path / "b", _set("Global.model_name", "evilmod:build"))
+    (where / "evilmod.py").write_text(EVIL)
+    (tmp_path / "evilmod.py").write_text(EVIL)  # and importable from the working directory
+    return where
+
+
+@pytest.mark.parametrize("name", ["evilmod:build", "os:system", "builtins:eval", "subprocess:Popen",
+                                  "clsviz.archs.registry:get_model", "paddle:Model"])
+def test_model_name_from_a_file_never_imports(tmp_path, bundle, name, monkeypatch, good):
+    where = yml_variant(bundle, tmp_path / "b", _set("Global.model_name", name))
+    (tmp_path / "evilmod.py").write_text(EVIL)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    err = expect(clsviz.errors.UntrustedCode, lambda: clsviz.load(where, mode="dygraph"), names=name,
+                 case=f"bundle: Global.model_name {name!r} (dygraph)", group="code")
+    assert "trust=True" in str(err) and "--trust" in str(err)
+    assert not (tmp_path / "RAN").exists() and "evilmod" not in sys.modules
+    assert isinstance(err, ArchitectureError)  # catchable as the architecture problem it is
+
+
+def test_checkpoint_beside_a_code_naming_sidecar(tmp_path, evil_bundle, good):
+    """compare passes the bundle's sidecar for the dygraph mode of another checkpoint."""
+    expect(clsviz.errors.UntrustedCode, lambda: clsviz.load(evil_bundle / "model.pdparams", mode="dygraph",
+                                                            config=evil_bundle / "inference.yml"),
+           names="evilmod:build", case="bundle: checkpoint + a sidecar naming 'evilmod:build'", group="code")
+    assert not (evil_bundle / "RAN").exists()
+
+
+def test_registry_names_from_files_still_work(tmp_path, bundle, probe_image, good):
+    where = variant(bundle, tmp_path / "b")
+    with clsviz.load(where, mode="dygraph") as clf:  # ResNet18_vd_x0_25: a registry name
+        assert clf.predict(probe_image)[0].topk[0].class_id == good[1].topk[0].class_id
+    record("bundle: a registered Global.model_name (dygraph)", "ok", "built from clsviz's registry",
+           group="code")
+    where = yml_variant(bundle, tmp_path / "u", _set("Global.model_name", "PPLCNet_x9_9"))
+    expect(ArchitectureError, lambda: clsviz.load(where, mode="dygraph"), names="PPLCNet_x9_9",
+           case="bundle: an unknown registry name (dygraph)", group="code")
+
+
+def test_callables_are_allowed_from_code_and_with_trust(tmp_path, evil_bundle, probe_image, monkeypatch, good):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ran = tmp_path / "RAN"
+    with clsviz.load(evil_bundle, mode="dygraph", arch="evilmod:build") as clf:  # the caller names it
+        assert clf.predict(probe_image)[0].topk and ran.exists()
+    ran.unlink()
+    sys.modules.pop("evilmod", None)
+    with clsviz.load(evil_bundle, mode="dygraph", trust=True) as clf:  # the caller opts in
+        assert clf.predict(probe_image)[0].topk and ran.exists()
+    sys.modules.pop("evilmod", None)
+    record("bundle: 'evilmod:build' passed as arch= in code, or with trust=True", "ok",
+           "imported only when the caller asks", group="code")
+
+
+def test_cli_never_runs_bundle_code(tmp_path, evil_bundle):
+    img = tmp_path / "x.png"
+    rgb().save(img)
+    for cmd in (["infer", "-p", evil_bundle, "-i", img],
+                ["compare", "--bundle", evil_bundle, "-i", img, "--repeats", "1", "--warmup", "0", "--json"]):
+        r = run_cli(*cmd, cwd=tmp_path)  # evilmod.py is importable from the working directory
+        line = one_line_error(r, "UntrustedCode")
+        assert "--trust" in line and not (tmp_path / "RAN").exists() and not (evil_bundle / "RAN").exists()
+        record(f"CLI: {cmd[0]} on a bundle naming 'evilmod:build'", "UntrustedCode",
+               line.split(": ", 2)[2], group="code")
+    (tmp_path / "lab" / "ant").mkdir(parents=True)
+    rgb().save(tmp_path / "lab" / "ant" / "a.png")
+    r = run_cli("evaluate", tmp_path / "lab", "--bundle", evil_bundle, "--mode", "dygraph",
+                "--out", tmp_path / "ev", cwd=tmp_path)
+    one_line_error(r, "UntrustedCode")
+    assert not (tmp_path / "RAN").exists() and not (tmp_path / "ev").exists()
+
+
+def test_arch_kwargs_from_a_file_are_plain_values(tmp_path, bundle, good):
+    where = yml_variant(bundle, tmp_path / "b", _set("Global.clsviz.arch_kwargs", {"block": {"!!": 1}}))
+    expect(FormatError, lambda: clsviz.load(where, mode="dygraph"), names="Global.clsviz.arch_kwargs",
+           case="bundle: arch_kwargs holding a mapping", group="code")
+
+
+# --------------------------------------------------------------------------- 3. no hangs
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def test_special_files_never_block(tmp_path, bundle, ckpt, good):
+    """Each of these used to block on open() or read forever; now each is refused at once."""
+    import socket
+
+    fifo = _fifo(tmp_path / "labels.txt")
+    expect(FormatError, lambda: clsviz.load(bundle, labels=fifo), names=fifo,
+           case="labels: a FIFO", group="hang")
+    expect(FormatError, lambda: clsviz.load(bundle, labels="/dev/zero"), names="/dev/zero",
+           case="labels: /dev/zero", group="hang")
+    expect(FormatError, lambda: clsviz.load(bundle, labels=tmp_path), names=str(tmp_path),
+           case="labels: a folder", group="hang")
+    img = _fifo(tmp_path / "photo.jpg")
+    expect(ImageError, lambda: good[0].predict(img), names=img, case="image: a FIFO named .jpg", group="hang")
+    expect(ImageError, lambda: good[0].predict("/dev/zero"), names="/dev/zero", case="image: /dev/zero",
+           group="hang")
+    sock = tmp_path / "s.png"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(sock))
+        expect(ImageError, lambda: good[0].predict(sock), names=sock, case="image: a UNIX socket named .png",
+               group="hang")
+    pd = _fifo(tmp_path / "model.pdparams")
+    expect(FormatError, lambda: clsviz.load(pd, mode="dygraph", arch=ARCH), names=pd,
+           case="checkpoint: a FIFO named .pdparams", group="hang")
+    expect(FormatError, lambda: clsviz.load("/dev/zero", mode="dygraph", arch=ARCH), names="/dev/zero",
+           case="checkpoint: /dev/zero", group="hang")
+    for name in ("inference.pdiparams", "inference.json"):
+        where = variant(bundle, tmp_path / f"b_{name}", **{name.replace(".", "_dot_"): None})
+        _fifo(where / name)
+        expect(FormatError, lambda: clsviz.load(where), names=name, case=f"model: {name} is a FIFO", group="hang")
+    rep = clsviz.inspect(pd)
+    assert not rep.is_model and "FIFO" in rep.verdict
+    record("inspect: a FIFO named .pdparams", "ok", rep.verdict, group="hang")
+
+
+def test_sidecar_label_files_stay_inside_the_bundle(tmp_path, bundle, good):
+    """class_id_map_file is read only inside the bundle folder, and only if it is a regular file."""
+    def no_list(d):
+        d["PostProcess"]["Topk"].pop("label_list")
+
+    for target in ("/dev/zero", "../../../../../../dev/zero", "/etc/passwd"):
+        where = yml_variant(bundle, tmp_path / f"b{len(list(tmp_path.iterdir()))}",
+                            lambda d, t=target: (no_list(d), _set("PostProcess.Topk.class_id_map_file", t)(d)))
+        with clsviz.load(where) as clf:  # a path out of the bundle is not followed: ids stand in for names
+            assert clf.config.labels is None
+        record(f"sidecar: class_id_map_file: {target}", "ok", "not read (outside the bundle); ids as labels",
+               group="hang")
+    where = yml_variant(bundle, tmp_path / "bl", lambda d: (no_list(d), _set("PostProcess.Topk.class_id_map_file",
+                                                                             "labels.txt")(d)))
+    (where / "labels.txt").symlink_to("/dev/zero")
+    with clsviz.load(where) as clf:
+        assert clf.config.labels is None
+    (where / "labels.txt").unlink()
+    _fifo(where / "labels.txt")
+    expect(FormatError, lambda: clsviz.load(where), names="labels.txt",
+           case="sidecar: class_id_map_file names a FIFO in the bundle", group="hang")
+
+
+def test_text_files_have_a_size_cap(tmp_path, bundle, good):
+    big = tmp_path / "labels.txt"
+    with open(big, "wb") as f:
+        f.truncate(17 << 20)  # sparse: 17 MiB of zeros, no disk used
+    expect(FormatError, lambda: clsviz.load(bundle, labels=big), names=big, case="labels: 17 MiB file",
+           group="hang")
+    where = variant(bundle, tmp_path / "b")
+    with open(where / "inference.yml", "ab") as f:
+        f.truncate(17 << 20)
+    expect(FormatError, lambda: clsviz.load(where), names="inference.yml", case="sidecar: 17 MiB inference.yml",
+           group="hang")
+
+
+def test_cli_special_files(tmp_path, bundle):
+    img = tmp_path / "x.png"
+    rgb().save(img)
+    fifo = _fifo(tmp_path / "labels.txt")
+    r = run_cli("predict", "-i", img, "-m", bundle, "--labels", fifo, timeout=120)
+    line = one_line_error(r, "FormatError")
+    record("CLI: predict --labels FIFO", "FormatError", line.split(": ", 2)[2], group="hang")
+    r = run_cli("predict", "-i", img, "-m", bundle, "--labels", "/dev/zero", timeout=120)
+    one_line_error(r, "FormatError")
+    pd = _fifo(tmp_path / "m.pdparams")
+    r = run_cli("inspect", pd, timeout=120)
+    assert r.returncode == 1 and "FIFO" in r.stdout and "Traceback" not in r.stderr, (r.stdout, r.stderr)
+    record("CLI: inspect a FIFO named .pdparams", "exit 1", r.stdout.splitlines()[1].strip(), group="hang")
+
+
+# --------------------------------------------------------------------------- 4. declared sizes (memory-capped)
+CAPPED = r'''
+import json, resource, sys, traceback
+import numpy as np
+import clsviz
+vm = int([l for l in open("/proc/self/status") if l.startswith("VmSize")][0].split()[1]) * 1024
+cap = vm + (1536 << 20)
+resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+from clsviz.formats import tensorfile
+from clsviz.safe_pickle import load_pdparams
+from PIL import Image
+
+def alloc_3g():
+    return np.ones(3 << 30, np.uint8)
+
+def big_png(path):
+    x = clsviz.Preprocess()(path)
+    return f"ok: tensor {list(x.shape)}"
+
+CASES = {"tensor": tensorfile.read_tensor_file, "combined": tensorfile.read_combined,
+         "pickle": load_pdparams, "load": lambda p: clsviz.load(p), "image": big_png,
+         "control": lambda p: alloc_3g()}
+out = []
+for kind, path in json.loads(sys.argv[1]):
+    try:
+        got = CASES[kind](path)
+        out.append({"kind": kind, "error": None, "message": str(got)[:200]})
+    except BaseException as e:
+        out.append({"kind": kind, "error": type(e).__name__, "message": str(e),
+                    "clsviz": isinstance(e, clsviz.ClsvizError)})
+peak = int([l for l in open("/proc/self/status") if l.startswith("VmPeak")][0].split()[1]) * 1024
+print(json.dumps({"results": out, "cap_mb": cap >> 20, "peak_mb": peak >> 20}))
+'''
+
+
+def _pickle(ops: bytes) -> bytes:
+    return b"\x80\x04" + ops + b"."
+
+
+def _png16(arr: np.ndarray) -> bytes:
+    """A 16-bit PNG written by hand (Pillow cannot write 16-bit colour)."""
+    h, w = arr.shape[:2]
+    ct = 0 if arr.ndim == 2 else {3: 2, 4: 6}[arr.shape[2]]
+    raw = b"".join(b"\0" + arr[r].astype(">u2").tobytes() for r in range(h))
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, ct, 0, 0, 0))
+            + _chunk(b"IDAT", zlib.compress(raw, 9)) + _chunk(b"IEND", b""))
+
+
+def _reshaped_pickle(arr: np.ndarray, shape_ops: bytes) -> bytes:
+    """``paddle.save``-like protocol-2 pickle of {"w": arr} whose ndarray state declares another shape."""
+    import pickle
+
+    data = pickle.dumps({"w": arr}, protocol=2)
+    old = b"K\x02\x85"  # the state's shape (2,): BININT1 2, TUPLE1
+    assert data.count(old) == 1, data
+    return data.replace(old, shape_ops)
+
+
+def test_declared_sizes_in_a_memory_capped_child(tmp_path, bundle, good):
+    """Each file declares gigabytes; a child limited to +1.5 GiB of address space must answer each
+    with a clsviz error (not MemoryError), and the control case shows the limit is real."""
+    from clsviz.formats.tensorfile import _U32, _U64, encode_tensor_desc
+
+    cases = []
+
+    def add(case, kind, name, data):
+        p = tmp_path / name
+        if isinstance(data, Path):
+            p = data
+        else:
+            p.write_bytes(data)
+        cases.append((case, kind, str(p)))
+
+    add("fluid tensor file: LoD level of 2^50 bytes", "tensor", "lod",
+        _U32.pack(0) + _U64.pack(1) + _U64.pack(1 << 50) + b"\0" * 64)
+    desc = encode_tensor_desc(5, [1 << 31, 1 << 31])
+    add("fluid tensor file: dims 2^31 x 2^31 float32", "tensor", "dims",
+        _U32.pack(0) + _U64.pack(0) + _U32.pack(0) + struct.pack("<i", len(desc)) + desc + b"\0" * 64)
+    add("combined params: 2^50-byte LoD in tensor #0", "combined", "params",
+        _U32.pack(0) + _U64.pack(1) + _U64.pack(1 << 50))
+    add("pickle: BINBYTES8 declaring 11 GiB", "pickle", "bytes8.pdparams",
+        _pickle(b"\x8e" + struct.pack("<Q", 11 << 30) + b"xx"))
+    add("pickle: FRAME declaring 2^60 bytes", "pickle", "frame.pdparams",
+        b"\x80\x04\x95" + struct.pack("<Q", 1 << 60) + b"}.")
+    add("pickle: BYTEARRAY8 declaring 2^62 bytes", "pickle", "ba8.pdparams",
+        b"\x80\x05\x96" + struct.pack("<Q", 1 << 62) + b"x.")
+    add("pickle: ndarray _reconstruct declaring 11 GiB", "pickle", "recon.pdparams",
+        b"\x80\x02cnumpy.core.multiarray\n_reconstruct\nq\x00cnumpy\nndarray\nq\x01\x8a\x06"
+        + (11 << 30).to_bytes(6, "little") + b"\x85q\x02cnumpy\ndtype\nq\x03X\x02\x00\x00\x00u1q\x04\x89\x88\x87q\x05"
+        b"Rq\x06\x87q\x07Rq\x08}q\tX\x01\x00\x00\x00aq\nh\x08s.")
+    add("pickle: ndarray state declaring 2^40 x 2^40 float32 with 8 bytes", "pickle", "state.pdparams",
+        _reshaped_pickle(np.zeros(2, np.float32), b"\x8a\x06" + (1 << 40).to_bytes(6, "little") + b"\x8a\x06"
+                         + (1 << 40).to_bytes(6, "little") + b"\x86"))
+    add("pickle: object-dtype ndarray declaring 2^34 items", "pickle", "obj.pdparams",
+        _reshaped_pickle(np.array([None, None], dtype=object), b"\x8a\x05" + (1 << 34).to_bytes(5, "little")
+                         + b"\x85"))
+    add("safetensors: header length 2^60", "pickle", "st.pdparams", struct.pack("<Q", 1 << 60) + b"{}" + b"\0" * 64)
+    doc = json.loads((bundle / "inference.json").read_text())
+    where = variant(bundle, tmp_path / "huge_input", inference_dot_yml=None)
+    data_op = next(op for op in doc["program"]["regions"][0]["blocks"][0]["ops"] if op.get("#") == "1.data")
+    for a in data_op["A"]:
+        if a.get("N") == "shape":
+            a["AT"]["D"] = [-1, 3, 30000, 30000]
+    (where / "inference.json").write_text(json.dumps(doc))
+    add("program: input declared 30000 x 30000", "load", "huge_input", where)
+    png = tmp_path / "big16.png"
+    png.write_bytes(_png16(np.zeros((9400, 9400), np.uint16)))
+    assert png.stat().st_size < 200_000
+    add(f"image: {png.stat().st_size // 1000} KB 16-bit 9400 x 9400 PNG", "image", png, png)
+    add("control: allocate 3 GiB (must fail: proves the limit)", "control", "none", b"")
+    r = subprocess.run([sys.executable, "-c", CAPPED, json.dumps([(k, p) for _, k, p in cases])],
+                       capture_output=True, text=True, timeout=600, env=dict(os.environ, GLOG_minloglevel="3"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    for (case, kind, path), got in zip(cases, report["results"]):
+        if kind == "control":
+            assert got["error"] == "MemoryError", got
+            continue
+        if kind == "image":
+            assert got["error"] is None and got["message"].startswith("ok"), got
+            record(case, "ok", f"preprocessed under a +{1536} MiB address-space limit", group="alloc")
+            continue
+        assert got["error"] and got["clsviz"], (case, got)
+        assert "memory" not in got["message"].lower(), (case, got)  # refused, not attempted
+        assert os.path.basename(path) in got["message"], (case, got)
+        record(case, got["error"], got["message"].replace(str(tmp_path), "<tmp>"), group="alloc")
+    assert report["peak_mb"] <= report["cap_mb"]
+
+
+def test_image_bomb_guard_is_pillows_and_can_be_raised(tmp_path, good, monkeypatch):
+    from PIL import Image as PILImage
+
+    p = tmp_path / "wide.png"
+    PILImage.new("L", (12000, 8000)).save(p)  # 96 Mpx: over Pillow's default 89.5 Mpx guard
+    err = expect(ImageError, lambda: good[0].predict(p), names=p, case="image: 96 Mpx PNG (over the guard)",
+                 group="alloc")
+    assert "--max_pixels" in str(err)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 100_000_000)  # what --max_pixels sets
+    assert good[0].predict(p)[0].topk
+    record("image: 96 Mpx PNG with the guard raised to 100 Mpx", "ok", "decoded", group="alloc")
+    r = run_cli("predict", "-i", p, "-m", good[0].source, "--max_pixels", "1000")
+    line = one_line_error(r, "ImageError")
+    assert "1,000 pixels" in line
+    r = run_cli("predict", "--help")
+    assert "--max_pixels" in r.stdout and "Pillow" in r.stdout
+
+
+# --------------------------------------------------------------------------- 5. sidecar values, options
+SIDECAR_CASES = {
+    "crop -5": ("PreProcess.transform_ops[1].CropImage.size", -5),
+    "crop 'big'": ("PreProcess.transform_ops[1].CropImage.size", "big"),
+    "crop [224]": ("PreProcess.transform_ops[1].CropImage.size", [224]),
+    "crop [0, 10]": ("PreProcess.transform_ops[1].CropImage.size", [0, 10]),
+    "crop 30000": ("PreProcess.transform_ops[1].CropImage.size", 30000),
+    "crop 2.5": ("PreProcess.transform_ops[1].CropImage.size", 2.5),
+    "resize_short 'x'": ("PreProcess.transform_ops[0].ResizeImage.resize_short", "x"),
+    "resize_short 10^9": ("PreProcess.transform_ops[0].ResizeImage.resize_short", 10 ** 9),
+    "resize size [1, 2, 3]": ("PreProcess.transform_ops[0].ResizeImage.size", [1, 2, 3]),
+    "mean with 2 values": ("PreProcess.transform_ops[2].NormalizeImage.mean", [0.5, 0.5]),
+    "mean 'abc'": ("PreProcess.transform_ops[2].NormalizeImage.mean", "abc"),
+    "mean [nan, 0, 0]": ("PreProcess.transform_ops[2].NormalizeImage.mean", [float("nan"), 0, 0]),
+    "std with a 0": ("PreProcess.transform_ops[2].NormalizeImage.std", [0.2, 0.0, 0.2]),
+    "scale 'abc'": ("PreProcess.transform_ops[2].NormalizeImage.scale", "abc"),
+    "scale '1/0'": ("PreProcess.transform_ops[2].NormalizeImage.scale", "1/0"),
+    "scale -1": ("PreProcess.transform_ops[2].NormalizeImage.scale", -1),
+    "scale inf": ("PreProcess.transform_ops[2].NormalizeImage.scale", float("inf")),
+    "topk 'five'": ("PostProcess.Topk.topk", "five"),
+    "topk 0": ("PostProcess.Topk.topk", 0),
+    "image_shape 7": ("Global.clsviz.image_shape", 7),
+    "image_shape [3, 224]": ("Global.clsviz.image_shape", [3, 224]),
+    "image_shape [3, -1, 32]": ("Global.clsviz.image_shape", [3, -1, 32]),
+    "image_shape [3, 30000, 30000]": ("Global.clsviz.image_shape", [3, 30000, 30000]),
+    "transform_ops 5": ("PreProcess.transform_ops", 5),
+    "transform_ops ['ResizeImage']": ("PreProcess.transform_ops", ["ResizeImage"]),
+    "an op with two names": ("PreProcess.transform_ops", [{"CropImage": {"size": 8}, "ResizeImage": {}}]),
+    "an op with a list of arguments": ("PreProcess.transform_ops", [{"CropImage": [8]}]),
+    "class_num 'ten'": ("Global.clsviz.class_num", "ten"),
+    "class_num 3 with 4 labels": ("Global.clsviz.class_num", 3),
+    "label_list 'abc'": ("PostProcess.Topk.label_list", "abc"),
+    "label_list of lists": ("PostProcess.Topk.label_list", [[1, 2], [3], [4], [5]]),
+    "softmax 'yes'": ("Global.clsviz.softmax", "yes"),
+    "sha256 not hex": ("Global.clsviz.sha256", {"inference.json": "xyz"}),
+    "model_name 42": ("Global.model_name", 42),
+    "Global 5": ("Global", 5),
+    "PostProcess a list": ("PostProcess", [1, 2]),
+}
+
+
+@pytest.mark.parametrize("case", list(SIDECAR_CASES))
+def test_malformed_sidecar_value(tmp_path, bundle, case, good):
+    field, value = SIDECAR_CASES[case]
+    where = yml_variant(bundle, tmp_path / "b", _set(field, value))
+    shown = field.split(".", 1)[0] if field in ("Global", "PostProcess") else field
+    err = expect(FormatError, lambda: clsviz.load(where), names=shown, case=f"sidecar: {case}", group="values")
+    assert "allowed" in str(err) or "labels" in str(err)
+    assert str(where / "inference.yml") in str(err)
+
+
+def test_grey_sidecar_values_are_allowed(tmp_path, bundle):
+    """A 1-channel model's sidecar (mean/std of one value) is valid: it is what grey models use."""
+    from clsviz.schema import validate_sidecar
+
+    d = yaml.safe_load((bundle / "inference.yml").read_text())
+    d["Global"]["clsviz"]["image_shape"] = [1, 32, 32]
+    d["PreProcess"]["transform_ops"][2]["NormalizeImage"].update(mean=[0.5], std=[0.5])
+    validate_sidecar(d, where=bundle / "inference.yml")
+    record("sidecar: a grey model (image_shape [1, 32, 32], one mean/std)", "ok", "valid", group="values")
+
+
+@pytest.mark.parametrize("args,cls,names", [
+    (["--image_shape", "1", "64", "64"], "OptionError", "does not accept inputs"),
+    (["--image_shape", "0", "64", "64"], "OptionError", "--image_shape"),
+    (["--image_shape", "3", "64", "99999"], "OptionError", "--image_shape"),
+    (["--image_shape", "65", "8", "8"], "OptionError", "--image_shape"),
+    (["--img_size", "0"], "OptionError", "--img_size"),
+    (["--img_size", "-3"], "OptionError", "--img_size"),
+    (["--img_size", "20000"], "OptionError", "--img_size"),
+    (["--img_size", "64", "--image_shape", "3", "32", "32"], "OptionError", "disagree"),
+    (["--resize_short", "0"], "OptionError", "resize_short"),
+    (["--class_num", "0"], "OptionError", "class_num"),
+])
+def test_bad_export_options(tmp_path, ckpt, args, cls, names):
+    out = tmp_path / "out"
+    r = run_cli("export", "-m", ARCH, "-p", ckpt, "-o", out, *args)
+    line = one_line_error(r, cls)
+    assert names in line and not out.exists() and list(tmp_path.iterdir()) == []
+    record(f"option: export {' '.join(args)}", cls, line.split(": ", 2)[2], group="values")
+
+
+@pytest.mark.parametrize("value", [100_000, 2 ** 31, 10 ** 30])
+def test_cpu_threads_is_bounded_before_any_engine_starts(bundle, value, good):
+    from clsviz.engines.base import max_threads
+
+    err = expect(OptionError, lambda: clsviz.load(bundle, mode="executor", cpu_threads=value),
+                 names="cpu_threads", case=f"option: cpu_threads={value}", group="values")
+    assert str(max_threads()) in str(err)
+    assert len(os.listdir("/proc/self/task")) < 200  # nothing was started
+
+
+def test_cli_cpu_threads_is_bounded(tmp_path, bundle):
+    img = tmp_path / "x.png"
+    rgb().save(img)
+    r = run_cli("predict", "-i", img, "-m", bundle, "--cpu_threads", "100000")
+    line = one_line_error(r, "OptionError")  # once: SIGABRT after exhausting the machine's threads
+    assert "cpu_threads is 100000" in line
+    record("option: CLI predict --cpu_threads 100000", "OptionError", line.split(": ", 2)[2], group="values")
+
+
+def test_preprocess_values_from_code(good):
+    for kw in ({"crop_size": -5}, {"crop_size": (0, 10)}, {"resize_short": 10 ** 9}, {"scale": float("nan")},
+               {"mean": (0.5, 0.5)}, {"std": (1.0, 0.0, 1.0)}):
+        expect(OptionError, lambda: clsviz.Preprocess(**kw), names=next(iter(kw)),
+               case=f"option: Preprocess({', '.join(f'{k}={v!r}' for k, v in kw.items())})", group="values")
+
+
+# --------------------------------------------------------------------------- 6. errors stay in the tree
+def test_deeply_nested_files(tmp_path, bundle, good):
+    deep = b"[" * 200_000 + b"]" * 200_000
+    where = variant(bundle, tmp_path / "j", inference_dot_json=deep)
+    for mode in PROGRAM_MODES:
+        expect(FormatError, lambda: clsviz.load(where, mode=mode), names="inference.json",
+               case=f"model: JSON program nested 200,000 levels ({mode})", group="tree")
+    rep = clsviz.inspect(where / "inference.json")
+    assert rep.problems or not rep.is_model
+    where = variant(bundle, tmp_path / "y", inference_dot_yml=b"a: " + b"[" * 100_000 + b"]" * 100_000)
+    expect(FormatError, lambda: clsviz.load(where), names="inference.yml",
+           case="sidecar: YAML nested 100,000 levels", group="tree")
+
+
+def test_unreadable_files_and_folders(tmp_path, bundle):
+    img = tmp_path / "x.png"
+    rgb().save(img)
+    locked = variant(bundle, tmp_path / "locked")
+    (locked / "inference.pdiparams").chmod(0)
+    closed = variant(bundle, tmp_path / "closed")
+    closed.chmod(0)
+    noimg = tmp_path / "secret.png"
+    rgb().save(noimg)
+    noimg.chmod(0)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\nc\nd\n")
+    labels.chmod(0)
+    try:
+        runs = {
+            "model: unreadable .pdiparams": (["predict", "-i", img, "-m", locked], "FormatError"),
+            "model: unreadable bundle folder": (["predict", "-i", img, "-m", closed], "FormatError"),
+            "image: unreadable image file": (["predict", "-i", noimg, "-m", bundle], "ImageError"),
+            "labels: unreadable label file": (["predict", "-i", img, "-m", bundle, "--labels", labels], "FormatError"),
+        }
+        for case, (args, cls) in runs.items():
+            r = run_cli(*args, prefix=unprivileged())
+            line = one_line_error(r, cls)
+            assert "Permission denied" in line, line
+            record(case, cls, line.split(": ", 2)[2].replace(str(tmp_path), "<tmp>"), group="tree")
+        r = run_cli("inspect", closed, prefix=unprivileged())
+        assert r.returncode == 1 and "Permission denied" in r.stdout and "Traceback" not in r.stderr
+    finally:
+        closed.chmod(0o755)
+
+
+def test_outputs_are_checked_before_the_work(tmp_path, bundle, ckpt):
+    """--out naming a file (or a path under one) fails at once.  The inputs are chosen so that
+    the work itself would fail differently: an error about them means the check came too late."""
+    afile = tmp_path / "report.html"
+    afile.write_text("not a folder")
+    lab = tmp_path / "lab"
+    (lab / "ant").mkdir(parents=True)
+    (lab / "ant" / "broken.png").write_bytes(b"not an image")   # the evaluation would fail on it
+    garbage = tmp_path / "garbage.pdparams"
+    garbage.write_bytes(b"\x80\x02garbage")                    # the export would fail reading it
+    runs = {
+        "evaluate --out names a file": (["evaluate", lab, "--bundle", bundle, "--out", afile], "OutputError"),
+        "evaluate --out under a file": (["evaluate", lab, "--bundle", bundle, "--out", afile / "sub"],
+                                        "OutputError"),
+        "bench --out names a file": (["bench", "--model", "NoSuchNet", "--out", afile], "OutputError"),
+        "demo --out names a file": (["demo", "--out", afile], "OutputError"),
+        "export -o names a file": (["export", "-m", ARCH, "-p", garbage, "-o", afile], "ExportError"),
+        "export -o under a file": (["export", "-m", ARCH, "-p", garbage, "-o", afile / "b"], "ExportError"),
+        "migrate dst under a file": (["migrate", bundle / "model.pdparams", afile / "b", "--arch", ARCH],
+                                     "ExportError"),
+    }
+    for case, (args, cls) in runs.items():
+        r = run_cli(*args)
+        line = one_line_error(r, cls)
+        assert str(afile) in line, line
+        record(f"output: {case}", cls, line.split(": ", 2)[2].replace(str(tmp_path), "<tmp>"), group="tree")
+    assert afile.read_text() == "not a folder"
+
+
+def test_full_disk_while_writing_the_report(tmp_path, bundle):
+    """ENOSPC for real (a 64 KiB tmpfs in a private mount namespace): OutputError, no temp file."""
+    import shutil as sh
+
+    if sh.which("unshare") is None:
+        pytest.skip("needs unshare(1)")
+    flags = ["-m"] if os.geteuid() == 0 else ["-r", "-m"]
+    if subprocess.run(["unshare", *flags, "true"], capture_output=True).returncode != 0:
+        pytest.skip("cannot make a mount namespace here")
+    lab = tmp_path / "lab"
+    for c in LABELS:
+        (lab / c).mkdir(parents=True)
+        rgb(seed=LABELS.index(c)).save(lab / c / "a.png")
+    disk = tmp_path / "small"
+    disk.mkdir()
+    script = (f"mount -t tmpfs -o size=64k tmpfs {disk} && {sys.executable} -m clsviz evaluate {lab} "
+              f"--bundle {bundle} --out {disk}/ev; echo rc=$?; ls -A {disk}/ev")
+    r = subprocess.run(["unshare", *flags, "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("clsviz:")]  # besides the progress bar
+    assert len(errors) == 1 and errors[0].startswith("clsviz: OutputError:"), r.stderr
+    assert "Traceback" not in r.stderr
+    line = errors[0]
+    assert "No space left" in line
+    assert ".evaluation.html.tmp" not in r.stdout and "rc=1" in r.stdout, r.stdout
+    record("output: evaluate --out on a full disk", "OutputError", line.split(": ", 2)[2].replace(str(tmp_path), "<tmp>"),
+           group="tree")
+
+
+# --------------------------------------------------------------------------- 7. same pixels, same answer
+def _same(good, a, b) -> None:
+    x, y = good[0].preprocess(a)[0], good[0].preprocess(b)[0]
+    np.testing.assert_array_equal(x, y)
+    pa, pb = good[0].predict(a)[0], good[0].predict(b)[0]
+    assert [(t.class_id, t.score) for t in pa.topk] == [(t.class_id, t.score) for t in pb.topk]
+
+
+def test_uint16_arrays_answer_like_16bit_pngs(tmp_path, good):
+    rng = np.random.default_rng(5)
+    for shape, what in (((40, 48), "grey"), ((40, 48, 3), "RGB"), ((40, 48, 4), "RGBA")):
+        arr = rng.integers(0, 65536, shape, dtype=np.uint16)
+        arr[..., :8] = 30000  # a flat area too
+        p = tmp_path / f"{what}16.png"
+        p.write_bytes(_png16(arr))
+        _same(good, arr, p)
+        record(f"pixels: uint16 {what} array vs the same pixels as a 16-bit PNG", "ok", "identical tensors and top-k",
+               group="pixels")
+    grey = rng.integers(0, 65536, (40, 48), dtype=np.uint16)
+    (tmp_path / "g.png").write_bytes(_png16(grey))
+    (tmp_path / "c.png").write_bytes(_png16(np.stack([grey] * 3, -1)))
+    _same(good, tmp_path / "g.png", tmp_path / "c.png")
+    record("pixels: a 16-bit grey PNG vs the same grey as a 16-bit RGB PNG", "ok", "identical", group="pixels")
+    chw = np.stack([grey] * 3, 0)
+    _same(good, chw, tmp_path / "c.png")
+    Image.fromarray(grey).save(tmp_path / "g16.tif")
+    _same(good, grey, tmp_path / "g16.tif")
+    record("pixels: uint16 CHW array / 16-bit TIFF vs 16-bit PNG", "ok", "identical", group="pixels")
+
+
+def test_float_and_int_arrays_follow_the_documented_rule(tmp_path, good):
+    rng = np.random.default_rng(6)
+    u8 = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    Image.fromarray(u8).save(tmp_path / "u8.png")
+    _same(good, u8 / np.float32(255), tmp_path / "u8.png")       # floats in 0..1
+    _same(good, u8.astype(np.float64), tmp_path / "u8.png")      # floats in 0..255
+    _same(good, u8.astype(np.int64), tmp_path / "u8.png")        # integers in 0..255
+    record("pixels: float 0..1, float 0..255, int64 arrays vs the 8-bit PNG", "ok", "identical", group="pixels")
+    f = rng.random((40, 48)).astype(np.float32)
+    Image.fromarray(f, mode="F").save(tmp_path / "f.tif")
+    _same(good, f, tmp_path / "f.tif")
+    i32 = rng.integers(0, 1 << 20, (40, 48)).astype(np.int32)
+    Image.fromarray(i32, mode="I").save(tmp_path / "i.tif")
+    _same(good, i32, tmp_path / "i.tif")
+    b = rng.random((40, 48)) > 0.5
+    Image.fromarray(b).save(tmp_path / "b.png")
+    _same(good, b, tmp_path / "b.png")
+    record("pixels: float32 'F' TIFF, int32 'I' TIFF, 1-bit PNG vs the same arrays", "ok", "identical",
+           group="pixels")
+    expect(ImageError, lambda: good[0].predict(np.array([[1.0, np.inf]])), names="inf",
+           case="pixels: float array with inf", group="pixels")
+
+
+# --------------------------------------------------------------------------- 8. reports
+@pytest.fixture
+def labelled(tmp_path) -> Path:
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    for i, c in enumerate(LABELS):
+        rgb(seed=i).save(lab / f"{c}.png")
+    (lab / "labels.txt").write_text("".join(f"{c}.png {c}\n" for c in LABELS))
+    return lab
+
+
+@pytest.mark.parametrize("entry", ["../../outside.png", "/tmp/outside.png", "sub/../../outside.png",
+                                   "link_out.png", "dirlink/outside.png"])
+def test_labels_txt_paths_outside_the_folder(tmp_path, bundle, labelled, entry, good):
+    outside = tmp_path.parent / "outside.png"
+    rgb(seed=9).save(outside)
+    (labelled / "link_out.png").symlink_to(outside)
+    (labelled / "dirlink").symlink_to(tmp_path.parent)
+    (labelled / "sub").mkdir()
+    with open(labelled / "labels.txt", "a") as f:
+        f.write(f"{entry} ant\n")
+    expect(FormatError, lambda: evaluate(labelled, bundle, progress=False), names=entry,
+           case=f"report: labels.txt lists {entry!r}", group="report")
+
+
+def test_report_embeds_only_files_inside_the_folder(tmp_path, bundle, good):
+    """A folder-per-class dataset may hold links; the page embeds only what lives inside."""
+    from clsviz.evaluate import EvalReport, ModeEval, Misclassified, write_evaluation_html
+
+    secret = tmp_path / "secret.png"
+    Image.new("RGB", (40, 40), (1, 2, 3)).save(secret)
+    wrong_class = next(c for c in LABELS if c != good[0].predict(secret)[0].top1.label)
+    lab = tmp_path / "lab"
+    (lab / wrong_class).mkdir(parents=True)               # so the linked image is misclassified
+    (lab / wrong_class / "x.png").symlink_to(secret)
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(lab / wrong_class / "y.png")
+    rep = evaluate(lab, bundle, progress=False)
+    page = write_evaluation_html(rep, tmp_path / "out").read_text()
+    wrong = {Path(m.path).name for m in rep.misclassified["predictor"]}
+    assert "x.png" in wrong
+    embedded = page.count("data:image/png;base64") + page.count("data:image/jpeg;base64") - 1  # - the matrix
+    assert embedded == len(wrong - {"x.png"}), (embedded, wrong)
+    forged = EvalReport(folder=str(lab), bundle="b", layout="folders", labels=("ant", "bee"),
+                        paths=(str(secret),), y_true=(0,),
+                        modes={"predictor": ModeEval("predictor", 0.0, {"ant": 0.0, "bee": None},
+                                                     np.array([[0, 1], [0, 0]]),
+                                                     (Misclassified(str(secret), "ant", "bee", 0.9),),
+                                                     (1,), (0.9,), 0.0, 0.0)})
+    page = write_evaluation_html(forged, tmp_path / "out2").read_text()
+    assert page.count(";base64,") == 1  # the confusion matrix only, not secret.png
+    record("report: a linked image outside the folder, a hand-made report naming one", "ok",
+           "evaluated, but never embedded", group="report")
+
+
+# --------------------------------------------------------------------------- 9. exit codes, BOM
+def test_inspect_exit_codes(tmp_path, bundle, other_bundle):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    mixed = variant(bundle, tmp_path / "mixed", inference_dot_pdiparams=_params(other_bundle))
+    for what, path, rc in (("a good bundle", bundle, 0), ("a text file", notes, 1), ("an empty folder", tmp_path / "e", 1),
+                           ("a bundle with another model's params", mixed, 1)):
+        if what == "an empty folder":
+            path.mkdir()
+        r = run_cli("inspect", path)
+        assert r.returncode == rc and "Traceback" not in r.stderr, (what, r.returncode, r.stdout, r.stderr)
+        record(f"inspect: {what}", f"exit {rc}", r.stdout.splitlines()[1].strip()[:160], group="small")
+    r = run_cli("inspect", bundle, "--compare", mixed, "--json")
+    assert r.returncode == 1 and json.loads(r.stdout)["b"]["problems"], (r.stdout[-500:], r.stderr)
+    r = run_cli("inspect", bundle, "--compare", notes)
+    one_line_error(r, "FormatError")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_labels_with_a_byte_order_mark(tmp_path, bundle, encoding, good):
+    p = tmp_path / "labels.txt"
+    p.write_text("".join(f"{i} {c}\n" for i, c in enumerate(["tench", "goldfish", "shark", "ray"])),
+                 encoding=encoding)
+    assert p.read_bytes()[:2] in (b"\xef\xbb", b"\xff\xfe", b"\xfe\xff")
+    assert clsviz.read_labels(p) == ("tench", "goldfish", "shark", "ray")
+    with clsviz.load(bundle, labels=p) as clf:
+        assert clf.config.labels[0] == "tench"
+    record(f"labels: {'UTF-8' if encoding == 'utf-8-sig' else 'UTF-16'} file with a byte-order mark", "ok",
+           "'0 tench' read as class 0 'tench'", group="small")
+
+
+def test_labels_txt_with_a_bom(tmp_path, bundle, labelled, good):
+    text = (labelled / "labels.txt").read_text()
+    (labelled / "labels.txt").write_text(text, encoding="utf-8-sig")
+    rep = evaluate(labelled, bundle, progress=False)
+    assert len(rep.paths) == len(LABELS)
+    record("report: labels.txt with a UTF-8 BOM", "ok", "every line read", group="small")

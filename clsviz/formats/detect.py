@@ -21,6 +21,8 @@ DYGRAPH_CHECKPOINT = "dygraph_checkpoint"  # *.pdparams state dict
 STATIC_SAVE = "static_save"              # *.pdparams + *.pdmodel (+ *.pdopt)
 FLUID_PERSISTABLES = "fluid_persistables"  # folder of loose tensor files
 
+_MODEL_NAMES = {"inference.json", "inference.pdmodel", "inference.pdiparams", "inference.yml", "model.pdparams",
+                "__model__", "__params__", "model", "params"}
 INFERENCE_KINDS = (PADDLE3_INFERENCE, PADDLE2_INFERENCE, FLUID_INFERENCE)
 CHECKPOINT_KINDS = (DYGRAPH_CHECKPOINT, STATIC_SAVE, FLUID_PERSISTABLES)
 
@@ -108,7 +110,14 @@ def _resolve(p: Path, params: Path | None) -> ModelFiles:
         raise FormatError(f"unrecognised model file {p.name!r}", path=p,
                           hint="expected .json/.pdmodel/.pdparams, __model__ or model, or a bundle folder")
     # a folder
-    files = {f.name: f for f in p.iterdir() if f.is_file()}
+    entries = list(p.iterdir())
+    odd = sorted(f.name for f in entries if f.name in _MODEL_NAMES and f.exists() and not f.is_file()
+                 and not f.is_dir())
+    if odd:  # a FIFO or device where a model file belongs: never handed to a reader
+        from ..safe_io import check_regular
+
+        check_regular(p / odd[0], what="model file" if "param" not in odd[0] else "parameters file")
+    files = {f.name: f for f in entries if f.is_file()}
     if not files:
         raise FormatError("folder is empty", path=p, hint="point at a bundle or model folder")
     cfg = files.get("inference.yml")
