@@ -367,6 +367,9 @@ class Target:
         if os.path.lexists(self.real) and not self.real.is_dir():
             raise ExportError("output path exists and is not a folder", path=self.given,
                               hint="choose a folder (new or existing) for the bundle")
+        if self.real.is_dir() and not os.access(self.real, os.W_OK | os.X_OK):
+            raise ExportError("cannot write into the output folder: permission denied", path=self.given,
+                              hint="choose a folder you can write to")
         check_output_dir(self.real.parent, what="the folder that will hold the output", error=ExportError)
 
     # -- what may be replaced -----------------------------------------------------------------

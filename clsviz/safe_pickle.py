@@ -427,19 +427,32 @@ class _Bounded:
         return self.f.readline(self.size - self.f.tell())
 
 
+#: opcodes a checkpoint may hold (ResNet50_vd's state dict: 7,802; its optimizer state: 4,832).
+#: Each can build an object of ~64 bytes, so a file of one-byte ``EMPTY_LIST``s would expand
+#: 64-fold; this bounds that at a few hundred MB.
+MAX_PICKLE_OPS = 5_000_000
+
+
+class _TooMany(Exception):
+    """The pickle holds more opcodes than any checkpoint (internal)."""
+
+
 def _prescan(f, size: int) -> None:
     """Walk the pickle's opcodes without building anything; raise :class:`_TooLarge` if one
-    declares more bytes (a ``BINBYTES8``, a protocol-4 ``FRAME``, …) than the file has left.
+    declares more bytes (a ``BINBYTES8``, a protocol-4 ``FRAME``, …) than the file has left,
+    and :class:`_TooMany` past :data:`MAX_PICKLE_OPS` opcodes.
 
     The C unpickler allocates a declared length before reading it; an 11 GiB claim in a
     14-byte file must fail here instead.  Anything else odd is left to the unpickler.
     """
     view = _Bounded(f, size)
     try:
-        for op, arg, pos in pickletools.genops(view):
+        for count, (op, arg, pos) in enumerate(pickletools.genops(view)):
             if op.name == "FRAME" and isinstance(arg, int) and arg > size - f.tell():
                 raise _TooLarge(arg, size - f.tell(), pos)
-    except _TooLarge:
+            if count >= MAX_PICKLE_OPS:
+                raise _TooMany()
+    except (_TooLarge, _TooMany):
         raise
     except Exception:  # noqa: BLE001 - not a size problem: the unpickler says what is wrong
         pass
@@ -459,6 +472,10 @@ def _restricted_load(path: Path, found: _Kind):
             f"the pickle is truncated or damaged: it declares {e.declared:,} bytes of data{where}, "
             f"but the file holds only {e.available:,} more", path=path,
             hint="the file was cut short or altered; fetch it again") from None
+    except _TooMany:
+        raise FormatError(f"the pickle holds more than {MAX_PICKLE_OPS:,} objects; a Paddle checkpoint "
+                          "holds a few thousand", path=path,
+                          hint="the file is damaged or built to exhaust memory") from None
     except _Refused as e:
         raise UnsafeCheckpoint(
             f"refusing to unpickle {path}: it asks for {e.name}"
