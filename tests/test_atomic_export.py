@@ -468,10 +468,11 @@ def test_failures_leave_no_temporary_files(tmp_path, ckpts, outputs):
 
 
 def _wait_for(path: Path, timeout: float = 120.0) -> None:
+    """Until ``path`` exists; a name with ``*`` waits for any match (e.g. the export's tmp folder)."""
     import time
 
     end = time.monotonic() + timeout
-    while not path.exists():
+    while not (list(path.parent.glob(path.name)) if "*" in path.name else path.exists()):
         assert time.monotonic() < end, f"{path} never appeared"
         time.sleep(0.005)
 
@@ -503,7 +504,7 @@ def test_a_folder_appearing_mid_export_is_kept(tmp_path, server, ckpts, outputs,
     release = tmp_path / "release"
     errfile = tmp_path / "error.txt"
     server.start(ckpts["new"], target, kind="hold", release=str(release), force=force, errfile=str(errfile))
-    _wait_for(tmp_path / ".bundle.lock")
+    _wait_for(tmp_path / ".bundle.tmp-*")  # past the first check: the export is writing its bundle
     target.mkdir()                       # someone's folder appears while the export runs
     (target / "notes.txt").write_text("mine\n")
     release.touch()
