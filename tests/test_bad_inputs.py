@@ -1441,7 +1441,7 @@ def test_labels_txt_paths_outside_the_folder(tmp_path, bundle, labelled, entry, 
 
 def test_report_embeds_only_files_inside_the_folder(tmp_path, bundle, good):
     """A folder-per-class dataset may hold links; the page embeds only what lives inside."""
-    from clsviz.evaluate import EvalReport, ModeEval, Misclassified, write_evaluation_html
+    from clsviz.evaluate import Evaluation, ModeEval, Misclassified, write_evaluation_html
 
     secret = tmp_path / "secret.png"
     Image.new("RGB", (40, 40), (1, 2, 3)).save(secret)
@@ -1456,7 +1456,7 @@ def test_report_embeds_only_files_inside_the_folder(tmp_path, bundle, good):
     assert "x.png" in wrong
     embedded = page.count("data:image/png;base64") + page.count("data:image/jpeg;base64") - 1  # - the matrix
     assert embedded == len(wrong - {"x.png"}), (embedded, wrong)
-    forged = EvalReport(folder=str(lab), bundle="b", layout="folders", labels=("ant", "bee"),
+    forged = Evaluation(folder=str(lab), bundle="b", layout="folders", labels=("ant", "bee"),
                         paths=(str(secret),), y_true=(0,),
                         modes={"predictor": ModeEval("predictor", 0.0, {"ant": 0.0, "bee": None},
                                                      np.array([[0, 1], [0, 0]]),
