@@ -21,7 +21,6 @@ import html
 import json
 import os
 import platform
-import random
 import re
 import subprocess
 import sys
@@ -37,7 +36,8 @@ import numpy as np
 from .archs.flops import FlopCount, count_flops  # noqa: F401  (part of this module's API)
 from .errors import OptionError
 from .results import StageStats
-from .timing import _vm_hwm_mb, clock, peak_rss_mb, rss_mb
+from .timing import (_vm_hwm_mb, clock, interleaved, interleaved_laps, peak_rss_mb, rss_mb, staged, timed,
+                     timed_cpu)
 from .timing import reset_peak_rss as _reset_peak_rss
 
 SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "sample_images"
@@ -148,53 +148,8 @@ def machine_info() -> dict:
 # fair timing
 # --------------------------------------------------------------------------------------------
 
-def _timed(fn: Callable) -> Callable[[], dict]:
-    def run():
-        t0 = clock()
-        fn()
-        return {"total": clock() - t0}
-    return run
-
-
-def _timed_cpu(fn: Callable) -> Callable[[], dict]:
-    """Wall time and process CPU time (all threads) of one call."""
-    def run():
-        c0, t0 = time.process_time(), clock()
-        fn()
-        return {"total": clock() - t0, "cpu": time.process_time() - c0}
-    return run
-
-
-def interleaved(contenders: Mapping[str, Callable[[], dict]], *, repeats: int, warmup: int = 3,
-                seed: int = 0, progress=None) -> dict[str, dict[str, StageStats]]:
-    """Time contenders side by side: each round runs every contender once, in shuffled order.
-
-    A contender is a callable returning ``{stage: seconds}`` (wrap a plain callable with
-    ``_timed``).  Returns ``{contender: {stage: StageStats}}``.
-    """
-    laps = interleaved_laps(contenders, repeats=repeats, warmup=warmup, seed=seed, progress=progress)
-    return {k: {s: StageStats.of(v) for s, v in d.items()} for k, d in laps.items()}
-
-
-def interleaved_laps(contenders: Mapping[str, Callable[[], dict]], *, repeats: int, warmup: int = 3,
-                     seed: int = 0, progress=None) -> dict[str, dict[str, list]]:
-    """Like :func:`interleaved` but returns the raw laps (seconds), round by round."""
-    if repeats < 1 or warmup < 0:
-        raise OptionError(f"repeats must be ≥ 1 and warmup ≥ 0 (got {repeats}, {warmup})")
-    for _ in range(warmup):
-        for fn in contenders.values():
-            fn()
-    rng = random.Random(seed)
-    order = list(contenders)
-    laps: dict[str, dict[str, list]] = {k: {} for k in contenders}
-    for r in range(repeats):
-        rng.shuffle(order)
-        for k in order:
-            for stage, dt in contenders[k]().items():
-                laps[k].setdefault(stage, []).append(dt)
-        if progress is not None:
-            progress(r + 1, repeats)
-    return laps
+# the harness lives in clsviz.timing (one for compare, bench, the Explorer and the notebooks)
+_timed, _timed_cpu = timed, timed_cpu
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,19 +293,6 @@ def _cold_worker(bundle: str, mode: str, options: str) -> None:
 # --------------------------------------------------------------------------------------------
 # the experiments
 # --------------------------------------------------------------------------------------------
-
-def _stages(clf, items, names, top_k=5):
-    def run():
-        t0 = clock()
-        batch = clf.preprocess(items)
-        t1 = clock()
-        out = clf.forward(batch)
-        t2 = clock()
-        clf.postprocess(out, top_k, names)
-        t3 = clock()
-        return {"preprocess": t1 - t0, "forward": t2 - t1, "postprocess": t3 - t2, "total": t3 - t0}
-    return run
-
 
 def _raw_loop(clf) -> Callable[[np.ndarray], np.ndarray]:
     """The plain Paddle loop a user would write on the *same* engine object."""
@@ -602,7 +544,7 @@ def run_bench(model: str = "ResNet50_vd", *, repeats: int = 30, warmup: int = 3,
             contenders = {}
             for m, clf in clfs.items():
                 items = [paths[i % len(paths)] for i in range(b)]
-                contenders[f"{m}|{b}"] = _stages(clf, items, [image_name(p, i) for i, p in enumerate(items)])
+                contenders[f"{m}|{b}"] = staged(clf, [items], names=[image_name(p, i) for i, p in enumerate(items)])
             st.update(interleaved(contenders, repeats=n, warmup=min(warmup, 2) if b > 1 else warmup, seed=seed))
         for m in clfs:
             for b in batch_sizes:

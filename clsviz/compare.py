@@ -1,13 +1,13 @@
 """Run several classifiers on the same inputs and report top-k, latency and agreement."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 
 from .errors import OptionError
 from .results import STAGES, Agreement, Comparison, ModeReport, StageStats
-from .timing import clock, peak_rss_mb, rss_mb
+from .timing import interleaved_laps, peak_rss_mb, rss_mb, run_peak_mb, staged
 from .transforms import expand_images, image_name
 
 
@@ -27,11 +27,14 @@ def _agreement(mode, ref, out, ref_out, k) -> Agreement:
 
 
 def compare(images, classifiers, *, top_k: int = 5, repeats: int = 10, warmup: int = 2,
-            reference: str | None = None, tolerance: float = 1e-4, progress=None) -> Comparison:
+            reference: str | None = None, tolerance: float = 1e-4, progress=None, seed: int = 0) -> Comparison:
     """Run every classifier on the same ``images``; per-stage latency over ``repeats``.
 
     ``classifiers`` is a list of :class:`Classifier` (keyed by their mode) or a dict
-    name → classifier.  Agreement is measured on raw outputs against ``reference``
+    name → classifier.  The modes are timed side by side by :func:`clsviz.timing.interleaved_laps`:
+    after ``warmup`` untimed rounds, each of ``repeats`` rounds runs every mode once over all the
+    images, in an order shuffled per round (``seed``).  Latency is per batch of
+    ``options.batch_size`` images.  Agreement is measured on raw outputs against ``reference``
     (default: the first).  ``progress`` is an optional callable(step, total, name).
     """
     if isinstance(classifiers, Mapping):
@@ -50,42 +53,36 @@ def compare(images, classifiers, *, top_k: int = 5, repeats: int = 10, warmup: i
         raise OptionError(f"reference {reference!r} is not one of {list(named)}")
     items = expand_images(images)
     names = [image_name(x, i) for i, x in enumerate(items)]
-    reports, outputs = {}, {}
-    total_steps = len(named) * (warmup + repeats)
-    step = 0
+    sinks: dict[str, dict] = {n: {} for n in named}
+    contenders = {}
     for name, clf in named.items():
         bs = clf.options.batch_size
         chunks = [items[i:i + bs] for i in range(0, len(items), bs)]
-        laps = {s: [] for s in STAGES}
-        totals = []
-        out = preds = None
-        for r in range(warmup + repeats):
-            outs, preds = [], []
-            for chunk_i, chunk in enumerate(chunks):
-                t0 = clock()
-                batch = clf.preprocess(chunk)
-                t1 = clock()
-                o = clf.check_output(clf.forward(batch), len(batch))
-                t2 = clock()
-                p = clf.postprocess(o, top_k, names[chunk_i * bs: chunk_i * bs + len(chunk)])
-                t3 = clock()
-                outs.append(o)
-                preds.extend(p)
-                if r >= warmup:
-                    laps["preprocess"].append(t1 - t0)
-                    laps["forward"].append(t2 - t1)
-                    laps["postprocess"].append(t3 - t2)
-                    totals.append(t3 - t0)
-            out = np.concatenate(outs)
-            step += 1
-            if progress is not None:
-                progress(step, total_steps, name)
-        outputs[name] = out
+        contenders[name] = staged(clf, chunks, top_k=top_k, names=names, sink=sinks[name])
+
+    total_steps = len(named) * (warmup + repeats)
+    step = 0
+
+    def on_call(name, _timed):
+        nonlocal step
+        step += 1
+        if progress is not None:
+            progress(step, total_steps, name)
+
+    laps = interleaved_laps(contenders, repeats=repeats, warmup=warmup, seed=seed, on_call=on_call)
+    # memory, per mode and outside the timed rounds: one more run each, high-water mark reset first
+    run_peaks = {name: run_peak_mb(contenders[name]) for name in named}
+    process_rss, process_peak = rss_mb(), peak_rss_mb()
+    reports, outputs = {}, {}
+    for name, clf in named.items():
+        outputs[name] = sinks[name]["outputs"]
         reports[name] = ModeReport(
-            mode=name, predictions=tuple(preds),
-            stages={s: StageStats.of(v) for s, v in laps.items()}, total=StageStats.of(totals),
-            build_seconds=float(clf.build_seconds), rss_mb=rss_mb(), peak_rss_mb=peak_rss_mb(),
-            batch_size=bs, description=clf.describe())
+            mode=name, predictions=tuple(sinks[name]["predictions"]),
+            stages={s: StageStats.of(laps[name][s]) for s in STAGES}, total=StageStats.of(laps[name]["total"]),
+            build_seconds=float(clf.build_seconds), rss_mb=process_rss, peak_rss_mb=process_peak,
+            batch_size=clf.options.batch_size, description=clf.describe(),
+            build_rss_mb=float(getattr(clf, "build_rss_mb", float("nan"))), run_peak_mb=run_peaks[name],
+            isolation=getattr(clf, "isolation", "in-process"))
     k = min(top_k, outputs[reference].shape[1])
     agreements = tuple(_agreement(n, reference, outputs[n], outputs[reference], k)
                        for n in named if n != reference)

@@ -83,7 +83,15 @@ STAGES = ("preprocess", "forward", "postprocess")
 
 @dataclass(frozen=True)
 class ModeReport:
-    """One mode's side of a comparison."""
+    """One mode's side of a comparison.
+
+    Memory: ``build_rss_mb`` is how much this process's RSS grew while this mode's engine was
+    built, ``run_peak_mb`` how far it rose during one run of this mode on the images (both
+    per mode); ``rss_mb`` and ``peak_rss_mb`` are the whole process's current and peak RSS
+    when the comparison ended (running totals, the same for every mode).  ``isolation`` says
+    where the engine runs: ``"in-process"``, or ``"worker process"`` (its latency then
+    includes a pipe round trip, and its memory is not in this process's numbers).
+    """
 
     mode: str
     predictions: tuple[Prediction, ...]
@@ -94,6 +102,9 @@ class ModeReport:
     peak_rss_mb: float
     batch_size: int
     description: str = ""
+    build_rss_mb: float = float("nan")
+    run_peak_mb: float = float("nan")
+    isolation: str = "in-process"
 
     def to_dict(self) -> dict:
         return {
@@ -101,8 +112,11 @@ class ModeReport:
             "description": self.description,
             "batch_size": self.batch_size,
             "build_seconds": round(self.build_seconds, 4),
-            "rss_mb": round(self.rss_mb, 1),
-            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "isolation": self.isolation,
+            "build_rss_mb": round(self.build_rss_mb, 1),
+            "run_peak_mb": round(self.run_peak_mb, 1),
+            "process_rss_mb": round(self.rss_mb, 1),
+            "process_peak_rss_mb": round(self.peak_rss_mb, 1),
             "latency_ms": self.total.to_dict(),
             "stages_ms": {k: v.to_dict() for k, v in self.stages.items()},
             "topk": [p.to_dict() for p in self.predictions],

@@ -15,6 +15,7 @@ import numpy as np
 from ..bundle import BundleConfig, with_default_labels
 from ..errors import EngineError, ImageError, OptionError
 from ..results import Prediction, TopK
+from ..timing import rss_mb
 from ..transforms import expand_images, image_name
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -144,14 +145,20 @@ class Classifier:
     """
 
     mode: str = "?"
+    #: where the engine runs: ``"in-process"``, or ``"worker process"`` (each call is then a
+    #: pipe round trip, and the engine's memory is the worker's, not this process's)
+    isolation: str = "in-process"
 
     def __init__(self, config: BundleConfig, options: EngineOptions, *, source: str = ""):
         self.config = with_default_labels(config)  # a 1000-class model without labels: ImageNet-1k
         self.options = options
         self.source = source
+        rss0 = rss_mb()
         t0 = time.perf_counter()
         self._build()
         self.build_seconds = time.perf_counter() - t0
+        #: how much this process's RSS grew while the engine was built (MiB)
+        self.build_rss_mb = rss_mb() - rss0
 
     # -- engine-specific ----------------------------------------------------------------
     def _build(self) -> None:  # pragma: no cover - abstract

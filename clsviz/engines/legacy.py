@@ -84,6 +84,7 @@ class LegacyExecutorClassifier(Classifier):
     """``executor`` mode for ProgramDesc models, run in a ``FLAGS_enable_pir_api=0`` worker."""
 
     mode = "executor"
+    isolation = "worker process"
 
     def __init__(self, files, config, options, *, source=""):
         self.files = files
