@@ -41,7 +41,7 @@ from pathlib import Path
 
 from .errors import ClsvizError, ExportError
 
-__all__ = ["Target", "atomic_write_dir", "MANIFEST", "read_manifest", "owned_files"]
+__all__ = ["Target", "atomic_write_dir", "add_own_files", "MANIFEST", "read_manifest", "owned_files"]
 
 MANIFEST = ".clsviz-manifest.json"
 _INCOMPLETE = ".clsviz-incomplete"   # in a folder still being written: all of it is clsviz's
@@ -185,6 +185,47 @@ def _unlock(fd: int, lock: Path) -> None:
     except OSError:
         pass
     os.close(fd)
+
+
+def add_own_files(folder, files: dict) -> bool:
+    """Put ``{name: staged file}`` into the bundle ``folder`` as clsviz's own files.
+
+    For a file clsviz derives from a bundle after export (``inference.onnx``, and the sidecar
+    that records it).  Each staged file must sit in ``folder`` already (a hidden name), so every
+    move is one atomic ``rename``; the manifest, when the folder has one, then lists the new
+    files.  Runs under the folder's lock; returns False (nothing moved, the staged files
+    removed) when another writer holds it, the lock cannot be taken, or a name is taken by a
+    file clsviz did not write (or one changed since).
+    """
+    real = _real_path(Path(folder))
+    try:
+        fd, lock = _lock(real)
+    except (ExportError, OSError):
+        for tmp in files.values():
+            Path(tmp).unlink(missing_ok=True)
+        return False
+    try:
+        unchanged, _ = owned_files(real)
+        if any(not _plain_name(n) or (os.path.lexists(real / n) and n not in unchanged) for n in files):
+            for tmp in files.values():  # a file clsviz did not write, or one edited since: kept
+                Path(tmp).unlink(missing_ok=True)
+            return False
+        listed = read_manifest(real)
+        for name, tmp in files.items():
+            os.replace(tmp, real / name)
+        if listed is not None:
+            from . import __version__
+
+            for name in files:
+                listed[name] = {"size": (real / name).stat().st_size, "sha256": _sha256(real / name)}
+            staged = real / f".{MANIFEST}.{secrets.token_hex(4)}"
+            with open(staged, "w", encoding="utf-8") as fh:
+                json.dump({"written_by": f"clsviz {__version__}", "files": listed}, fh,
+                          indent=1, sort_keys=True)
+            os.replace(staged, real / MANIFEST)
+        return True
+    finally:
+        _unlock(fd, lock)
 
 
 # ------------------------------------------------------------------ folder moves

@@ -283,6 +283,7 @@ def validate_sidecar(doc, *, where=None) -> None:
         w.at("Global.clsviz.arch_kwargs", _opt(_arch_kwargs))
         w.at("Global.clsviz.sha256", _opt(_checksums))
         w.at("Global.clsviz.interpolation", _opt(_str))
+        w.at("Global.clsviz.onnx", _opt(_mapping))  # engines/convert.py: the cached ONNX's record
         w.at("PreProcess.transform_ops", _opt(lambda ops: _ops(ops, shape[0] if shape else None)))
         w.at("PostProcess.Topk.topk", _opt(_int(1, MAX_CLASSES)))
         labels = w.at("PostProcess.Topk.label_list", _opt(_label_list))

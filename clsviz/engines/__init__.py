@@ -1,7 +1,13 @@
-"""Build a :class:`Classifier` for any of the three prediction modes: ``clsviz.load``."""
+"""Build a :class:`Classifier` for any engine: ``clsviz.load``.
+
+:data:`ENGINES` is the one table of engines: Paddle's three modes and the deployment
+runtimes (OpenVINO, ONNX Runtime) that run the program's ONNX form.  Every caller that lists,
+checks or explains modes reads it; :func:`engine_available` answers "can this run here".
+"""
 from __future__ import annotations
 
-from dataclasses import replace
+import importlib.util
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..bundle import BundleConfig, resolve_config, with_default_labels
@@ -9,14 +15,66 @@ from ..errors import FormatError, OptionError
 from ..formats import detect
 from .base import Classifier, EngineOptions
 
-MODES = ("predictor", "dygraph", "executor")
-MODE_HELP = {
-    "predictor": "inference engine (paddle.inference) + inference model",
-    "dygraph": "training engine + checkpoint (network rebuilt from code)",
-    "executor": "training engine + inference model (load_inference_model + Executor)",
-}
 
-__all__ = ["load", "load_config", "Classifier", "EngineOptions", "MODES", "MODE_HELP"]
+
+@dataclass(frozen=True)
+class Engine:
+    """One row of :data:`ENGINES`."""
+
+    name: str
+    help: str
+    runs: str                      # what it runs (which model files)
+    precisions: tuple = ("fp32",)  # on CPU
+    converts: bool = False         # runs a converted form (ONNX via paddle2onnx), cached
+    needs: tuple = ()              # Python modules of the extra it needs
+    extra: str | None = None       # the pip extra that installs them
+
+    def available(self) -> tuple[bool, str]:
+        """``(True, "")``, or ``(False, why)`` when its extra is not installed."""
+        missing = [m for m in self.needs if importlib.util.find_spec(m) is None]
+        if missing:
+            return False, f"needs {', '.join(missing)}: pip install 'clsviz[{self.extra}]'"
+        return True, ""
+
+
+_PROGRAM = "an inference program: PIR .json, .pdmodel, fluid __model__ or model/params"
+ENGINES = {e.name: e for e in (
+    Engine("predictor", "inference engine (paddle.inference) + inference model", _PROGRAM,
+           ("fp32", "bf16")),
+    Engine("dygraph", "training engine + checkpoint (network rebuilt from code)",
+           "a checkpoint (.pdparams, persistables) + arch, or a rebuilt program"),
+    Engine("executor", "training engine + inference model (load_inference_model + Executor)", _PROGRAM),
+    Engine("openvino", "OpenVINO Runtime + the model's ONNX form (paddle2onnx)", _PROGRAM,
+           ("fp32", "bf16"), converts=True, needs=("openvino", "paddle2onnx"), extra="runtimes"),
+    Engine("onnxruntime", "ONNX Runtime (CPU) + the model's ONNX form (paddle2onnx)", _PROGRAM,
+           ("fp32",), converts=True, needs=("onnxruntime", "paddle2onnx"), extra="runtimes"),
+)}
+#: Paddle's own three modes (what "all" means for compare/evaluate, the demo's set)
+MODES = ("predictor", "dygraph", "executor")
+#: every engine name ``load(mode=…)`` accepts
+ALL_MODES = tuple(ENGINES)
+#: the deployment runtimes (need the ``runtimes`` extra)
+RUNTIMES = tuple(n for n, e in ENGINES.items() if e.converts)
+MODE_HELP = {n: e.help for n, e in ENGINES.items()}
+
+__all__ = ["load", "load_config", "Classifier", "EngineOptions", "MODES", "ALL_MODES", "RUNTIMES",
+           "MODE_HELP", "ENGINES", "Engine", "engine_available", "check_modes"]
+
+
+def engine_available(mode: str) -> tuple[bool, str]:
+    """Can ``mode`` run here?  ``(True, "")`` or ``(False, why)``."""
+    if mode not in ENGINES:
+        return False, f"unknown mode {mode!r}"
+    return ENGINES[mode].available()
+
+
+def check_modes(modes) -> tuple[str, ...]:
+    """Validate mode names (raises :class:`OptionError` naming the known ones)."""
+    modes = tuple(dict.fromkeys(modes))
+    bad = [m for m in modes if m not in ENGINES]
+    if bad or not modes:
+        raise OptionError(f"unknown mode(s) {bad or list(modes)}", hint=f"choose from {', '.join(ALL_MODES)}")
+    return modes
 
 
 def _config_for(files: detect.ModelFiles, *, arch, class_num, labels, preprocess, config) -> BundleConfig:
@@ -29,7 +87,9 @@ def load(path, *, mode: str = "predictor", arch: str | None = None, params=None,
          trust: bool = False, **options) -> Classifier:
     """Build a classifier from ``path`` (a bundle folder, a model file or a checkpoint).
 
-    ``mode`` is one of ``"predictor"``, ``"dygraph"``, ``"executor"``.  ``arch`` names the
+    ``mode`` is one of ``"predictor"``, ``"dygraph"``, ``"executor"``, ``"openvino"``,
+    ``"onnxruntime"`` (see :data:`ENGINES`; the last two convert the program to ONNX once and
+    cache it, see :mod:`clsviz.engines.convert`).  ``arch`` names the
     network for checkpoints (see :func:`clsviz.list_models`).  Engine ``options``:
     use_gpu, gpu_mem, use_tensorrt, precision, ir_optim, enable_mkldnn, cpu_threads, batch_size.
 
@@ -37,8 +97,8 @@ def load(path, *, mode: str = "predictor", arch: str | None = None, params=None,
     (``Global.model_name``) resolves only in clsviz's registry.  ``trust=True`` lets it name
     ``"package.module:callable"``, and reads a ``.pdparams`` with plain pickle.
     """
-    if mode not in MODES:
-        raise OptionError(f"unknown mode {mode!r}", hint=f"choose one of {', '.join(MODES)}")
+    if mode not in ENGINES:
+        raise OptionError(f"unknown mode {mode!r}", hint=f"choose one of {', '.join(ALL_MODES)}")
     opts = EngineOptions.from_kwargs(**options)
     files, cfg = _resolve(path, params=params, arch=arch, class_num=class_num, labels=labels,
                           preprocess=preprocess, config=config)
@@ -90,6 +150,24 @@ def load_config(path, *, arch: str | None = None, params=None, class_num: int | 
 
 def _build(files, cfg, opts, *, mode, source, trust, trust_code=True) -> Classifier:
     path = source
+    if mode in RUNTIMES:
+        if not files.has_program:
+            raise FormatError(
+                f"mode {mode!r} needs an inference model, but this is a {files.kind.replace('_', ' ')}",
+                path=path, hint="export it first: clsviz.export(arch, checkpoint, out_dir) "
+                                "or `python -m clsviz export`")
+        ok, why = ENGINES[mode].available()
+        if not ok:
+            from ..errors import BackendUnavailable
+
+            raise BackendUnavailable(f"mode {mode!r} {why.split(':')[0]}", hint=why.split(": ", 1)[-1])
+        if mode == "openvino":
+            from .openvino import OpenVINOClassifier
+
+            return OpenVINOClassifier(files, cfg, opts, source=source)
+        from .onnxruntime import OnnxRuntimeClassifier
+
+        return OnnxRuntimeClassifier(files, cfg, opts, source=source)
     if mode in ("predictor", "executor"):
         if not files.has_program:
             raise FormatError(

@@ -1,0 +1,274 @@
+"""Paddle program → ONNX, once per set of weights: :func:`onnx_for`.
+
+The OpenVINO and ONNX Runtime engines run ``inference.onnx``, made by the ``paddle2onnx``
+executable (2.1 reads PIR ``inference.json``; there is no ``python -m paddle2onnx``).
+
+**Where it goes.**  Into the bundle, beside the program, as ``inference.onnx`` (the name
+PaddleX also looks for); the sidecar records it under ``Global.clsviz.onnx``: its sha256 and
+the sha256 of the files it was made from.  The file and the sidecar become clsviz's own files
+(listed in ``.clsviz-manifest.json``) and are written under the bundle's lock, each by one
+rename (:func:`clsviz.publish.add_own_files`).  A folder clsviz may not write (read-only, no
+sidecar, locked, a user's own ``inference.onnx``) leaves the bundle alone: the ONNX goes to
+``$CLSVIZ_CACHE_DIR`` (default ``~/.cache/clsviz``) under ``onnx/<digest of the sources>/``.
+
+**When it is made again.**  When the program or weights no longer have the recorded sha256s,
+or the ONNX file itself changed.
+
+**Legacy programs** (fluid ``__model__``, ``model``/``params``, ``.pdmodel``) are first
+migrated (:func:`clsviz.migrate`) into the cache, then converted like any bundle.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import BackendUnavailable, EngineError
+from ..formats import detect
+
+ONNX_NAME = "inference.onnx"
+SIDECAR = "inference.yml"
+RUNTIMES_HINT = "pip install 'clsviz[runtimes]'"
+_TIMEOUT = 600
+
+__all__ = ["onnx_for", "OnnxFile", "cache_dir", "ONNX_NAME", "converter"]
+
+
+@dataclass(frozen=True)
+class OnnxFile:
+    """Where the ONNX for a model is, and what getting it cost."""
+
+    path: Path
+    reused: bool             # found (recorded sha256s matched) rather than converted now
+    seconds: float           # conversion (+ migration) time; the check when reused
+    location: str            # "bundle" or "cache"
+    sources: tuple           # (file name, sha256) it was made from
+
+    def to_dict(self) -> dict:
+        return {"path": str(self.path), "reused": self.reused, "seconds": self.seconds,
+                "location": self.location, "sources": dict(self.sources)}
+
+
+def cache_dir() -> Path:
+    """``$CLSVIZ_CACHE_DIR``, else ``~/.cache/clsviz``."""
+    env = os.environ.get("CLSVIZ_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "clsviz"
+
+
+def converter() -> Path:
+    """The ``paddle2onnx`` executable (beside this Python first, then on ``PATH``)."""
+    here = Path(sys.executable).parent / "paddle2onnx"
+    if here.is_file():
+        return here
+    found = shutil.which("paddle2onnx")
+    if found is None:
+        raise BackendUnavailable("the paddle2onnx executable is not installed", hint=RUNTIMES_HINT)
+    return Path(found)
+
+
+def _sha256(path: Path) -> str:
+    from ..bundle import sha256_file
+
+    return sha256_file(path)
+
+
+def _source_files(files: detect.ModelFiles) -> list[Path]:
+    if files.params_file is not None:
+        return [files.model_file, files.params_file]
+    # fluid: loose parameter files beside __model__
+    return [files.model_file] + sorted(p for p in files.model_file.parent.iterdir()
+                                       if p.is_file() and not p.is_symlink() and p != files.model_file
+                                       and not p.name.startswith(".") and p.suffix not in (".yml", ".onnx"))
+
+
+def _digest(sources) -> str:
+    return hashlib.sha256("".join(f"{n}:{h};" for n, h in sources).encode()).hexdigest()[:24]
+
+
+# ------------------------------------------------------------------ the sidecar record
+def _read_record(sidecar: Path) -> dict | None:
+    import yaml
+
+    from ..safe_io import read_text
+
+    try:
+        doc = yaml.safe_load(read_text(sidecar, what="inference.yml"))
+        rec = doc["Global"]["clsviz"]["onnx"]
+        return rec if isinstance(rec, dict) else None
+    except Exception:  # noqa: BLE001 - no usable record means convert again
+        return None
+
+
+def _matches(rec: dict | None, onnx: Path, sources) -> bool:
+    if not rec or not onnx.is_file() or onnx.is_symlink():
+        return False
+    return rec.get("sources") == dict(sources) and rec.get("sha256") == _sha256(onnx)
+
+
+def _record(onnx: Path, sources) -> dict:
+    return {"file": ONNX_NAME, "sha256": _sha256(onnx), "sources": dict(sources),
+            "converter": f"paddle2onnx {_p2o_version()}"}
+
+
+def _p2o_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("paddle2onnx")
+    except PackageNotFoundError:  # pragma: no cover
+        return "?"
+
+
+# ------------------------------------------------------------------ converting
+def _unsupported_ops(model_file: Path) -> list[str]:
+    """Ops of a PIR program that are not in paddle2onnx's list (asked in a child process,
+    as importing paddle2onnx's module imports Paddle's extension machinery)."""
+    from ..formats.pirjson import read_pir
+
+    try:
+        ops = set(read_pir(model_file).op_histogram())
+        out = subprocess.run([sys.executable, "-c",
+                              "import paddle2onnx.paddle2onnx_cpp2py_export as c\n"
+                              "print('\\n'.join(c.get_all_supported_operators_pir()))"],
+                             capture_output=True, text=True, timeout=120)
+        known = {ln.strip() for ln in out.stdout.splitlines() if ln.strip()}
+    except Exception:  # noqa: BLE001 - best effort: the caller still reports the failure
+        return []
+    if not known:
+        return []
+    structural = {"data", "fetch", "parameter", "full_int_array", "full", "shadow_output"}
+    return sorted(op for op in ops - known - structural if op.rstrip("_") not in known)
+
+
+def _convert(model_file: Path, params_file: Path, out: Path) -> None:
+    """Run paddle2onnx: ``model_file`` + ``params_file`` (same folder) → ``out``."""
+    cmd = [str(converter()), "--model_dir", str(model_file.parent),
+           "--model_filename", model_file.name, "--params_filename", params_file.name,
+           "--save_file", str(out),
+           # its default optimiser (Polygraphy) tries to pip-install sympy at run time
+           "--optimize_tool", "None", "--enable_verbose", "True"]
+    env = dict(os.environ, GLOG_minloglevel="2")
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=_TIMEOUT, env=env)
+    except subprocess.TimeoutExpired as e:
+        raise EngineError(f"paddle2onnx did not finish within {_TIMEOUT} s", path=model_file) from e
+    if p.returncode == 0 and out.is_file():
+        return
+    out.unlink(missing_ok=True)
+    text = p.stdout + "\n" + p.stderr
+    ops = _unsupported_ops(model_file) if model_file.suffix == ".json" else []
+    if ops or "unsupported operator" in text.lower():
+        raise EngineError("paddle2onnx cannot convert this model: unsupported op(s) "
+                          + (", ".join(ops) if ops else "(not named by paddle2onnx)"),
+                          path=model_file,
+                          hint="run it with mode='predictor', or replace the op in the network")
+    last = [ln for ln in text.splitlines() if ln.strip() and "warn" not in ln.lower()]
+    raise EngineError(f"paddle2onnx failed (exit {p.returncode}): {(last[-1] if last else '')[:300]}",
+                      path=model_file)
+
+
+def _migrated(files: detect.ModelFiles, sources, root: Path) -> detect.ModelFiles:
+    """A legacy program migrated into ``root`` (the cache), migrated once."""
+    from ..migrate import migrate
+
+    dst = root / "migrated"
+    if not (dst / SIDECAR).is_file():
+        shutil.rmtree(dst, ignore_errors=True)  # a half-written one from a killed run
+        migrate(files.model_file if files.params_file is not None or files.model_file.name != "__model__"
+                else files.model_file.parent, dst, params=files.params_file, images=False)
+    return detect.resolve(dst)
+
+
+def onnx_for(files: detect.ModelFiles) -> OnnxFile:
+    """The ``inference.onnx`` for a Paddle inference program: found, or converted now.
+
+    Raises :class:`BackendUnavailable` without paddle2onnx, :class:`EngineError` when it cannot
+    convert the model (naming the ops it does not support).
+    """
+    t0 = time.perf_counter()
+    srcs = _source_files(files)
+    sources = tuple((p.name, _sha256(p)) for p in srcs)
+    key = _digest(sources)
+    program = files
+
+    bundle = files.model_file.parent
+    sidecar = bundle / SIDECAR
+    in_bundle = (not files.legacy_program and files.config_file is not None
+                 and files.config_file == sidecar)
+    if in_bundle:
+        onnx = bundle / ONNX_NAME
+        if _matches(_read_record(sidecar), onnx, sources):
+            return OnnxFile(onnx, True, time.perf_counter() - t0, "bundle", sources)
+        staged = _stage(bundle)
+        if staged is not None:
+            try:
+                _convert(files.model_file, files.params_file, staged)
+                if _publish(bundle, staged, sources):
+                    return OnnxFile(onnx, False, time.perf_counter() - t0, "bundle", sources)
+            finally:
+                staged.unlink(missing_ok=True)
+        # the bundle could not take it (locked, a user's inference.onnx): the cache does
+
+    root = cache_dir() / "onnx" / key
+    onnx = root / ONNX_NAME
+    rec_file = root / "record.json"
+    if onnx.is_file() and rec_file.is_file():
+        import json
+
+        try:
+            rec = json.loads(rec_file.read_text())
+        except ValueError:
+            rec = None
+        if _matches(rec, onnx, sources):
+            return OnnxFile(onnx, True, time.perf_counter() - t0, "cache", sources)
+    root.mkdir(parents=True, exist_ok=True)
+    if files.legacy_program:
+        program = _migrated(files, sources, root)
+    staged = root / f".{ONNX_NAME}.{secrets.token_hex(4)}"
+    try:
+        _convert(program.model_file, program.params_file, staged)
+        os.replace(staged, onnx)
+    finally:
+        staged.unlink(missing_ok=True)
+    import json
+
+    tmp = root / f".record.{secrets.token_hex(4)}"
+    tmp.write_text(json.dumps(_record(onnx, sources), indent=1))
+    os.replace(tmp, rec_file)
+    return OnnxFile(onnx, False, time.perf_counter() - t0, "cache", sources)
+
+
+def _stage(folder: Path) -> Path | None:
+    """A new hidden file in ``folder`` to convert into, or None if the folder cannot be written."""
+    staged = folder / f".{ONNX_NAME}.{secrets.token_hex(4)}"
+    try:
+        os.close(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except OSError:
+        return None
+    return staged
+
+
+def _publish(bundle: Path, staged: Path, sources) -> bool:
+    """Move ``staged`` into the bundle as ``inference.onnx`` and record it in the sidecar."""
+    import yaml
+
+    from ..publish import add_own_files
+    from ..safe_io import read_text
+
+    sidecar = bundle / SIDECAR
+    try:
+        doc = yaml.safe_load(read_text(sidecar, what="inference.yml"))
+        doc.setdefault("Global", {}).setdefault("clsviz", {})["onnx"] = _record(staged, sources)
+    except Exception:  # noqa: BLE001 - a sidecar clsviz cannot edit: use the cache
+        return False
+    new_sidecar = bundle / f".{SIDECAR}.{secrets.token_hex(4)}"
+    with open(new_sidecar, "w", encoding="utf-8") as f:
+        yaml.safe_dump(doc, f, sort_keys=False, allow_unicode=True)
+    # the ONNX first: a sidecar never records a file that is not there yet
+    return add_own_files(bundle, {ONNX_NAME: staged, SIDECAR: new_sidecar})

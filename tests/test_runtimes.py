@@ -1,0 +1,202 @@
+"""The deployment runtimes (modes ``openvino`` and ``onnxruntime``) on real engines and files."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("openvino")
+pytest.importorskip("onnxruntime")
+
+import clsviz  # noqa: E402
+from clsviz.demo.run import export_demo  # noqa: E402
+from clsviz.errors import BackendUnavailable, EngineError  # noqa: E402
+from clsviz.publish import MANIFEST, owned_files  # noqa: E402
+
+import fixtures_legacy as FX  # noqa: E402
+from conftest import REPO, unprivileged  # noqa: E402
+
+RUNTIMES = ("openvino", "onnxruntime")
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    """Every test converts into its own cache folder (never the user's ~/.cache)."""
+    monkeypatch.setenv("CLSVIZ_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def demo_bundle(tmp_path_factory):
+    return export_demo(tmp_path_factory.mktemp("rt-demo") / "bundle").out_dir
+
+
+@pytest.fixture(scope="module")
+def r50_bundle(tmp_path_factory):
+    """A ResNet50_vd with random weights, at 64×64 (the network is the real one)."""
+    from clsviz._paddle import paddle
+
+    paddle.seed(3)
+    state = clsviz.get_model("ResNet50_vd", class_num=1000).state_dict()
+    out = tmp_path_factory.mktemp("rt-r50") / "bundle"
+    clsviz.export("ResNet50_vd", state, out, image_shape=(3, 64, 64))
+    return out
+
+
+def _agrees(out, ref, rtol=1e-3):
+    out, ref = np.asarray(out, np.float64), np.asarray(ref, np.float64)
+    scale = np.abs(ref).max()
+    assert np.abs(out - ref).max() <= rtol * scale, (np.abs(out - ref).max(), scale)
+    assert (out.argmax(1) == ref.argmax(1)).all()
+
+
+def _inputs(clf, n=3, seed=0):
+    return np.random.default_rng(seed).random((n, *clf.config.image_shape), dtype=np.float32)
+
+
+@pytest.mark.parametrize("mode", RUNTIMES)
+def test_demo_model_agrees_with_the_predictor(demo_bundle, mode):
+    images = sorted((REPO / "sample_images").glob("*.jpg"))[:4]
+    ref = clsviz.load(demo_bundle)
+    clf = clsviz.load(demo_bundle, mode=mode)
+    batch = ref.preprocess(images)
+    _agrees(clf.forward(batch), ref.forward(batch))
+    p, q = clf.predict(images, top_k=3), ref.predict(images, top_k=3)
+    assert [x.topk[0].label for x in p] == [x.topk[0].label for x in q]
+    assert p[0].mode == mode
+
+
+def test_resnet50_vd_agrees_with_the_predictor(r50_bundle):
+    ref = clsviz.load(r50_bundle)
+    x = _inputs(ref, 2)
+    want = ref.forward(x)
+    for mode in RUNTIMES:
+        _agrees(clsviz.load(r50_bundle, mode=mode, cpu_threads=2).forward(x), want)
+
+
+def test_fp32_means_fp32_and_bf16_only_when_asked(demo_bundle):
+    from clsviz.engines.openvino import bf16_available
+
+    clf = clsviz.load(demo_bundle, mode="openvino")
+    assert clf.precision == "f32"   # OpenVINO's default on this CPU would be bf16
+    assert clf.compiled.get_property("INFERENCE_NUM_THREADS") == clf.options.threads
+    if bf16_available()[0]:
+        assert clsviz.load(demo_bundle, mode="openvino", precision="bf16").precision == "bf16"
+    with pytest.raises(BackendUnavailable, match="fp32 only"):
+        clsviz.load(demo_bundle, mode="onnxruntime", precision="bf16")
+
+
+def test_the_onnx_is_kept_in_the_bundle_and_reused(tmp_path):
+    b = export_demo(tmp_path / "b").out_dir   # fresh: no inference.onnx yet
+    first = clsviz.load(b, mode="onnxruntime")
+    assert not first.onnx.reused and first.onnx.location == "bundle"
+    assert first.onnx.path == b / "inference.onnx"
+    rec = yaml.safe_load((b / "inference.yml").read_text())["Global"]["clsviz"]["onnx"]
+    assert rec["sha256"] == clsviz.bundle.sha256_file(b / "inference.onnx")
+    assert set(rec["sources"]) == {"inference.json", "inference.pdiparams"}
+    # clsviz's own files now: listed in the manifest, so a forced re-export may replace them
+    listed = json.loads((b / MANIFEST).read_text())["files"]
+    assert "inference.onnx" in listed and owned_files(b)[1] == set()
+    stamp = (b / "inference.onnx").stat().st_mtime_ns
+    again = clsviz.load(b, mode="openvino")   # the other runtime reads the same file
+    assert again.onnx.reused and (b / "inference.onnx").stat().st_mtime_ns == stamp
+    # the bundle still loads with the recorded checksums, in every mode
+    clsviz.load(b, mode="predictor").close()
+
+
+def test_the_onnx_is_made_again_when_the_weights_change(demo_bundle, tmp_path):
+    from clsviz._paddle import paddle
+    from clsviz.demo import DEMO_CHECKPOINT
+
+    b = tmp_path / "b"
+    shutil.copytree(demo_bundle, b)
+    before = clsviz.load(b, mode="onnxruntime")
+    x = _inputs(before)
+    old = before.forward(x)
+    # other weights for the same network, put in place by hand (the sidecar's checksums dropped,
+    # as clsviz's hint for a deliberate replacement says)
+    state = paddle.load(str(DEMO_CHECKPOINT))
+    state = {k: (v * 0.5 if "fc" in k and v.ndim == 2 else v) for k, v in state.items()}
+    paddle.save(state, str(tmp_path / "other.pdparams"))
+    other = export_demo(tmp_path / "other", checkpoint=tmp_path / "other.pdparams").out_dir
+    for name in ("inference.json", "inference.pdiparams"):  # a program and its weights go together
+        shutil.copyfile(other / name, b / name)
+    doc = yaml.safe_load((b / "inference.yml").read_text())
+    del doc["Global"]["clsviz"]["sha256"]
+    (b / "inference.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    after = clsviz.load(b, mode="onnxruntime")
+    assert not after.onnx.reused
+    new = after.forward(x)
+    assert np.abs(new - old).max() > 1e-3
+    _agrees(new, clsviz.load(b).forward(x))
+
+
+def test_a_read_only_bundle_converts_into_the_cache(tmp_path):
+    b = export_demo(tmp_path / "ro").out_dir
+    cache = tmp_path / "cache-ro"
+    cache.mkdir()
+    os.chmod(b, 0o555)
+    script = textwrap.dedent(f"""
+        import clsviz, json
+        out = []
+        for _ in range(2):
+            c = clsviz.load({str(b)!r}, mode="openvino")
+            out.append([c.onnx.location, c.onnx.reused, str(c.onnx.path)])
+        print(json.dumps(out))
+    """)
+    try:
+        p = subprocess.run([*unprivileged(), sys.executable, "-c", script], capture_output=True, text=True,
+                           env=dict(os.environ, CLSVIZ_CACHE_DIR=str(cache)), timeout=300)
+    finally:
+        os.chmod(b, 0o755)
+    assert p.returncode == 0, p.stderr[-2000:]
+    (loc1, reused1, path1), (loc2, reused2, path2) = json.loads(p.stdout.strip().splitlines()[-1])
+    assert (loc1, reused1, loc2, reused2) == ("cache", False, "cache", True)
+    assert path1 == path2 and path1.startswith(str(cache))
+    assert not (b / "inference.onnx").exists()
+
+
+def test_a_fluid_1x_program_reaches_both_runtimes(tmp_path):
+    fx = FX.write_fixture(tmp_path / "fx", "fluid_inference_loose", "tiny_cnn")
+    x = fx.input.astype(np.float32)
+    for mode in RUNTIMES:
+        clf = clsviz.load(fx.path, mode=mode)
+        assert clf.onnx.location == "cache"
+        _agrees(clf.forward(x), fx.expected, rtol=1e-4)
+    assert clsviz.load(fx.path, mode="openvino").onnx.reused
+
+
+def test_an_op_paddle2onnx_lacks_is_named(tmp_path):
+    from clsviz._paddle import dygraph_mode, paddle
+
+    class Cumprod(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.fc = paddle.nn.Linear(3, 4)
+
+        def forward(self, x):
+            return self.fc(paddle.cumprod(x, dim=2).mean(axis=[2, 3]))
+
+    with dygraph_mode():
+        paddle.jit.save(Cumprod(), str(tmp_path / "m" / "inference"),
+                        input_spec=[paddle.static.InputSpec([None, 3, 8, 8], "float32", "x")])
+    model = tmp_path / "m" / "inference.json"
+    assert clsviz.load(model, class_num=4).forward(np.ones((1, 3, 8, 8), np.float32)).shape == (1, 4)
+    with pytest.raises(EngineError, match="unsupported op.*cumprod"):
+        clsviz.load(model, mode="onnxruntime", class_num=4)
+
+
+def test_the_engine_table_answers_for_every_mode():
+    from clsviz.engines import ENGINES, engine_available
+
+    assert {"predictor", "dygraph", "executor", "openvino", "onnxruntime"} <= set(ENGINES)
+    assert engine_available("openvino") == (True, "")
+    assert ENGINES["openvino"].converts and not ENGINES["predictor"].converts
+    ok, why = engine_available("nope")
+    assert not ok and "unknown" in why
