@@ -8,6 +8,7 @@
     >>> clsviz.evaluate("val/", "bundle/", modes="all", ray=True)   # accuracy; locally or on Ray
     >>> clsviz.inspect("old_model/")                       # which Paddle format, what is in it
     >>> clsviz.migrate("old_model/", "bundle3/")           # any legacy model -> Paddle 3 bundle
+    >>> clsviz.explain(clf, "cat.jpg", method="occlusion") # where the model looked (saliency maps)
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from .evaluate import Evaluation
 from .errors import (ArchitectureError, BackendUnavailable, CheckpointMismatch, ClsvizError,
                      EngineError, ExportError, FormatError, ImageError, OptionError, OutputError,
                      UnsafeCheckpoint, UntrustedCode)
+from .explain import Explanation, explain
 from .export import ExportResult, export
 from . import inspect  # a callable module: clsviz.inspect(path), clsviz.inspect.compare(a, b)
 from .inspect import InspectComparison, InspectReport
@@ -42,7 +44,7 @@ def predict(images, model, *, mode: str = "predictor", top_k: int = 5, **kwargs)
 __all__ = [
     "get_model", "list_models", "export", "load", "predict", "compare", "evaluate", "Evaluation", "MODES",
     "Classifier", "EngineOptions", "BundleConfig", "Preprocess", "load_image", "read_labels",
-    "load_state_dict", "LoadDiagnostics", "ExportResult",
+    "load_state_dict", "LoadDiagnostics", "ExportResult", "explain", "Explanation",
     "inspect", "InspectReport", "InspectComparison", "migrate", "MigrateResult",
     "Prediction", "TopK", "Comparison", "ModeReport", "Agreement", "StageStats",
     "errors", "ClsvizError", "ImageError", "FormatError", "UnsafeCheckpoint", "CheckpointMismatch",

@@ -323,6 +323,14 @@ def draw(class_name: str, rng: np.random.Generator, size: Size = 96, *,
 
     ``occlude``: None draws an occluder 30 % of the time; True/False force it.
     """
+    return draw_with_mask(class_name, rng, size, occlude=occlude)[0]
+
+
+def draw_with_mask(class_name: str, rng: np.random.Generator, size: Size = 96, *,
+                   occlude: bool | None = None) -> tuple[Image.Image, np.ndarray]:
+    """:func:`draw` plus where the object is: a bool (h, w) mask of the shape's visible pixels
+    (covered at least half, and not under the occluder).  Same pixels as :func:`draw` for
+    the same ``rng`` state; the pointing game of ``clsviz.explain`` scores saliency maps on it."""
     if class_name not in CLASSES:
         raise OptionError(f"unknown class {class_name!r}", hint=f"pick one of {', '.join(CLASSES)}")
     light_bg = bool(rng.random() < 0.5)
@@ -330,7 +338,12 @@ def draw(class_name: str, rng: np.random.Generator, size: Size = 96, *,
     if occlude is None:
         occlude = bool(rng.random() < 0.3)
     occ = [random_occluder(s, rng, light=light_bg)] if occlude else []
-    return render([s], rng, size, light_background=light_bg, occluders=occ)
+    img = render([s], rng, size, light_background=light_bg, occluders=occ)
+    w, h = _wh(size)
+    mask = shape_mask(s, w, h) >= 0.5
+    for o in occ:
+        mask &= _occluder_mask(o, w, h) < 0.5
+    return img, mask
 
 
 def _image_rng(seed: int, index: int) -> np.random.Generator:
@@ -394,5 +407,5 @@ def write_folder(folder, n_per_class: int, seed: int, *, layout: str = "folders"
     return written
 
 
-__all__ = ["CLASSES", "Shape", "Occluder", "draw", "make_split", "iter_images", "write_folder",
+__all__ = ["CLASSES", "Shape", "Occluder", "draw", "draw_with_mask", "make_split", "iter_images", "write_folder",
            "render", "random_shape", "random_occluder", "background", "shape_mask"]

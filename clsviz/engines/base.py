@@ -243,6 +243,13 @@ class Classifier:
         """Top-k predictions for one image or many (streamed batch by batch; see :meth:`iter_predict`)."""
         return list(self.iter_predict(images, top_k))
 
+    def explain(self, images, *, method: str = "gradcam", target=None, layer: str | None = None, **options):
+        """Saliency maps of ``images`` with this engine: :func:`clsviz.explain` (gradcam,
+        gradcam++ in the dygraph mode; occlusion in every mode)."""
+        from ..explain import explain
+
+        return explain(self, images, method=method, target=target, layer=layer, **options)
+
     def score_batch(self, images, top_k: int = 1) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
         """One batch of images → ``(class ids [N, k], probabilities [N, k], errors [N])``.
 

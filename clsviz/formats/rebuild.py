@@ -664,6 +664,10 @@ def _make_layer_class():
                 pass
             return param
 
+        #: ``None``, or a callable ``(variable name, tensor)`` that sees every op's outputs as the
+        #: program is replayed (clsviz.explain reads feature maps through it).
+        tap = None
+
         def program_names(self) -> dict:
             """``{program variable name: parameter}``."""
             return {n: getattr(self, a) for n, a in self._attr_names.items()}
@@ -678,8 +682,13 @@ def _make_layer_class():
     def _replay(layer, x):
         env = {n: getattr(layer, a) for n, a in layer._attr_names.items()}
         env[layer.feed_name] = x
+        tap = layer.tap
         for handler, op in zip(layer._handlers, layer._ops):
             handler(op, env)
+            if tap is not None:
+                for name in op.output_names():
+                    if name in env:
+                        tap(name, env[name])
         return env[layer.fetch_name]
 
     return ProgramLayer
