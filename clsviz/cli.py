@@ -177,6 +177,27 @@ def build_parser() -> argparse.ArgumentParser:
     _image_flags(p)
     _flag(p, "--json")
 
+    p = sub.add_parser("explain", help="saliency maps: where the model looked (overlays as PNG)")
+    p.add_argument("-i", "--i", "--image_file", dest="image", required=True, help="image or folder")
+    p.add_argument("-m", "--m", "--model", "--model_dir", dest="model", required=True,
+                   help="bundle folder, model file (.json/.pdmodel/…) or checkpoint (.pdparams, with --arch)")
+    p.add_argument("--method", choices=["gradcam", "gradcam++", "occlusion"], default="gradcam")
+    p.add_argument("--target", type=int, default=None, help="class id to explain (default: each image's top-1)")
+    p.add_argument("--out", "-o", "--o", dest="out", required=True, help="folder for the overlays + explain.json")
+    p.add_argument("--mode", default=None,
+                   help="engine (default: dygraph for gradcam/gradcam++, which rebuilds programs as a "
+                        "Layer; predictor for occlusion)")
+    p.add_argument("--arch", default=None, help="architecture name, for a bare checkpoint")
+    p.add_argument("--layer", default=None, help="Grad-CAM's feature map (default: the last spatial one)")
+    p.add_argument("--patch", type=int, default=None, help="occlusion patch, input pixels (default: 1/8 of the input)")
+    p.add_argument("--stride", type=int, default=None, help="occlusion stride (default: half the patch)")
+    p.add_argument("--alpha", type=float, default=0.5, help="heatmap weight in the overlay (0..1)")
+    p.add_argument("--labels", "--class_id_map_file", default=None)
+    p.add_argument("--cpu_num_threads", "--cpu_threads", dest="cpu_threads", type=int, default=None)
+    _flag(p, "--trust", help="trust the model: plain pickle for the checkpoint, code names in its inference.yml")
+    _image_flags(p)
+    _flag(p, "--json", help="print explain.json's contents")
+
     p = sub.add_parser("inspect", help="what Paddle model format is this, and what is in it",
                        description="Exit status: 0 a Paddle model without problems; 1 not a Paddle "
                                    "model, a problem found, or an error.")
@@ -364,6 +385,44 @@ def cmd_evaluate(a):
     return evaluate_cli(a)
 
 
+def cmd_explain(a):
+    from .engines import load
+    from .errors import OptionError
+    from .explain import GRADIENT_METHODS, explain
+    from .safe_io import check_output_dir
+    from .transforms import expand_images, image_name
+
+    if not 0.0 <= a.alpha <= 1.0:
+        raise OptionError(f"--alpha must be within 0..1, got {a.alpha}")
+    out = Path(a.out)
+    check_output_dir(out, what="--out")
+    mode = a.mode or ("dygraph" if a.method in GRADIENT_METHODS else "predictor")
+    images = expand_images(a.image)
+    with load(a.model, mode=mode, arch=a.arch, labels=a.labels, trust=a.trust,
+              **({"cpu_threads": a.cpu_threads} if a.cpu_threads else {})) as clf:
+        exs = explain(clf, images, method=a.method, target=a.target, layer=a.layer, patch=a.patch,
+                      stride=a.stride)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, taken = [], set()
+    for i, (img, ex) in enumerate(zip(images, exs)):
+        stem = Path(image_name(img, i)).stem
+        name = f"{stem}.{a.method.replace('+', 'p')}.png"
+        if name in taken:
+            name = f"{stem}.{i}.{a.method.replace('+', 'p')}.png"
+        taken.add(name)
+        ex.overlay(alpha=a.alpha).save(out / name)
+        rows.append(dict(ex.to_dict(), overlay=name))
+    summary = {"model": str(a.model), "mode": mode, "method": a.method, "explanations": rows}
+    (out / "explain.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    if a.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['overlay']:<32} {r['label']} ({r['score']:.1%}) · peak at {tuple(r['peak'])} · "
+                  f"{r['forward_passes']} forward + {r['backward_passes']} backward · {r['seconds'] * 1e3:.0f} ms")
+        print(f"wrote {len(rows)} overlay(s) and explain.json to {out}")
+
+
 def cmd_inspect(a):
     from .inspect import inspect as inspect_path
     from .inspect import compare as inspect_compare
@@ -393,6 +452,7 @@ def cmd_bench(a):
 COMMANDS = {
     "export": cmd_export, "predict": cmd_predict, "infer": cmd_infer, "py_infer": cmd_py_infer,
     "compare": cmd_compare, "demo": cmd_demo, "train-demo": cmd_train_demo, "evaluate": cmd_evaluate,
+    "explain": cmd_explain,
     "inspect": cmd_inspect, "migrate": cmd_migrate, "bench": cmd_bench,
 }
 

@@ -230,3 +230,30 @@ def test_legacy_program_both_ways(tmp_path, images):
             assert np.corrcoef(x.heatmap.ravel(), y.heatmap.ravel())[0, 1] >= 0.99
         g = clsviz.explain(dy_clf, images[:2], method="gradcam")
         assert g[0].heatmap.shape == (96, 96) and g[0].layer
+
+
+def test_cli_writes_overlays_and_json(tmp_path, demo, images):
+    from conftest import run_cli
+
+    bundle, _ = demo
+    src = tmp_path / "in"
+    src.mkdir()
+    images[0].save(src / "a.png")
+    images[-1].save(src / "b.png")
+    out = tmp_path / "out"
+    run_cli("explain", "-i", src, "-m", bundle, "--out", out, "--cpu_threads", "2", check=True)
+    assert sorted(p.name for p in out.iterdir()) == ["a.gradcam.png", "b.gradcam.png", "explain.json"]
+    summary = json.loads((out / "explain.json").read_text())
+    assert summary["mode"] == "dygraph" and len(summary["explanations"]) == 2
+    assert Image.open(out / "b.gradcam.png").size == images[-1].size
+    r = run_cli("explain", "-i", src / "a.png", "-m", bundle, "--method", "occlusion", "--target", "3",
+                "--patch", "32", "--stride", "32", "--out", out, "--json", check=True)
+    row, = json.loads(r.stdout)["explanations"]
+    assert row["target"] == 3 and row["forward_passes"] == 5 and (out / "a.occlusion.png").is_file()
+    r = run_cli("explain", "-i", src / "a.png", "-m", bundle, "--target", "8", "--out", out)
+    assert r.returncode == 1 and "OptionError: target class 8 is out of range" in r.stderr
+    r = run_cli("explain", "-i", src / "a.png", "-m", bundle, "--mode", "predictor", "--out", out)
+    assert r.returncode == 1 and "BackendUnavailable" in r.stderr and "occlusion" in r.stderr
+    (tmp_path / "file").write_text("x")
+    r = run_cli("explain", "-i", src / "a.png", "-m", bundle, "--out", tmp_path / "file")
+    assert r.returncode == 1 and "OutputError" in r.stderr
