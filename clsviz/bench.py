@@ -295,7 +295,7 @@ def _cold_worker(bundle: str, mode: str, options: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 def _raw_loop(clf) -> Callable[[np.ndarray], np.ndarray]:
-    """The plain Paddle loop a user would write on the *same* engine object."""
+    """The plain loop a user would write on the *same* engine object (Paddle's, or the runtime's)."""
     from ._paddle import paddle
 
     if clf.mode == "predictor":
@@ -324,7 +324,21 @@ def _raw_loop(clf) -> Callable[[np.ndarray], np.ndarray]:
             with paddle.static.scope_guard(scope):
                 return exe.run(prog, feed={feed: x}, fetch_list=fetch)[0]
         return raw
-    raise OptionError(f"no raw Paddle loop for mode {clf.mode!r}")
+    if clf.mode == "openvino":  # OpenVINO's own docs: an infer request on the compiled model
+        req = clf.compiled.create_infer_request()
+        port = clf.compiled.output(0)
+
+        def raw(x):
+            return req.infer({0: x})[port]
+        return raw
+    if clf.mode == "onnxruntime":  # ONNX Runtime's: session.run(None, {input name: array})
+        sess = clf.session
+        name = sess.get_inputs()[0].name
+
+        def raw(x):
+            return sess.run(None, {name: x})[0]
+        return raw
+    raise OptionError(f"no raw loop for mode {clf.mode!r}")
 
 
 def overhead(classifiers: Mapping[str, object], batch: np.ndarray, *, repeats: int = 30,
@@ -992,22 +1006,30 @@ def overhead_only(model: str = "ResNet50_vd", *, repeats: int = 30, image_size: 
             tmp.cleanup()
 
 
+def bench_modes(runtimes: bool = False) -> tuple:
+    """Paddle's three modes, plus the installed deployment runtimes when ``runtimes``."""
+    from .engines import MODES, RUNTIMES, engine_available
+
+    return tuple(MODES) + (tuple(m for m in RUNTIMES if engine_available(m)[0]) if runtimes else ())
+
+
 def bench_cli(a) -> int:
-    """``python -m clsviz bench [--model M] [--overhead] [--json] [--repeats N] [--out DIR]``."""
+    """``python -m clsviz bench [--model M] [--overhead] [--runtimes] [--json] [--repeats N] [--out DIR]``."""
     log = (lambda s: print(f"[bench] {s}", file=sys.stderr, flush=True))
+    modes = bench_modes(getattr(a, "runtimes", False))
     if a.overhead:
-        res = overhead_only(a.model, repeats=a.repeats)
+        res = overhead_only(a.model, repeats=a.repeats, modes=modes)
         if a.json:
             print(json.dumps(res, indent=2, default=_jsonable))
         else:
             print(f"{res['model']}, batch 1, {res['repeats']} interleaved rounds (p50 ms):")
             for m, v in res["overhead"].items():
                 ci = v["ratio_ci95"]
-                print(f"  {m:<10} clsviz {v['clsviz_ms']['p50']:8.2f}   raw {v['raw_ms']['p50']:8.2f}   "
+                print(f"  {m:<11} clsviz {v['clsviz_ms']['p50']:8.2f}   raw {v['raw_ms']['p50']:8.2f}   "
                       f"ratio {v['ratio']:.3f} (95% CI {ci[0]:.3f}-{ci[1]:.3f})   "
                       f"fixed cost {v['fixed_cost_ms'] * 1e3:.0f} us/call -> {v['bound_ratio']:.4f}")
         return 0
-    report = run_bench(a.model, repeats=a.repeats, out=a.out, log=log)
+    report = run_bench(a.model, repeats=a.repeats, out=a.out, log=log, modes=modes)
     if a.json:
         print(json.dumps(report.to_dict(), indent=2, default=_jsonable))
     else:

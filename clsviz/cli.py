@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model file (.json/.pdmodel/model/__model__) or bundle folder")
     p.add_argument("-p", "--p", "--params_file", dest="params", default=None)
     p.add_argument("--model_name", default=None, help="shown in the output")
+    p.add_argument("--mode", default="predictor", choices=("predictor", "openvino", "onnxruntime"),
+                   help="the engine that runs the program (openvino/onnxruntime: the model's ONNX "
+                        "form, converted once and cached; pip install 'clsviz[runtimes]')")
     _flag(p, "--enable_benchmark", help="print latency per stage")
     _engine_flags(p)
     _image_flags(p)
@@ -136,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     _image_flags(p)
     _common_out(p)
 
-    p = sub.add_parser("compare", help="all three modes side by side")
+    p = sub.add_parser("compare", help="modes side by side (Paddle's three, OpenVINO, ONNX Runtime)")
     p.add_argument("-i", "--i", "--image_file", dest="image", required=True)
     p.add_argument("--bundle", "-d", required=True, help="inference bundle folder or model file")
     p.add_argument("--checkpoint", "-p", default=None, help="checkpoint for the dygraph mode (default: bundle's)")
@@ -222,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="latency lab: per-mode, per-stage, sweeps")
     p.add_argument("--model", default="ResNet50_vd")
-    _flag(p, "--overhead", help="clsviz forward vs the raw Paddle loop")
+    _flag(p, "--overhead", help="clsviz forward vs the raw loop of each engine")
+    _flag(p, "--runtimes", help="also the deployment runtimes (openvino, onnxruntime)")
     _flag(p, "--json")
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--out", default="out/bench")
@@ -297,8 +301,8 @@ def cmd_export(a):
 def cmd_predict(a):
     from .engines import load
 
-    clf = load(a.model, mode="predictor", params=a.params, labels=a.labels, **_engine_options(a))
-    _predict_with(clf, a, a.model_name or "predictor")
+    clf = load(a.model, mode=a.mode, params=a.params, labels=a.labels, **_engine_options(a))
+    _predict_with(clf, a, a.model_name or a.mode)
 
 
 def cmd_infer(a):
@@ -330,35 +334,39 @@ def cmd_py_infer(a):
 
 def cmd_compare(a):
     from .compare import compare
-    from .engines import MODES, load
-    from .errors import OptionError
+    from .engines import check_modes, load
+    from .errors import ClsvizError
 
-    modes = [m.strip() for m in a.modes.split(",") if m.strip()]
-    bad = [m for m in modes if m not in MODES]
-    if bad:
-        raise OptionError(f"unknown mode(s) {bad}", hint=f"choose from {', '.join(MODES)}")
+    modes = check_modes([m.strip() for m in a.modes.split(",") if m.strip()])
     from .formats import resolve
 
     # the bundle's sidecar (preprocessing, labels) applies to every mode, the checkpoint's too
     bundle_cfg = resolve(a.bundle).config_file
-    clfs = {}
+    clfs: dict = {}
     for m in modes:
-        if m == "dygraph":
-            src = a.checkpoint or a.bundle
-            clfs[m] = load(src, mode=m, arch=a.arch, labels=a.labels, trust=a.trust, config=bundle_cfg,
-                           **_engine_options(a, predictor=False))
-        elif m == "executor":
-            clfs[m] = load(a.bundle, mode=m, labels=a.labels, **_engine_options(a, predictor=False))
-        else:
-            clfs[m] = load(a.bundle, mode=m, labels=a.labels, **_engine_options(a))
+        try:
+            if m == "dygraph":
+                src = a.checkpoint or a.bundle
+                clfs[m] = load(src, mode=m, arch=a.arch, labels=a.labels, trust=a.trust, config=bundle_cfg,
+                               **_engine_options(a, predictor=False))
+            elif m == "executor":
+                clfs[m] = load(a.bundle, mode=m, labels=a.labels, **_engine_options(a, predictor=False))
+            else:
+                clfs[m] = load(a.bundle, mode=m, labels=a.labels, **_engine_options(a))
+        except ClsvizError as e:  # the other modes still run; this one is shown as FAILED
+            clfs[m] = e
+            if not a.json:
+                print(f"FAILED {m:<9} {e}", file=sys.stderr)
+            continue
         if not a.json:
             print(f"built {m:<9} in {clfs[m].build_seconds:.2f}s  ({clfs[m].describe()})", file=sys.stderr)
-    notes = sorted({c.config.labels_note for c in clfs.values() if c.config.labels_note})
+    built = [c for c in clfs.values() if not isinstance(c, BaseException)]
+    notes = sorted({c.config.labels_note for c in built if c.config.labels_note})
     if notes and not a.json:
         print("\n".join(f"({n})" for n in notes), file=sys.stderr)
     cmp = compare(a.image, clfs, top_k=a.top_k, repeats=a.repeats, warmup=a.warmup)
     print(json.dumps(cmp.to_dict(), indent=2) if a.json else cmp.to_text())
-    return 0 if cmp.agree else 3
+    return 0 if cmp.agree and not cmp.failed else 3
 
 
 def cmd_demo(a):

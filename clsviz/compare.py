@@ -5,7 +5,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .errors import OptionError
+from .errors import ClsvizError, OptionError
 from .results import STAGES, Agreement, Comparison, ModeReport, StageStats
 from .timing import interleaved_laps, peak_rss_mb, rss_mb, run_peak_mb, staged
 from .transforms import expand_images, image_name
@@ -31,21 +31,29 @@ def compare(images, classifiers, *, top_k: int = 5, repeats: int = 10, warmup: i
     """Run every classifier on the same ``images``; per-stage latency over ``repeats``.
 
     ``classifiers`` is a list of :class:`Classifier` (keyed by their mode) or a dict
-    name → classifier.  The modes are timed side by side by :func:`clsviz.timing.interleaved_laps`:
+    name → classifier; a value that is an exception (a mode that could not be built, see
+    :func:`load_modes`) is reported in ``Comparison.failed`` and the others still run.  The modes are timed side by side by :func:`clsviz.timing.interleaved_laps`:
     after ``warmup`` untimed rounds, each of ``repeats`` rounds runs every mode once over all the
     images, in an order shuffled per round (``seed``).  Latency is per batch of
     ``options.batch_size`` images.  Agreement is measured on raw outputs against ``reference``
     (default: the first).  ``progress`` is an optional callable(step, total, name).
     """
+    failed: dict[str, str] = {}
     if isinstance(classifiers, Mapping):
-        named = dict(classifiers)
+        named = {}
+        for k, c in classifiers.items():
+            if isinstance(c, BaseException):  # a mode that could not be built: shown as FAILED
+                failed[k] = _failure(c)
+            else:
+                named[k] = c
     else:
         named = {}
         for c in classifiers:
             key = c.mode if c.mode not in named else f"{c.mode}#{len(named)}"
             named[key] = c
     if not named:
-        raise OptionError("compare needs at least one classifier")
+        raise OptionError("compare needs at least one classifier"
+                          + (f" (every mode failed: {failed})" if failed else ""))
     if repeats < 1 or warmup < 0:
         raise OptionError(f"repeats must be ≥ 1 and warmup ≥ 0 (got {repeats}, {warmup})")
     reference = reference or next(iter(named))
@@ -87,4 +95,23 @@ def compare(images, classifiers, *, top_k: int = 5, repeats: int = 10, warmup: i
     agreements = tuple(_agreement(n, reference, outputs[n], outputs[reference], k)
                        for n in named if n != reference)
     return Comparison(images=tuple(names), modes=reports, agreements=agreements, reference=reference,
-                      top_k=top_k, tolerance=tolerance)
+                      top_k=top_k, tolerance=tolerance, failed=failed)
+
+
+def _failure(e: BaseException) -> str:
+    hint = getattr(e, "hint", None)
+    return f"{type(e).__name__}: {e}" + (f" ({hint})" if hint and hint not in str(e) else "")
+
+
+def load_modes(path, modes, **kw) -> dict:
+    """``{mode: Classifier}`` for ``path``, a mode that cannot be built holding its
+    :class:`~clsviz.errors.ClsvizError` instead; :func:`compare` shows those as FAILED."""
+    from .engines import check_modes, load
+
+    out: dict = {}
+    for m in check_modes(modes):
+        try:
+            out[m] = load(path, mode=m, **kw)
+        except ClsvizError as e:
+            out[m] = e
+    return out

@@ -390,14 +390,15 @@ def read_labelled_folder(folder, labels: Sequence[str]) -> tuple[list[Path], lis
 
 
 def _parse_modes(modes) -> tuple[str, ...]:
-    from .engines import MODES
+    from .engines import ALL_MODES, MODES
 
     if isinstance(modes, str):
         modes = MODES if modes.strip() == "all" else [m.strip() for m in modes.split(",") if m.strip()]
     modes = tuple(dict.fromkeys(modes))
-    bad = [m for m in modes if m not in MODES]
+    bad = [m for m in modes if m not in ALL_MODES]
     if bad or not modes:
-        raise OptionError(f"unknown mode(s) {bad or modes}", hint=f"choose from {', '.join(MODES)} or 'all'")
+        raise OptionError(f"unknown mode(s) {bad or modes}",
+                          hint=f"choose from {', '.join(ALL_MODES)} or 'all' (Paddle's three)")
     return modes
 
 

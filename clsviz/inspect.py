@@ -216,7 +216,7 @@ class InspectReport:
             lines.append("  modes")
             for m in self.modes:
                 mark = {"ready": "✓", "needs": "…", "no": "✗"}[m.status]
-                lines.append(f"    {mark} {m.mode:<9} {m.detail}")
+                lines.append(f"    {mark} {m.mode:<11} {m.detail}")
         for n in self.notes:
             lines.append(f"  note    {n}")
         for p in self.problems:
@@ -322,7 +322,24 @@ def _guess_arch(state) -> str | None:
 
 
 def _modes(**kw) -> tuple:
-    return tuple(ModeSupport(m, *kw[m]) for m in MODES)
+    rows = [ModeSupport(m, *kw[m]) for m in MODES]
+    return tuple(rows) + _runtime_modes(kw["predictor"])
+
+
+def _runtime_modes(predictor) -> tuple:
+    """The deployment runtimes run what the predictor runs, through the program's ONNX form."""
+    from .engines import ENGINES, RUNTIMES
+
+    out = []
+    for m in RUNTIMES:
+        ok, why = ENGINES[m].available()
+        if predictor[0] != "ready":
+            out.append(ModeSupport(m, *predictor))
+        elif not ok:
+            out.append(ModeSupport(m, "needs", why))
+        else:
+            out.append(ModeSupport(m, "ready", ENGINES[m].help + "; converted once, cached as inference.onnx"))
+    return tuple(out)
 
 
 def _checkpoint_modes(arch: str | None, *, what: str) -> tuple:
@@ -475,6 +492,8 @@ def _inspect_program(p: Path, mf, folder_files) -> InspectReport:
         used[mf.config_file.name] = "sidecar: preprocessing, labels, model name"
     if mf.checkpoint is not None:
         used[mf.checkpoint.name] = "checkpoint (state dict) for the dygraph mode"
+    if mf.config_file is not None and (mf.config_file.parent / "inference.onnx").is_file():
+        used["inference.onnx"] = "ONNX form of the program (paddle2onnx) for the openvino/onnxruntime modes"
     files = []
     for f in folder_files:
         if f.name in used:

@@ -152,9 +152,11 @@ def _aligned(values, images: Sequence[str], what: str) -> list:
 
 
 def _agreement_section(cmp: Comparison) -> str:
-    if not cmp.agreements:
+    failed = "".join(f"<tr><td><b>{_e(m)}</b></td><td colspan='4'>{_e(why)}</td>"
+                     f"<td>{badge('FAILED', 'bad')}</td></tr>" for m, why in cmp.failed.items())
+    if not cmp.agreements and not failed:
         return ("<section><h2>Agreement</h2><p>Only one mode ran; nothing to compare.</p></section>")
-    rows = []
+    rows = [failed] if failed else []
     for a in cmp.agreements:
         good = a.max_abs_diff <= cmp.tolerance and a.top1_agree == 1.0
         rows.append(

@@ -150,6 +150,8 @@ class Comparison:
     reference: str
     top_k: int
     tolerance: float = 1e-4
+    #: modes that could not be built or run: mode → what went wrong (shown as FAILED)
+    failed: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def max_abs_diff(self) -> float:
@@ -171,6 +173,7 @@ class Comparison:
                 "agree": self.agree,
                 "pairs": [a.to_dict() for a in self.agreements],
             },
+            "failed": dict(self.failed),
         }
 
     def to_text(self, top: int = 3) -> str:
@@ -202,6 +205,7 @@ class Comparison:
                          f"top1 {a.top1_agree:.0%} top-k {a.topk_agree:.0%}")
         verdict = "AGREE" if self.agree else "DISAGREE"
         lines.append(f"modes {verdict} (max|Δ| {self.max_abs_diff:.2e}, tolerance {self.tolerance:g})")
+        lines.extend(f"{m} FAILED: {why}" for m, why in self.failed.items())
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -226,6 +230,7 @@ class Comparison:
         agr = "".join(f"<li>{_esc(a.mode)} vs {_esc(a.reference)}: max|Δ| {a.max_abs_diff:.2e}, "
                       f"cosine {a.cosine:.6f}, top-1 {a.top1_agree:.0%}, top-k {a.topk_agree:.0%}</li>"
                       for a in self.agreements)
+        agr += "".join(f"<li><b>{_esc(m)} FAILED</b>: {_esc(why)}</li>" for m, why in self.failed.items())
         return (f"<div>{badge}<table><tr><th>image</th>{head}</tr>{''.join(body)}</table>"
                 f"<table><tr><th>mode</th><th>build s</th><th>pre ms</th><th>fwd ms</th>"
                 f"<th>post ms</th><th>p50 ms</th><th>p90 ms</th></tr>{lat}</table><ul>{agr}</ul></div>")

@@ -44,7 +44,8 @@ def test_every_layout_is_identified(tiny, kind):
     assert r.tensors.count == 7 and r.tensors.params == sum(v.size for v in fx.weights().values())
     assert dict(r.tensors.dtypes) == {"float32": 7}
     assert not r.problems and not r.unused, r.to_text()
-    assert [m.mode for m in r.modes] == ["predictor", "dygraph", "executor", "export", "migrate"]
+    assert [m.mode for m in r.modes] == ["predictor", "dygraph", "executor", "export", "migrate",
+                                         "openvino", "onnxruntime"]
     if kind in ("fluid_checkpoint", "static_save", "dygraph_pdparams"):
         assert r.mode("predictor").status == "no" and "export it first" in r.mode("predictor").detail
         assert r.mode("dygraph").status == "needs" and "--arch" in r.mode("dygraph").detail

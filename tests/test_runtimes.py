@@ -172,24 +172,10 @@ def test_a_fluid_1x_program_reaches_both_runtimes(tmp_path):
     assert clsviz.load(fx.path, mode="openvino").onnx.reused
 
 
-def test_an_op_paddle2onnx_lacks_is_named(tmp_path):
-    from clsviz._paddle import dygraph_mode, paddle
-
-    class Cumprod(paddle.nn.Layer):
-        def __init__(self):
-            super().__init__()
-            self.fc = paddle.nn.Linear(3, 4)
-
-        def forward(self, x):
-            return self.fc(paddle.cumprod(x, dim=2).mean(axis=[2, 3]))
-
-    with dygraph_mode():
-        paddle.jit.save(Cumprod(), str(tmp_path / "m" / "inference"),
-                        input_spec=[paddle.static.InputSpec([None, 3, 8, 8], "float32", "x")])
-    model = tmp_path / "m" / "inference.json"
-    assert clsviz.load(model, class_num=4).forward(np.ones((1, 3, 8, 8), np.float32)).shape == (1, 4)
+def test_an_op_paddle2onnx_lacks_is_named(cumprod_model):
+    assert clsviz.load(cumprod_model, class_num=4).forward(np.ones((1, 3, 8, 8), np.float32)).shape == (1, 4)
     with pytest.raises(EngineError, match="unsupported op.*cumprod"):
-        clsviz.load(model, mode="onnxruntime", class_num=4)
+        clsviz.load(cumprod_model, mode="onnxruntime", class_num=4)
 
 
 def test_the_engine_table_answers_for_every_mode():
@@ -200,3 +186,63 @@ def test_the_engine_table_answers_for_every_mode():
     assert ENGINES["openvino"].converts and not ENGINES["predictor"].converts
     ok, why = engine_available("nope")
     assert not ok and "unknown" in why
+
+
+@pytest.fixture(scope="module")
+def cumprod_model(tmp_path_factory):
+    """A tiny PIR program with an op paddle2onnx 2.1 cannot convert (cumprod)."""
+    from clsviz._paddle import dygraph_mode, paddle
+
+    class Cumprod(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.fc = paddle.nn.Linear(3, 4)
+
+        def forward(self, x):
+            return self.fc(paddle.cumprod(x, dim=2).mean(axis=[2, 3]))
+
+    d = tmp_path_factory.mktemp("cumprod")
+    with dygraph_mode():
+        paddle.jit.save(Cumprod(), str(d / "inference"),
+                        input_spec=[paddle.static.InputSpec([None, 3, 8, 8], "float32", "x")])
+    return d / "inference.json"
+
+
+def test_compare_carries_on_and_shows_a_failed_mode(cumprod_model):
+    from clsviz.compare import load_modes
+
+    clfs = load_modes(cumprod_model, ["predictor", "executor", "onnxruntime"], class_num=4)
+    assert isinstance(clfs["onnxruntime"], EngineError)
+    x = np.random.default_rng(0).random((8, 8, 3))
+    cmp = clsviz.compare([x], clfs, repeats=1, warmup=0, top_k=2)
+    assert list(cmp.modes) == ["predictor", "executor"]
+    assert "cumprod" in cmp.failed["onnxruntime"]
+    assert "onnxruntime FAILED" in cmp.to_text() and "FAILED" in cmp._repr_html_()
+    assert cmp.to_dict()["failed"]["onnxruntime"].startswith("EngineError")
+    from clsviz.report import render_report
+
+    assert "FAILED" in render_report(cmp)
+
+
+def test_cli_runs_the_runtimes(demo_bundle, tmp_path):
+    from conftest import run_cli
+
+    env = {"CLSVIZ_CACHE_DIR": str(tmp_path / "cache")}
+    img = sorted((REPO / "sample_images").glob("*.jpg"))[0]
+    p = run_cli("compare", "--bundle", demo_bundle, "--image", img, "--modes", "predictor,openvino,onnxruntime",
+                "--repeats", "2", "--warmup", "1", "--json", env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    d = json.loads(p.stdout)
+    assert set(d["modes"]) == {"predictor", "openvino", "onnxruntime"} and d["agreement"]["agree"]
+    p = run_cli("predict", "-m", demo_bundle, "-i", img, "--mode", "openvino", "--json", env=env, check=True)
+    assert json.loads(p.stdout)["predictions"][0]["mode"] == "openvino"
+
+
+def test_evaluate_takes_the_runtime_modes(demo_bundle, tmp_path):
+    from clsviz.demo import dataset
+
+    folder = tmp_path / "val"
+    dataset.write_folder(folder, 1, 5, layout="folders")
+    ev = clsviz.evaluate(folder, demo_bundle, modes="predictor,openvino,onnxruntime", batch_size=4, progress=False)
+    assert set(ev.accuracy) == {"predictor", "openvino", "onnxruntime"}
+    assert len(set(ev.accuracy.values())) == 1   # same predictions, same accuracy
