@@ -29,6 +29,7 @@ from .export import ExportResult, export
 from . import inspect  # a callable module: clsviz.inspect(path), clsviz.inspect.compare(a, b)
 from .inspect import InspectComparison, InspectReport
 from .migrate import MigrateResult, migrate
+from .recommend import Recommendation, recommend
 from .results import Agreement, Comparison, ModeReport, Prediction, StageStats, TopK
 from .transforms import Preprocess, load_image
 
@@ -45,7 +46,7 @@ __all__ = [
     "get_model", "list_models", "export", "load", "predict", "compare", "evaluate", "Evaluation", "MODES",
     "Classifier", "EngineOptions", "BundleConfig", "Preprocess", "load_image", "read_labels",
     "load_state_dict", "LoadDiagnostics", "ExportResult", "explain", "Explanation",
-    "inspect", "InspectReport", "InspectComparison", "migrate", "MigrateResult",
+    "inspect", "InspectReport", "InspectComparison", "migrate", "MigrateResult", "recommend", "Recommendation",
     "Prediction", "TopK", "Comparison", "ModeReport", "Agreement", "StageStats",
     "errors", "ClsvizError", "ImageError", "FormatError", "UnsafeCheckpoint", "CheckpointMismatch",
     "ArchitectureError", "UntrustedCode", "EngineError", "BackendUnavailable", "ExportError",

@@ -201,6 +201,20 @@ def build_parser() -> argparse.ArgumentParser:
     _image_flags(p)
     _flag(p, "--json", help="print explain.json's contents")
 
+    p = sub.add_parser("recommend", help="time every engine × precision here; the fastest that agrees",
+                       description="Builds every available engine and precision on the model, checks "
+                                   "each against the predictor fp32, times them side by side and names "
+                                   "the fastest that agrees. Exit status 0, or 1 if none agrees.")
+    p.add_argument("-m", "--m", "--model_dir", "--model", dest="model", required=True,
+                   help="bundle folder or model file")
+    p.add_argument("-i", "--i", "--image_file", dest="image", default=None,
+                   help="image or folder to check agreement on (default: random inputs of the model's shape)")
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--batch_size", type=int, default=1)
+    p.add_argument("--cpu_num_threads", "--cpu_threads", dest="cpu_threads", type=int, default=None)
+    _image_flags(p)
+    _flag(p, "--json")
+
     p = sub.add_parser("inspect", help="what Paddle model format is this, and what is in it",
                        description="Exit status: 0 a Paddle model without problems; 1 not a Paddle "
                                    "model, a problem found, or an error.")
@@ -449,6 +463,16 @@ def cmd_migrate(a):
     print(json.dumps(r.to_dict(), indent=2) if a.json else r)
 
 
+def cmd_recommend(a):
+    from .recommend import recommend
+
+    say = None if a.json else (lambda t: print(f"[recommend] {t}", file=sys.stderr, flush=True))
+    rec = recommend(a.model, a.image, repeats=a.repeats, batch_size=a.batch_size, cpu_threads=a.cpu_threads,
+                    progress=say)
+    print(json.dumps(rec.to_dict(), indent=2) if a.json else rec.to_text())
+    return 0 if rec.best is not None else 1
+
+
 def cmd_bench(a):
     from .bench import bench_cli
     from .safe_io import check_output_dir
@@ -461,7 +485,7 @@ COMMANDS = {
     "export": cmd_export, "predict": cmd_predict, "infer": cmd_infer, "py_infer": cmd_py_infer,
     "compare": cmd_compare, "demo": cmd_demo, "train-demo": cmd_train_demo, "evaluate": cmd_evaluate,
     "explain": cmd_explain,
-    "inspect": cmd_inspect, "migrate": cmd_migrate, "bench": cmd_bench,
+    "inspect": cmd_inspect, "migrate": cmd_migrate, "bench": cmd_bench, "recommend": cmd_recommend,
 }
 
 

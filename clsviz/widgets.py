@@ -31,7 +31,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     raise ImportError("clsviz.widgets needs ipywidgets: pip install 'clsviz[notebooks]'") from None
 
-from .engines import MODE_HELP, MODES, EngineOptions, load
+from .engines import ALL_MODES, MODE_HELP, MODES, EngineOptions, load
 from .engines.base import default_threads
 from .errors import ClsvizError, OptionError
 from .formats import detect
@@ -372,7 +372,7 @@ class Explorer(W.VBox):
         # modes and options
         self.modes = {m: W.Checkbox(value=m in modes, description=m, indent=False,
                                     tooltip=MODE_HELP[m], layout=W.Layout(width="110px"))
-                      for m in MODES}
+                      for m in ALL_MODES}
         self.top_k = W.IntSlider(value=top_k, min=1, max=10, description="top-k", continuous_update=False)
         self.threads = W.BoundedIntText(value=default_threads(), min=1, max=max(64, default_threads()),
                                         description="threads", layout=W.Layout(width="170px"))
@@ -398,6 +398,10 @@ class Explorer(W.VBox):
         # run
         self.run_button = W.Button(description="Run", icon="play", button_style="primary",
                                    layout=W.Layout(width="120px"))
+        self.recommend_button = W.Button(description="Recommend", icon="trophy",
+                                         tooltip="time every engine × precision on this model and the "
+                                                 "ticked images; the fastest that agrees",
+                                         layout=W.Layout(width="130px"))
         self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width="260px"))
         self.status = W.HTML("<small>ready</small>")
         self.image_select = W.Dropdown(description="show", layout=W.Layout(width="360px"))
@@ -413,6 +417,7 @@ class Explorer(W.VBox):
         self.select_all.on_click(lambda _: self._select(True))
         self.select_none.on_click(lambda _: self._select(False))
         self.run_button.on_click(_guarded(self.output, self._clicked))
+        self.recommend_button.on_click(_guarded(self.output, self._recommend_clicked))
         self.image_select.observe(_guarded(self.output, self._render), names="value")
         self._describe_model()
         self.set_gallery(images if images is not None else sample_images_folder(), selected=selected)
@@ -427,7 +432,7 @@ class Explorer(W.VBox):
         model_box = W.VBox([section("Model"), W.HBox([self.model_path, self.browse]), self.chooser,
                             self.model_info, self._ckpt_box])
         opts_box = W.VBox([
-            section("Modes"), W.HBox(list(self.modes.values())),
+            section("Modes"), W.HBox(list(self.modes.values()), layout=W.Layout(flex_flow="row wrap")),
             section("Engine options"),
             W.HBox([self.threads, self.batch_size]), W.HBox([self.precision, self.onednn, self.ir_optim]),
             W.HBox([self.repeats, self.warmup]), self.top_k,
@@ -438,7 +443,7 @@ class Explorer(W.VBox):
                         W.HBox([self.upload, self.select_all, self.select_none, self.image_count],
                                layout=W.Layout(align_items="center")),
                         self.gallery], layout=W.Layout(flex="1 1 0", min_width="0"))
-        run_row = W.HBox([self.run_button, self.progress, self.status],
+        run_row = W.HBox([self.run_button, self.recommend_button, self.progress, self.status],
                          layout=W.Layout(align_items="center", margin="8px 0"))
         self.children = [head, W.HBox([left, right]), run_row, self.results_head, self.output]
 
@@ -518,6 +523,8 @@ class Explorer(W.VBox):
         if mode == "predictor":
             o.update(enable_mkldnn=bool(self.onednn.value), ir_optim=bool(self.ir_optim.value),
                      precision=self.precision.value)
+        elif mode == "openvino":
+            o.update(precision=self.precision.value)
         EngineOptions.from_kwargs(**o)  # validate before any engine is built
         return o
 
@@ -618,7 +625,7 @@ class Explorer(W.VBox):
 
         modes = [m for m, cb in self.modes.items() if cb.value]
         if not modes:
-            raise OptionError("no mode ticked", hint="tick at least one of " + ", ".join(MODES))
+            raise OptionError("no mode ticked", hint="tick at least one of " + ", ".join(ALL_MODES))
         images = self.selected_images()
         if not images:
             raise OptionError("no image ticked", hint="tick an image in the gallery or upload one")
@@ -626,8 +633,13 @@ class Explorer(W.VBox):
         self.progress.value, self.progress.max = 0, len(modes) + 1
         classifiers = {}
         for i, m in enumerate(modes):
-            classifiers[m] = self.classifier(m)
+            try:
+                classifiers[m] = self.classifier(m)
+            except ClsvizError as e:  # compare runs the others and shows this one as FAILED
+                classifiers[m] = e
             self.progress.value = i + 1
+        if all(isinstance(c, BaseException) for c in classifiers.values()):
+            raise next(iter(classifiers.values()))  # nothing to run: the (model's) error itself
 
         def progress(step, total, name):
             self.progress.max = len(modes) + total
@@ -649,6 +661,40 @@ class Explorer(W.VBox):
         self._render()
         return cmp
 
+    def _recommend_clicked(self):
+        self.recommend_button.disabled = self.run_button.disabled = True
+        try:
+            self.recommend()
+        except Exception:
+            self.progress.bar_style = "danger"
+            self._status("failed — see below")
+            raise
+        finally:
+            self.recommend_button.disabled = self.run_button.disabled = False
+
+    def recommend(self):
+        """:func:`clsviz.recommend` on the current model and the ticked images (threads and batch
+        from the controls); shows its table and plot below and returns the
+        :class:`~clsviz.recommend.Recommendation`."""
+        from .recommend import CANDIDATES, recommend
+
+        images = self.selected_images() or None
+        self.progress.bar_style = ""
+        self.progress.value, self.progress.max = 0, len(CANDIDATES) + 1
+
+        def say(text):
+            self.progress.value = min(self.progress.value + 1, self.progress.max)
+            self._status(text)
+
+        rec = recommend(self._bundle(), images, cpu_threads=int(self.threads.value),
+                        batch_size=int(self.batch_size.value), repeats=max(5, int(self.repeats.value)),
+                        progress=say)
+        self.progress.value, self.progress.bar_style = self.progress.max, "success"
+        self._status(f"recommended: {rec.best.name}" if rec.best else "no engine agrees")
+        self.results_head.layout.display = "none"
+        self.output.outputs = _html_outputs(CSS + rec._repr_html_())
+        return rec
+
     # ---- results --------------------------------------------------------------------------------
     def _render(self, *_):
         cmp = self.value
@@ -656,7 +702,9 @@ class Explorer(W.VBox):
             self.output.outputs = ()
             return
         i = self.image_select.value or 0
-        self.output.outputs = _html_outputs(CSS + agreement_badge(cmp), self._image_row(cmp, i),
+        failed = "".join(f"<div class='clsviz-failed' style='color:#c62828'><b>{_esc(m)} FAILED</b>: "
+                         f"{_esc(why)}</div>" for m, why in getattr(cmp, "failed", {}).items())
+        self.output.outputs = _html_outputs(CSS + agreement_badge(cmp) + failed, self._image_row(cmp, i),
                                             self._latency_block(cmp), top1_table(cmp))
 
     def _image_row(self, cmp, i: int) -> str:
@@ -713,7 +761,9 @@ def _stamp(p: Path) -> float:
     """Latest modification time under ``p`` (so a re-export is not served from the cache)."""
     try:
         if p.is_dir():
-            return max([p.stat().st_mtime, *(f.stat().st_mtime for f in p.iterdir())])
+            # not the ONNX form the runtimes add (converting must not look like a re-export)
+            return max([*(f.stat().st_mtime for f in p.iterdir()
+                          if not f.name.startswith(".") and f.name != "inference.onnx")], default=0.0)
         return p.stat().st_mtime
     except OSError:
         return 0.0

@@ -246,3 +246,61 @@ def test_evaluate_takes_the_runtime_modes(demo_bundle, tmp_path):
     ev = clsviz.evaluate(folder, demo_bundle, modes="predictor,openvino,onnxruntime", batch_size=4, progress=False)
     assert set(ev.accuracy) == {"predictor", "openvino", "onnxruntime"}
     assert len(set(ev.accuracy.values())) == 1   # same predictions, same accuracy
+
+
+def test_recommend_picks_the_fastest_that_agrees(demo_bundle):
+    images = sorted((REPO / "sample_images").glob("*.jpg"))[:2]
+    rec = clsviz.recommend(demo_bundle, images, repeats=3, warmup=1, cpu_threads=2,
+                           candidates=[("predictor", "fp32"), ("openvino", "fp32"), ("onnxruntime", "fp32"),
+                                       ("onnxruntime", "bf16")])
+    ran = [c for c in rec.candidates if c.status != "unavailable"]
+    assert {c.name for c in ran} == {"predictor fp32", "openvino fp32", "onnxruntime fp32"}
+    assert rec.best is not None and rec.best.status == "ok"
+    assert rec.best.p50_ms == min(c.p50_ms for c in ran if c.status == "ok")
+    assert all(c.rel_diff <= 1e-3 and c.top1_agree == 1.0 for c in ran)
+    bf16 = next(c for c in rec.candidates if c.name == "onnxruntime bf16")
+    assert bf16.status == "unavailable" and "fp32 only" in bf16.detail
+    from clsviz.engines import load_config
+
+    assert rec.input_shape == tuple(load_config(demo_bundle).image_shape) and rec.inputs == "the given images"
+    assert f"recommended: {rec.best.name}" in rec.to_text()
+    assert "<img src='data:image/png" in rec._repr_html_()
+    assert json.loads(json.dumps(rec.to_dict()))["best"]["mode"] == rec.mode
+    assert clsviz.load(demo_bundle, **rec.options()).mode == rec.mode
+
+
+def test_recommend_rejects_a_candidate_that_disagrees(demo_bundle):
+    # a tolerance no engine but the reference itself can meet: the reference is the pick
+    rec = clsviz.recommend(demo_bundle, repeats=2, warmup=0, rtol=1e-12,
+                           candidates=[("predictor", "fp32"), ("onnxruntime", "fp32")])
+    ort = next(c for c in rec.candidates if c.mode == "onnxruntime")
+    assert ort.status == "disagrees" and "relative max|Δ|" in ort.detail
+    assert rec.best.name == "predictor fp32" and rec.inputs.startswith("4 random inputs")
+
+
+def test_cli_recommend(demo_bundle, tmp_path):
+    from conftest import run_cli
+
+    p = run_cli("recommend", "-m", demo_bundle, "--repeats", "2", "--json",
+                env={"CLSVIZ_CACHE_DIR": str(tmp_path / "cache")})
+    assert p.returncode == 0, p.stderr[-2000:]
+    d = json.loads(p.stdout)
+    assert d["best"]["status"] == "ok"
+    assert {c["mode"] for c in d["candidates"]} >= {"predictor", "openvino", "onnxruntime"}
+
+
+def test_explorer_runs_the_runtimes_and_recommends(demo_bundle):
+    pytest.importorskip("ipywidgets")
+    from clsviz.widgets import Explorer
+
+    ex = Explorer(demo_bundle, REPO / "sample_images", selected=1)
+    ex.repeats.value, ex.warmup.value = 2, 0
+    for m in ("dygraph", "executor"):
+        ex.modes[m].value = False
+    ex.modes["openvino"].value = ex.modes["onnxruntime"].value = True
+    ex.run_button.click()
+    assert list(ex.value.modes) == ["predictor", "openvino", "onnxruntime"] and ex.value.agree
+    ex.recommend_button.click()
+    page = "\n".join(o["data"].get("text/html", "") for o in ex.output.outputs)
+    assert "recommended:" in page and "onnxruntime fp32" in page, page[:2000]
+    ex.close()
