@@ -265,8 +265,7 @@ def _cold_worker(bundle: str, mode: str, options: str) -> None:
     reset = _reset_peak_rss()
     clf = load(bundle, mode=mode, **json.loads(options))
     rss_built = rss_mb()
-    h, w = clf.config.image_shape[1:]
-    x1 = np.random.default_rng(0).standard_normal((1, 3, h, w)).astype(np.float32)
+    x1 = clf.config.preprocess.probe(1)  # the model's own input signature
     t0 = clock()
     clf.forward(x1)
     first = clock() - t0

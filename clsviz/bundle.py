@@ -43,6 +43,10 @@ class BundleConfig:
     arch_kwargs: tuple = ()  # extra keyword arguments for get_model, as (key, value) pairs
     checksums: tuple = ()  # (file name, sha256) of the bundle's model files, written by export
     labels_note: str | None = None  # where the labels came from when clsviz chose them (not saved)
+    output: str | int | None = None  # the output to score (name or index); None: the [N, classes] one
+    output_index: int = 0  # which program output is scored (from the signature; not saved)
+    input_name: str | None = None  # the program's input (from the signature; not saved)
+    image_shape_given: bool = False  # image_shape came from the user or a sidecar, not a default
 
     def label(self, class_id: int) -> str:
         if self.labels is not None and 0 <= class_id < len(self.labels):
@@ -70,6 +74,8 @@ class BundleConfig:
                     "arch_kwargs": dict(self.arch_kwargs),
                     "sha256": dict(self.checksums),
                     "interpolation": self.preprocess.interpolation,
+                    "backend": self.preprocess.backend,
+                    **({"output": self.output} if self.output is not None else {}),
                 },
             },
             "PreProcess": {"transform_ops": self.preprocess.to_transform_ops()},
@@ -82,7 +88,10 @@ class BundleConfig:
         g = d.get("Global") or {}
         extra = g.get("clsviz") or {}
         ops = (d.get("PreProcess") or {}).get("transform_ops") or []
-        pre = Preprocess.from_transform_ops(ops)
+        # a sidecar PaddleX or PaddleClas wrote (no clsviz section) is meant for their cv2
+        # pipeline; an older clsviz export without a recorded backend was made with Pillow
+        backend = extra.get("backend") or ("pil" if "clsviz" in g else "cv2")
+        pre = Preprocess.from_transform_ops(ops, where=where, backend=backend)
         post = (d.get("PostProcess") or {})
         topk = post.get("Topk") or {}
         labels = topk.get("label_list")
@@ -101,6 +110,8 @@ class BundleConfig:
             softmax=bool(extra.get("softmax", False)),
             arch_kwargs=tuple(sorted((extra.get("arch_kwargs") or {}).items())),
             checksums=tuple(sorted((extra.get("sha256") or {}).items())),
+            output=extra.get("output"),
+            image_shape_given=extra.get("image_shape") is not None,
         )
 
     def write(self, path) -> Path:
@@ -122,7 +133,7 @@ class BundleConfig:
 
 
 def resolve_config(config=None, *, arch=None, class_num=None, labels=None, preprocess=None,
-                   image_shape=None) -> BundleConfig:
+                   image_shape=None, output=None) -> BundleConfig:
     """A :class:`BundleConfig` (or an ``inference.yml`` path, or None) with the caller's overrides.
 
     Labels must match the class count; a label list alone sets it.
@@ -136,10 +147,13 @@ def resolve_config(config=None, *, arch=None, class_num=None, labels=None, prepr
         changes["model_name"] = arch
     if preprocess is not None:
         changes["preprocess"] = preprocess
+    if output is not None:
+        changes["output"] = output
     if labels is not None:
         changes["labels"], changes["labels_note"] = read_labels(labels), None
     if image_shape is not None:
         changes["image_shape"] = check_image_shape(image_shape)
+        changes["image_shape_given"] = True
     config = replace(config, **changes)
     if class_num is not None:
         config = config.with_class_num(int(class_num))

@@ -163,6 +163,7 @@ class InspectReport:
     modes: tuple = ()                # ModeSupport, in MODES order
     notes: tuple = ()
     problems: tuple = ()
+    preprocess: str = ""             # what an image goes through for this model (Preprocess repr)
 
     @property
     def unused(self) -> tuple:
@@ -185,6 +186,7 @@ class InspectReport:
             "ops": dict(self.ops), "program": self.program,
             "modes": {m.mode: {"status": m.status, "detail": m.detail} for m in self.modes},
             "notes": list(self.notes), "problems": list(self.problems),
+            "preprocess": self.preprocess,
         }
 
     def to_text(self, max_files: int = 30) -> str:
@@ -212,6 +214,8 @@ class InspectReport:
                 lines.append(f"  {title}  {s}")
         if self.ops:
             lines.append("  ops     " + ", ".join(f"{k} ×{v}" for k, v in self.ops))
+        if self.preprocess:
+            lines.append(f"  images  {self.preprocess}")
         if self.modes:
             lines.append("  modes")
             for m in self.modes:
@@ -452,6 +456,21 @@ def _program_modes(mf, facts) -> tuple:
                   dygraph=dygraph, export=export, migrate=migrate)
 
 
+def _image_path(mf):
+    """``(Preprocess, "")`` that turns a real image into this program's input, or ``(None, why)``:
+    the input signature (several inputs, a flat input of unknown size, a non-image dtype) or
+    the sidecar (an op clsviz cannot reproduce) says an image cannot be fed."""
+    from .bundle import resolve_config
+    from .formats.rebuild import config_from_program
+
+    try:
+        cfg = resolve_config(mf.config_file)
+        cfg = config_from_program(mf, cfg, from_file=mf.config_file is not None)
+        return cfg.preprocess, ""
+    except ClsvizError as e:
+        return None, f"a real image cannot be fed: {e}"
+
+
 def _pir_unsupported(prog):
     from .formats.rebuild import pir_unsupported_ops
 
@@ -531,6 +550,16 @@ def _inspect_program(p: Path, mf, folder_files) -> InspectReport:
     unused = [f.name for f in files if not f.used]
     if unused:
         notes.append(f"{len(unused)} file(s) not used by the model: {', '.join(unused[:6])}")
+    modes = _program_modes(mf, facts)
+    preprocess = ""
+    if not facts["training"]:
+        pre, why = _image_path(mf)
+        if pre is not None:
+            preprocess = repr(pre)
+        else:  # a real image cannot be fed: no mode that predicts is ready, whatever the engine
+            modes = tuple(ModeSupport(m.mode, "no", why) if m.mode in ("predictor", "executor", "dygraph")
+                          and m.status == "ready" else m for m in modes)
+            facts["problems"].append(why)
     problems = tuple(facts["problems"])
     n_ops = sum(c for _, c in facts["ops"])
     verdict = (f"({layout}) {title}" if layout != "bundle" else f"(bundle) {title}")
@@ -539,7 +568,7 @@ def _inspect_program(p: Path, mf, folder_files) -> InspectReport:
         verdict += " · PROBLEMS"
     return InspectReport(str(p), mf.kind, layout, title, era, True, verdict, tuple(files),
                          facts["tensors"], facts["inputs"], facts["outputs"], facts["ops"],
-                         facts["program"], _program_modes(mf, facts), tuple(notes), problems)
+                         facts["program"], modes, tuple(notes), problems, preprocess)
 
 
 def _inspect_pdparams(p: Path, mf, folder_files, trust: bool) -> InspectReport:
@@ -624,6 +653,22 @@ def _inspect_persistables(p: Path, tensor_files, other_files) -> InspectReport:
                          tuple(files), tensors, (), (), (), "", modes, tuple(notes), tuple(problems))
 
 
+def _missing_weights(p: Path, files, error: FormatError) -> InspectReport:
+    """An inference model whose weights file is missing: say which file, not "not a model"."""
+    model = Path(error.path) if error.path else None
+    want = model.with_suffix(".pdiparams").name if model is not None else ".pdiparams"
+    what = f"{want} is missing: the weights of {model.name if model else 'the program'}"
+    no = ("no", what)
+    infos = tuple(_info(f, "program" if model is not None and f.name == model.name else
+                        ("sidecar: preprocessing, labels, model name" if f.name == "inference.yml" else ""),
+                        used=model is not None and f.name in (model.name, "inference.yml")) for f in files)
+    return InspectReport(str(p), "missing_weights", "", "an inference model without its weights", "",
+                         False, f"incomplete model: {what}", infos, None, (), (), (), "",
+                         _modes(**{m: no for m in MODES}), (),
+                         (f"{what}; copy it beside {model.name if model else 'the program'}, or pass "
+                          "params= / -p",))
+
+
 def _not_a_model(p: Path, what: str, files=(), notes=(), hint: str = "") -> InspectReport:
     verdict = f"not a Paddle model: {what}"
     no = ("no", "not a Paddle model" + (f" — {hint}" if hint else ""))
@@ -703,8 +748,10 @@ def _inspect_dir(p: Path, params, trust: bool) -> InspectReport:
                             hint="point at the folder that holds the model files")
     try:
         mf = detect.resolve(p, params=params)
-    except FormatError:
+    except FormatError as e:
         mf = None
+        if str(e).startswith("no parameters file next to"):  # a PaddleX/PaddleClas folder missing its weights
+            return _missing_weights(p, files, e)
     if mf is not None and mf.model_file is not None:
         return _inspect_program(p, mf, files)
     if mf is not None and mf.kind in (detect.DYGRAPH_CHECKPOINT, detect.STATIC_SAVE):

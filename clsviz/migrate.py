@@ -111,7 +111,7 @@ def _image_batch(images, config) -> tuple[np.ndarray | None, int]:
     if not items:
         return None, 0
     pre = config.preprocess
-    return np.stack([pre(x) for x in items]).astype(np.float32), len(items)
+    return np.stack([pre(x) for x in items]), len(items)
 
 
 def _check(old_files, new_dir: Path, config, *, tolerance: float, images, where) -> dict:
@@ -120,8 +120,7 @@ def _check(old_files, new_dir: Path, config, *, tolerance: float, images, where)
     from .engines.base import EngineOptions
 
     opts = EngineOptions(ir_optim=False, enable_mkldnn=False)
-    shape = tuple(config.image_shape)
-    probe = np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32)
+    probe = config.preprocess.probe(2)  # the program's own input signature, never a 3-channel default
     batch, n_images = _image_batch(images, config)
     old = PredictorClassifier(old_files, config, opts, source=str(where))
     new = PredictorClassifier(detect.resolve(new_dir), config, opts, source=str(new_dir))
@@ -155,10 +154,10 @@ def _input_spec(program, config):
 
     feeds, _ = program_io(program)
     name, shape, dtype = feeds[0]
-    if shape and len(shape) == 4:
+    if shape and len(shape) >= 2:  # as the program declares it: NCHW, NHWC or flat
         dims = [None] + [int(d) if d > 0 else None for d in shape[1:]]
     else:
-        dims = [None, *config.image_shape]
+        dims = [None, *config.preprocess.item_shape]
     return [paddle.static.InputSpec(dims, dtype or "float32", name=name)]
 
 

@@ -225,6 +225,20 @@ _OP_ARGS = {
 }
 
 
+def _choice(*allowed):
+    def check(v):
+        if v not in allowed:
+            raise _Bad("one of " + ", ".join(map(repr, allowed)))
+        return v
+    return check
+
+
+def _output(v):
+    if isinstance(v, bool) or not isinstance(v, (int, str)) or (isinstance(v, int) and not 0 <= v < 64):
+        raise _Bad("an output name, or its index from 0 to 63")
+    return _str(v) if isinstance(v, str) else v
+
+
 def _image_shape(v):
     return list(check_image_shape(v, error=_BadRaiser))
 
@@ -284,6 +298,8 @@ def validate_sidecar(doc, *, where=None) -> None:
         w.at("Global.clsviz.sha256", _opt(_checksums))
         w.at("Global.clsviz.interpolation", _opt(_str))
         w.at("Global.clsviz.onnx", _opt(_mapping))  # engines/convert.py: the cached ONNX's record
+        w.at("Global.clsviz.backend", _opt(_choice("pil", "cv2")))
+        w.at("Global.clsviz.output", _opt(_output))
         w.at("PreProcess.transform_ops", _opt(lambda ops: _ops(ops, shape[0] if shape else None)))
         w.at("PostProcess.Topk.topk", _opt(_int(1, MAX_CLASSES)))
         labels = w.at("PostProcess.Topk.label_list", _opt(_label_list))

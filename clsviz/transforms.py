@@ -19,7 +19,7 @@ from typing import Iterable, Sequence, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError, OptionError
+from .errors import FormatError, ImageError, OptionError
 from .safe_io import open_regular
 from .schema import check_preprocess
 
@@ -35,27 +35,83 @@ _INTERP = {
     "bicubic": Image.Resampling.BICUBIC,
     "lanczos": Image.Resampling.LANCZOS,
     "box": Image.Resampling.BOX,
+    "area": Image.Resampling.BOX,  # PIL has no area filter; box averaging is its equivalent
 }
+#: clsviz/PaddleClas interpolation name -> the name PaddleX's inference.yml spells (both ways)
+PADDLEX_INTERP = {"nearest": "NEAREST", "bilinear": "LINEAR", "bicubic": "BICUBIC",
+                  "area": "AREA", "lanczos": "LANCZOS4"}
+_FROM_PADDLEX = {v: k for k, v in PADDLEX_INTERP.items()}
+BACKENDS = ("pil", "cv2")
+LAYOUTS = ("NCHW", "NHWC", "flat")
+_INT_DTYPES = ("uint8", "int8", "int16", "int32", "int64")
+_DTYPES = ("float32", "float64", "float16", *_INT_DTYPES)
 
 
-@dataclass(frozen=True)
+def interpolation_name(name) -> str | None:
+    """Any spelling clsviz, PaddleClas or PaddleX writes (``bilinear``, ``LINEAR``, ``Lanczos``,
+    cv2's ``INTER_LINEAR`` or its int code) → clsviz's name; None if unknown."""
+    if isinstance(name, bool):
+        return None
+    if isinstance(name, int):
+        return {0: "nearest", 1: "bilinear", 2: "bicubic", 3: "area", 4: "lanczos"}.get(name)
+    if not isinstance(name, str):
+        return None
+    n = name.strip()
+    if n.upper().startswith("INTER_"):
+        n = n[6:]
+    if n.upper() in _FROM_PADDLEX:
+        return _FROM_PADDLEX[n.upper()]
+    n = n.lower()
+    return n if n in _INTERP else ("lanczos" if n == "lanczos4" else None)
+
+
+@dataclass(frozen=True, repr=False)
 class Preprocess:
-    """How an image becomes a CHW float32 array; stored in ``inference.yml``."""
+    """How an image becomes the array one program input takes; stored in ``inference.yml``.
+
+    Geometry and normalisation are PaddleClas's (resize short side → centre crop → ``x * scale``
+    → ``(x - mean) / std``).  The rest follows the program's input signature:
+
+    * ``channels``: 1 = grey (ITU-R 601-2 luma), 3 = RGB, 4 = RGBA;
+    * ``layout``: ``"NCHW"``, ``"NHWC"`` or ``"flat"`` (the CHW array flattened to ``[C*H*W]``);
+    * ``dtype``: float types are normalised; integer types get the pixel values unnormalised;
+    * ``backend``: ``"pil"`` (Pillow decode + resize) or ``"cv2"`` (OpenCV, as PaddleClas deploy
+      and PaddleX do it: ``cv2.imdecode`` BGR → RGB, alpha dropped, ``cv2.resize``).
+
+    ``print(pre)`` says what it will do.
+    """
 
     resize_short: int | None = 256
     crop_size: int | tuple[int, int] = 224
     scale: float = 1.0 / 255.0
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
     interpolation: str = "bilinear"
+    channels: int = 3
+    layout: str = "NCHW"
+    dtype: str = "float32"
+    backend: str = "pil"
 
     def __post_init__(self):
         if self.resize_short is not None and int(self.resize_short) < 1:
             raise OptionError(f"resize_short must be ≥ 1, got {self.resize_short}")
-        if self.interpolation not in _INTERP:
-            raise OptionError(f"interpolation must be one of {sorted(_INTERP)}, got {self.interpolation!r}")
+        name = interpolation_name(self.interpolation)
+        if name is None:
+            raise OptionError(f"interpolation must be one of {sorted(_INTERP)} (or PaddleX's "
+                              f"{', '.join(PADDLEX_INTERP.values())}), got {self.interpolation!r}")
+        object.__setattr__(self, "interpolation", name)
         if any(s == 0 for s in self.std):
             raise OptionError("std must not contain 0")
+        if self.channels not in (1, 3, 4):
+            raise OptionError(f"channels must be 1 (grey), 3 (RGB) or 4 (RGBA), got {self.channels!r}")
+        if self.layout not in LAYOUTS:
+            raise OptionError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.dtype not in _DTYPES:
+            raise OptionError(f"dtype must be one of {_DTYPES}, got {self.dtype!r}")
+        if self.backend not in BACKENDS:
+            raise OptionError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.backend == "cv2":
+            _cv2()  # a one-line hint now rather than an ImportError on the first image
         check_preprocess(self)  # sizes bounded, scale/mean/std finite (clsviz.schema)
 
     @property
@@ -63,12 +119,42 @@ class Preprocess:
         c = self.crop_size
         return (int(c), int(c)) if isinstance(c, (int, np.integer)) else (int(c[0]), int(c[1]))
 
-    # -- PaddleClas inference.yml ------------------------------------------------------
-    def to_transform_ops(self) -> list[dict]:
+    @property
+    def integer(self) -> bool:
+        """Integer inputs get pixel values as they are, not normalised."""
+        return self.dtype in _INT_DTYPES
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        """The shape of one preprocessed image (the input shape without N)."""
+        h, w = self.crop_hw
+        c = self.channels
+        return {"NCHW": (c, h, w), "NHWC": (h, w, c), "flat": (c * h * w,)}[self.layout]
+
+    def _mean_std(self) -> tuple[np.ndarray, np.ndarray]:
+        """mean and std per channel: 3 values for a grey input are averaged; an alpha channel
+        without its own gets mean 0, std 1 (scaled only)."""
+        mean, std = np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32)
+        c = self.channels
+        if len(mean) == c:
+            return mean, std
+        if len(mean) == 1:
+            return np.repeat(mean, c), np.repeat(std, c)
+        if c == 1:
+            return mean.mean(keepdims=True), std.mean(keepdims=True)
+        if c == 4 and len(mean) == 3:
+            return np.append(mean, 0.0).astype(np.float32), np.append(std, 1.0).astype(np.float32)
+        raise OptionError(f"mean/std have {len(mean)} values for a {c}-channel input")
+
+    # -- PaddleClas / PaddleX inference.yml -----------------------------------------------
+    def to_transform_ops(self, *, paddlex: bool = False) -> list[dict]:
+        """The ``PreProcess.transform_ops`` list; ``paddlex``: interpolation spelled as PaddleX
+        requires (``LINEAR``, …), which PaddleClas deploy reads too."""
         ops: list[dict] = []
         if self.resize_short:
+            interp = PADDLEX_INTERP.get(self.interpolation, "LINEAR") if paddlex else self.interpolation
             ops.append({"ResizeImage": {"resize_short": int(self.resize_short),
-                                        "interpolation": self.interpolation}})
+                                        "interpolation": interp}})
         h, w = self.crop_hw
         ops.append({"CropImage": {"size": h if h == w else [w, h]}})
         ops.append({"NormalizeImage": {"scale": float(self.scale), "mean": list(self.mean),
@@ -77,8 +163,9 @@ class Preprocess:
         return ops
 
     @classmethod
-    def from_transform_ops(cls, ops: Sequence[dict]) -> "Preprocess":
-        kw: dict = {"resize_short": None}
+    def from_transform_ops(cls, ops: Sequence[dict], *, where=None, **kw) -> "Preprocess":
+        """Read PaddleClas/PaddleX ``transform_ops``; an op clsviz cannot reproduce is an error."""
+        kw = {"resize_short": None, **kw}
         for op in ops or []:
             (name, args), = op.items()
             args = args or {}
@@ -88,8 +175,13 @@ class Preprocess:
                 elif "size" in args:  # fixed resize: approximate by short side
                     size = args["size"]
                     kw["resize_short"] = int(min(size) if isinstance(size, (list, tuple)) else size)
-                if args.get("interpolation") in _INTERP:
-                    kw["interpolation"] = args["interpolation"]
+                if args.get("interpolation") is not None:
+                    interp = interpolation_name(args["interpolation"])
+                    if interp is None:
+                        raise FormatError(f"PreProcess.transform_ops: ResizeImage.interpolation "
+                                          f"{args['interpolation']!r} is not one clsviz knows", path=where,
+                                          hint=f"use one of {', '.join(PADDLEX_INTERP.values())}")
+                    kw["interpolation"] = interp
             elif name == "CropImage":
                 size = args.get("size", 224)
                 kw["crop_size"] = (int(size[1]), int(size[0])) if isinstance(size, (list, tuple)) else int(size)
@@ -101,6 +193,10 @@ class Preprocess:
                 kw["scale"] = float(scale)
                 kw["mean"] = tuple(float(v) for v in args.get("mean", IMAGENET_MEAN))
                 kw["std"] = tuple(float(v) for v in args.get("std", IMAGENET_STD))
+            elif name not in _PASSIVE_OPS:
+                raise FormatError(f"PreProcess.transform_ops has the op {name!r}, which clsviz cannot "
+                                  "reproduce", path=where, hint="clsviz runs " + ", ".join(_KNOWN_OPS)
+                                  + "; remove the op or pass preprocess= to load()")
         return cls(**kw)
 
     def to_dict(self) -> dict:
@@ -108,15 +204,45 @@ class Preprocess:
         d["mean"], d["std"] = list(self.mean), list(self.std)
         return d
 
+    def describe(self) -> str:
+        """What this preprocessing does, in one line."""
+        h, w = self.crop_hw
+        alpha = "alpha kept" if self.channels == 4 else (
+            "alpha dropped" if self.backend == "cv2" else "alpha composited on white")
+        steps = [f"decode with OpenCV (BGR → RGB, {alpha})" if self.backend == "cv2"
+                 else f"decode with Pillow ({alpha})"]
+        steps.append({1: "grey (ITU-R 601-2 luma)", 3: "RGB", 4: "RGBA"}[self.channels])
+        if self.resize_short:
+            steps.append(f"resize short side to {self.resize_short} ({self.interpolation})")
+        steps.append(f"centre-crop {h}×{w}")
+        if self.integer:
+            steps.append(f"pixel values as {self.dtype} (not normalised)")
+        else:
+            mean, std = self._mean_std()
+            steps.append(f"× {self.scale:.6g}, − mean {[round(float(v), 4) for v in mean]}, "
+                         f"÷ std {[round(float(v), 4) for v in std]}")
+        steps.append({"NCHW": "CHW", "NHWC": "HWC", "flat": "flattened CHW"}[self.layout]
+                     + f" {self.dtype} {list(self.item_shape)}")
+        return " → ".join(steps)
+
+    def __repr__(self) -> str:
+        return f"Preprocess({self.backend}: {self.describe()})"
+
     # -- the work -----------------------------------------------------------------------
+    def _new_size(self, iw: int, ih: int) -> tuple[int, int]:
+        # PaddleClas ResizeImage / PaddleX ResizeByShort: Python round of size × short/min
+        s = self.resize_short / min(iw, ih)
+        return max(1, round(iw * s)), max(1, round(ih * s))
+
     def resize_crop(self, img: Image.Image) -> Image.Image:
+        """PIL backend geometry: resize short side, centre crop."""
         h, w = self.crop_hw
         interp = _INTERP[self.interpolation]
         if self.resize_short:
             iw, ih = img.size
-            s = self.resize_short / min(iw, ih)
-            nw, nh = max(1, round(iw * s)), max(1, round(ih * s))
+            nw, nh = self._new_size(iw, ih)
             if (nw, nh) != (iw, ih):
+                s = self.resize_short / min(iw, ih)
                 img = img.resize((nw, nh), interp, reducing_gap=3.0 if s < 0.5 else None)
         iw, ih = img.size
         if iw < w or ih < h:  # too small to crop: scale up so the crop fits
@@ -126,18 +252,90 @@ class Preprocess:
         left, top = (iw - w) // 2, (ih - h) // 2
         return img.crop((left, top, left + w, top + h))
 
-    def normalize(self, rgb: np.ndarray) -> np.ndarray:
-        """HWC uint8 RGB → CHW float32 (one fused multiply-add)."""
-        a = (np.float32(self.scale) / np.asarray(self.std, np.float32))
-        b = -np.asarray(self.mean, np.float32) / np.asarray(self.std, np.float32)
-        out = rgb.astype(np.float32)
-        out *= a
-        out += b
-        return np.ascontiguousarray(out.transpose(2, 0, 1))
+    def resize_crop_array(self, arr: np.ndarray) -> np.ndarray:
+        """cv2 backend geometry on an HWC/HW uint8 array (PaddleClas deploy's arithmetic)."""
+        cv2 = _cv2()
+        h, w = self.crop_hw
+        interp = _CV2_INTERP[self.interpolation]
+        if self.resize_short:
+            ih, iw = arr.shape[:2]
+            nw, nh = self._new_size(iw, ih)
+            if (nw, nh) != (iw, ih):
+                arr = cv2.resize(arr, (nw, nh), interpolation=interp)
+        ih, iw = arr.shape[:2]
+        if iw < w or ih < h:  # PaddleClas refuses; clsviz scales up so the crop fits
+            s = max(w / iw, h / ih)
+            arr = cv2.resize(arr, (max(w, round(iw * s)), max(h, round(ih * s))), interpolation=interp)
+            ih, iw = arr.shape[:2]
+        top, left = (ih - h) // 2, (iw - w) // 2
+        return arr[top:top + h, left:left + w]
+
+    def normalize(self, pixels: np.ndarray) -> np.ndarray:
+        """HWC (or HW) uint8 pixels → the input array: normalised (one fused multiply-add) unless
+        the input is integer, then laid out as ``layout``."""
+        if pixels.ndim == 2:
+            pixels = pixels[..., None]
+        if self.integer:
+            out = pixels.astype(self.dtype)
+        else:
+            mean, std = self._mean_std()
+            a = np.float32(self.scale) / std
+            b = -mean / std
+            out = pixels.astype(np.float32)
+            out *= a
+            out += b
+            if self.dtype != "float32":
+                out = out.astype(self.dtype)
+        if self.layout == "NHWC":
+            return np.ascontiguousarray(out)
+        chw = np.ascontiguousarray(out.transpose(2, 0, 1))
+        return chw.reshape(-1) if self.layout == "flat" else chw
+
+    def pixels(self, image: ImageLike) -> np.ndarray:
+        """The decoded, resized and cropped pixels (HWC uint8; HW for grey) the input is made from."""
+        if self.backend == "cv2":
+            return self.resize_crop_array(load_array_cv2(image, channels=self.channels))
+        mode = {1: "L", 3: "RGB", 4: "RGBA"}[self.channels]
+        return np.asarray(self.resize_crop(load_image(image, mode=mode)))
 
     def __call__(self, image: ImageLike) -> np.ndarray:
-        img = load_image(image)
-        return self.normalize(np.asarray(self.resize_crop(img)))
+        return self.normalize(self.pixels(image))
+
+    def probe(self, n: int = 2, *, seed: int = 0) -> np.ndarray:
+        """A batch of ``n`` random inputs of the right shape and dtype, for checks that must not
+        depend on images (export and migrate verification, bench, crash probes)."""
+        rng = np.random.default_rng(seed)
+        shape = (int(n), *self.item_shape)
+        if self.integer:
+            return rng.integers(0, 256, size=shape).astype(self.dtype)
+        return rng.standard_normal(shape, dtype=np.float32).astype(self.dtype)
+
+
+_KNOWN_OPS = ("DecodeImage", "ResizeImage", "CropImage", "NormalizeImage", "ToCHWImage")
+_PASSIVE_OPS = ("DecodeImage", "ToCHWImage")  # decode to RGB and CHW: what clsviz does anyway
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError as e:  # pragma: no cover - a core dependency
+        from .errors import BackendUnavailable
+
+        raise BackendUnavailable("backend='cv2' needs OpenCV",
+                                 hint="pip install opencv-python-headless") from e
+    return cv2
+
+
+class _Cv2Interp(dict):
+    def __missing__(self, key):
+        cv2 = _cv2()
+        table = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC,
+                 "area": cv2.INTER_AREA, "box": cv2.INTER_AREA, "lanczos": cv2.INTER_LANCZOS4}
+        self.update(table)
+        return table[key]
+
+
+_CV2_INTERP = _Cv2Interp()
 
 
 def image_name(image: ImageLike, index: int = 0) -> str:
@@ -148,13 +346,20 @@ def image_name(image: ImageLike, index: int = 0) -> str:
     return f"<{type(image).__name__} #{index}>"
 
 
-def _to_rgb(img: Image.Image, where: str, *, own: bool = False) -> Image.Image:
-    """``img`` as RGB.  ``own``: clsviz decoded it, so it may be changed in place (a large image
+def _to_mode(img: Image.Image, where: str, *, own: bool = False, mode: str = "RGB") -> Image.Image:
+    """``img`` as ``mode``: RGB (alpha composited on white), L (luma of that RGB) or RGBA
+    (alpha kept).  ``own``: clsviz decoded it, so it may be changed in place (a large image
     is not copied just to apply its EXIF orientation)."""
     if own:
         ImageOps.exif_transpose(img, in_place=True)
     else:
         img = ImageOps.exif_transpose(img)
+    if mode == "L":
+        return img if img.mode == "L" else _to_mode(img, where, own=True, mode="RGB").convert("L")
+    if mode == "RGBA":
+        if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+            img = Image.fromarray(_image_to_uint8(img, where))
+        return img if img.mode == "RGBA" else img.convert("RGBA")
     if img.mode == "RGB":
         return img
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
@@ -249,8 +454,9 @@ def _rows(shape: tuple) -> int:
     return max(1, _BAND // per_row)
 
 
-def load_image(image: ImageLike) -> Image.Image:
-    """Any supported input → an RGB PIL image with EXIF orientation applied.
+def load_image(image: ImageLike, *, mode: str = "RGB") -> Image.Image:
+    """Any supported input → a PIL image with EXIF orientation applied: RGB (alpha composited
+    on white), or ``mode="L"`` (its ITU-R 601-2 luma) or ``"RGBA"`` (alpha kept).
 
     Accepts a path, PIL image, HWC/HW/CHW ndarray or raw bytes.  Arrays follow the same
     rule as files of the same mode (:func:`to_uint8`): a uint16 array gives what the same
@@ -263,9 +469,9 @@ def load_image(image: ImageLike) -> Image.Image:
         if isinstance(image, Image.Image):
             if getattr(image, "is_animated", False):
                 image.seek(0)
-            return _to_rgb(image, where)
+            return _to_mode(image, where, mode=mode)
         if isinstance(image, np.ndarray):
-            return _to_rgb(_from_array(image), where)
+            return _to_mode(_from_array(image), where, mode=mode)
         if isinstance(image, (bytes, bytearray)):
             fh = io.BytesIO(image)
         elif isinstance(image, (str, os.PathLike)):
@@ -287,7 +493,7 @@ def load_image(image: ImageLike) -> Image.Image:
                 if getattr(img, "is_animated", False):
                     img.seek(0)
                 img.load()
-            return _to_rgb(img, where, own=True)
+            return _to_mode(img, where, own=True, mode=mode)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -303,6 +509,83 @@ def load_image(image: ImageLike) -> Image.Image:
                          hint="is this really a JPEG/PNG/BMP/GIF/WebP file?") from e
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, struct.error,
             zlib.error) as e:  # IndexError: a truncated animated GIF (Pillow 13, is_animated)
+        raise ImageError(f"image is damaged or truncated: {e}", path=where) from e
+
+
+def load_array_cv2(image: ImageLike, *, channels: int = 3) -> np.ndarray:
+    """An image decoded as PaddleClas deploy and PaddleX decode it: files and bytes with
+    ``cv2.imdecode(IMREAD_COLOR)`` (EXIF orientation applied, alpha dropped, 16-bit → 8-bit),
+    BGR → RGB.  PIL images and arrays follow the same rule (alpha dropped, not composited).
+
+    ``channels``: 3 → HxWx3 RGB, 1 → HxW grey (``cv2.COLOR_RGB2GRAY``, ITU-R 601-2 luma),
+    4 → HxWx4 RGBA (alpha kept; 255 where the image has none).  The size and format checks of
+    :func:`load_image` apply (Pillow reads the header first: the decompression-bomb guard).
+    """
+    cv2 = _cv2()
+    where = image_name(image)
+    arr = None
+    if isinstance(image, (bytes, bytearray, str, os.PathLike)):
+        data = _read_image_bytes(image, where)
+        _check_header(data, where)
+        flag = cv2.IMREAD_UNCHANGED if channels == 4 else cv2.IMREAD_COLOR
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+        if arr is not None and channels == 4:
+            arr = _bgra_to_rgba(to_uint8(arr, where=where), cv2)
+        elif arr is not None:
+            arr = arr[..., ::-1]  # BGR -> RGB
+        else:  # a format OpenCV does not read (GIF frames, …): Pillow decodes it
+            image = data
+    if arr is None:
+        arr = np.asarray(load_image(image, mode="RGBA"))
+        if channels != 4:
+            arr = arr[..., :3]
+    arr = np.ascontiguousarray(arr)
+    if channels == 1:
+        return cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY)
+    return arr
+
+
+def _bgra_to_rgba(arr: np.ndarray, cv2) -> np.ndarray:
+    if arr.ndim == 2:
+        return cv2.cvtColor(arr, cv2.COLOR_GRAY2RGBA)
+    if arr.shape[2] == 3:
+        return cv2.cvtColor(arr, cv2.COLOR_BGR2RGBA)
+    return cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA)
+
+
+def _read_image_bytes(image, where: str) -> bytes:
+    if isinstance(image, (bytes, bytearray)):
+        if not image:
+            raise ImageError("image bytes are empty")
+        return bytes(image)
+    p = Path(image)
+    if p.is_dir():
+        raise ImageError("expected an image file, found a folder", path=p,
+                         hint="pass the folder to a command that takes IMG_OR_DIR")
+    with open_regular(p, what="image file", error=ImageError) as fh:
+        data = fh.read()
+    if not data:
+        raise ImageError("image file is empty (0 bytes)", path=p)
+    return data
+
+
+def _check_header(data: bytes, where: str) -> None:
+    """Pillow reads the header only: not an image, or over the pixel limit, is refused before
+    OpenCV allocates for it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)):
+                pass
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        limit = Image.MAX_IMAGE_PIXELS
+        raise ImageError(f"image is too large to decode safely ({e})", path=where,
+                         hint=f"if you trust it, raise the limit of {limit:,} pixels: CLI --max_pixels N, "
+                              "Python PIL.Image.MAX_IMAGE_PIXELS = N") from e
+    except UnidentifiedImageError as e:
+        raise ImageError("not an image Pillow can identify", path=where,
+                         hint="is this really a JPEG/PNG/BMP/GIF/WebP file?") from e
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as e:
         raise ImageError(f"image is damaged or truncated: {e}", path=where) from e
 
 

@@ -7,7 +7,7 @@ checks or explains modes reads it; :func:`engine_available` answers "can this ru
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..bundle import BundleConfig, resolve_config, with_default_labels
@@ -77,14 +77,16 @@ def check_modes(modes) -> tuple[str, ...]:
     return modes
 
 
-def _config_for(files: detect.ModelFiles, *, arch, class_num, labels, preprocess, config) -> BundleConfig:
+def _config_for(files: detect.ModelFiles, *, arch, class_num, labels, preprocess, config,
+                image_shape=None, output=None) -> BundleConfig:
     return resolve_config(config if config is not None else files.config_file, arch=arch,
-                          class_num=class_num, labels=labels, preprocess=preprocess)
+                          class_num=class_num, labels=labels, preprocess=preprocess,
+                          image_shape=image_shape, output=output)
 
 
 def load(path, *, mode: str = "predictor", arch: str | None = None, params=None,
          class_num: int | None = None, labels=None, preprocess=None, config=None,
-         trust: bool = False, **options) -> Classifier:
+         image_shape=None, output=None, trust: bool = False, **options) -> Classifier:
     """Build a classifier from ``path`` (a bundle folder, a model file or a checkpoint).
 
     ``mode`` is one of ``"predictor"``, ``"dygraph"``, ``"executor"``, ``"openvino"``,
@@ -96,12 +98,17 @@ def load(path, *, mode: str = "predictor", arch: str | None = None, params=None,
     A model never runs code of its own: an architecture named by its files
     (``Global.model_name``) resolves only in clsviz's registry.  ``trust=True`` lets it name
     ``"package.module:callable"``, and reads a ``.pdparams`` with plain pickle.
+
+    The program's input signature drives preprocessing (channels, layout, dtype; see
+    :mod:`clsviz.formats.signature`).  ``image_shape=(C, H, W)`` says which image a flat
+    ``[N, D]`` input flattens; ``output=`` (name or index) picks the scored output of a program
+    with several (default: the one shaped ``[N, classes]``).
     """
     if mode not in ENGINES:
         raise OptionError(f"unknown mode {mode!r}", hint=f"choose one of {', '.join(ALL_MODES)}")
     opts = EngineOptions.from_kwargs(**options)
     files, cfg = _resolve(path, params=params, arch=arch, class_num=class_num, labels=labels,
-                          preprocess=preprocess, config=config)
+                          preprocess=preprocess, config=config, image_shape=image_shape, output=output)
     # the architecture name came from a file unless the caller gave it (arch=, a BundleConfig)
     name_from_file = arch is None and not isinstance(config, BundleConfig)
     clf = _build(files, cfg, opts, mode=mode, source=str(path), trust=trust,
@@ -119,26 +126,27 @@ def load(path, *, mode: str = "predictor", arch: str | None = None, params=None,
     return clf
 
 
-def _resolve(path, *, params, arch, class_num, labels, preprocess, config):
+def _resolve(path, *, params, arch, class_num, labels, preprocess, config, image_shape=None,
+             output=None):
     files = detect.resolve(path, params=params)
     cfg = _config_for(files, arch=arch, class_num=class_num, labels=labels,
-                      preprocess=preprocess, config=config)
-    if files.has_program and config is None:
-        # no inference.yml: input size, class count and a softmax head come from the program
+                      preprocess=preprocess, config=config, image_shape=image_shape, output=output)
+    if files.has_program:
+        # the input signature (channels, layout, dtype, fixed size) always comes from the
+        # program; without an inference.yml also the class count and a softmax head
         from ..formats.rebuild import config_from_program
 
-        cfg = config_from_program(files, cfg)
-        if preprocess is not None:
-            cfg = replace(cfg, preprocess=preprocess)
+        cfg = config_from_program(files, cfg, from_file=config is not None or files.config_file is not None)
     return files, cfg
 
 
 def load_config(path, *, arch: str | None = None, params=None, class_num: int | None = None, labels=None,
-                preprocess=None, config=None, trust: bool = False) -> BundleConfig:
+                preprocess=None, config=None, image_shape=None, output=None,
+                trust: bool = False) -> BundleConfig:
     """The :class:`BundleConfig` (preprocessing, labels, class count) that :func:`load` would use
     for ``path``, without building an engine; the class count of a bare checkpoint is read from it."""
     files, cfg = _resolve(path, params=params, arch=arch, class_num=class_num, labels=labels,
-                          preprocess=preprocess, config=config)
+                          preprocess=preprocess, config=config, image_shape=image_shape, output=output)
     if cfg.class_num is None and files.checkpoint is not None and not files.has_program:
         from ..checkpoint import infer_class_num, load_state_dict
 

@@ -67,8 +67,9 @@ def main():
             elif header["cmd"] == "run":
                 x = np.load(io.BytesIO(payload), allow_pickle=False)
                 with paddle.static.scope_guard(state["scope"]):
+                    i = int(header.get("fetch", 0))
                     out, = state["exe"].run(state["prog"], feed={state["feeds"][0]: x},
-                                            fetch_list=state["fetches"][:1])
+                                            fetch_list=[state["fetches"][i]])
                 buf = io.BytesIO()
                 np.save(buf, np.asarray(out), allow_pickle=False)
                 _send(proto_out, {"ok": True}, buf.getvalue())

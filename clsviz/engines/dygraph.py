@@ -56,7 +56,8 @@ class DygraphClassifier(Classifier):
         apply_cpu_threads(self.options)
         with dygraph_mode(), paddle.no_grad():
             try:
-                x = paddle.to_tensor(np.ascontiguousarray(batch, dtype=np.float32), place=self.place)
+                x = paddle.to_tensor(np.ascontiguousarray(batch, dtype=self.config.preprocess.dtype),
+                                     place=self.place)
                 out = self.net(x)
             except Exception as e:
                 from .predictor import _first_line

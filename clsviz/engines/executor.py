@@ -28,7 +28,8 @@ class ExecutorClassifier(Classifier):
         from .probe import ensure_loadable
 
         ensure_loadable(f, mode="executor", options=o,  # Paddle segfaults on some malformed programs
-                        image_shape=self.config.image_shape)
+                        image_shape=self.config.preprocess.item_shape,
+                        dtype=self.config.preprocess.dtype)
         prefix = str(f.model_file.with_suffix(""))
         with static_mode():
             self.scope = paddle.static.Scope()
@@ -42,16 +43,22 @@ class ExecutorClassifier(Classifier):
 
                 raise _translate(e, f) from e
         if len(self.feed_names) != 1:
-            raise EngineError(f"the model has {len(self.feed_names)} inputs; an image classifier has one",
+            raise EngineError(f"the model has {len(self.feed_names)} inputs ({', '.join(self.feed_names)}); "
+                              "clsviz feeds an image classifier with exactly one image input",
                               path=f.model_file)
+        if not 0 <= self.config.output_index < len(self.fetch_targets):
+            raise EngineError(f"the model has {len(self.fetch_targets)} outputs; output "
+                              f"#{self.config.output_index} was asked for", path=f.model_file)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        batch = np.ascontiguousarray(batch, dtype=self.config.preprocess.dtype)
         apply_cpu_threads(self.options)
         with static_mode(), paddle.static.scope_guard(self.scope):
             try:
-                out, = self.exe.run(self.program, feed={self.feed_names[0]: batch},
-                                    fetch_list=self.fetch_targets[:1])
+                # a PIR program returns every fetch whatever the fetch_list: pick the scored one
+                outs = self.exe.run(self.program, feed={self.feed_names[0]: batch},
+                                    fetch_list=list(self.fetch_targets))
+                out = outs[self.config.output_index]
             except Exception as e:
                 from .predictor import _first_line
 

@@ -110,13 +110,15 @@ class LegacyExecutorClassifier(Classifier):
         self.feed_names = reply["feeds"]
         if len(self.feed_names) != 1:
             self.close()
-            raise EngineError(f"the model has {len(self.feed_names)} inputs; an image classifier has one",
+            raise EngineError(f"the model has {len(self.feed_names)} inputs ({', '.join(self.feed_names)}); "
+                              "clsviz feeds an image classifier with exactly one image input",
                               path=f.model_file)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         buf = io.BytesIO()
-        np.save(buf, np.ascontiguousarray(batch, dtype=np.float32), allow_pickle=False)
-        reply, data = self.worker.request({"cmd": "run"}, buf.getvalue(), where=self.files.model_file)
+        np.save(buf, np.ascontiguousarray(batch, dtype=self.config.preprocess.dtype), allow_pickle=False)
+        reply, data = self.worker.request({"cmd": "run", "fetch": self.config.output_index}, buf.getvalue(),
+                                          where=self.files.model_file)
         if not reply.get("ok"):
             raise _worker_error(reply, self.files, "run")
         return np.load(io.BytesIO(data), allow_pickle=False)

@@ -43,10 +43,10 @@ class OnnxRuntimeClassifier(OnnxClassifier):
         if len(ins) != 1:
             raise EngineError(f"the model has {len(ins)} inputs; an image classifier has one", path=path)
         self._in = ins[0].name
-        self._out = [self.session.get_outputs()[0].name]
+        self._out = [self.session.get_outputs()[self.config.output_index].name]
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        batch = np.ascontiguousarray(batch, dtype=self.config.preprocess.dtype)
         try:
             return self.session.run(self._out, {self._in: batch})[0]
         except Exception as e:

@@ -57,10 +57,10 @@ class OpenVINOClassifier(OnnxClassifier):
         return self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        batch = np.ascontiguousarray(batch, dtype=self.config.preprocess.dtype)
         try:
             self._req.infer({0: batch}, share_inputs=True)
-            return self._req.get_output_tensor(0).data.copy()
+            return self._req.get_output_tensor(self.config.output_index).data.copy()
         except Exception as e:
             raise EngineError(f"OpenVINO run failed on input {list(batch.shape)}: {str(e).strip()[:300]}",
                               path=self.onnx.path if self.onnx else self.source,

@@ -102,7 +102,8 @@ class PredictorClassifier(Classifier):
         from .probe import ensure_loadable
 
         ensure_loadable(self.files, mode="predictor", options=self.options,  # Paddle segfaults on
-                        image_shape=self.config.image_shape)  # some malformed programs
+                        image_shape=self.config.preprocess.item_shape,
+                        dtype=self.config.preprocess.dtype)  # some malformed programs
         try:
             with quiet():
                 self.predictor = paddle.inference.create_predictor(cfg)
@@ -110,13 +111,14 @@ class PredictorClassifier(Classifier):
             raise _translate(e, self.files) from e
         names = self.predictor.get_input_names()
         if len(names) != 1:
-            raise EngineError(f"the model has {len(names)} inputs {names}; an image classifier has one",
-                              path=self.files.model_file)
+            raise EngineError(f"the model has {len(names)} inputs ({', '.join(names)}); clsviz feeds an "
+                              "image classifier with exactly one image input", path=self.files.model_file)
         self._in = self.predictor.get_input_handle(names[0])
-        self._out = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+        self._out = self.predictor.get_output_handle(
+            _pick(self.predictor.get_output_names(), self.config, self.files.model_file))
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        batch = np.ascontiguousarray(batch, dtype=self.config.preprocess.dtype)
         try:
             self._in.reshape(list(batch.shape))
             self._in.copy_from_cpu(batch)
@@ -135,6 +137,14 @@ class PredictorClassifier(Classifier):
 
     def close(self):
         self.predictor = None
+
+
+def _pick(names: list, config, where) -> str:
+    """The output to score: the signature's choice (``config.output_index``), by position."""
+    i = config.output_index
+    if not 0 <= i < len(names):
+        raise EngineError(f"the model has {len(names)} outputs; output #{i} was asked for", path=where)
+    return names[i]
 
 
 def _first_line(e: BaseException) -> str:

@@ -87,21 +87,23 @@ except BaseException as e:
     fail(e)
 if spec["shape"]:  # Paddle 3.3 can also crash on the first run; a clean error here is the engine's
     try:
-        run(np.zeros([1, *spec["shape"]], np.float32))
+        run(np.zeros([1, *spec["shape"]], spec.get("dtype") or "float32"))
     except Exception:
         pass
 """
 
 
-def ensure_loadable(files, *, mode: str = "predictor", options=None, image_shape=None) -> None:
+def ensure_loadable(files, *, mode: str = "predictor", options=None, image_shape=None,
+                    dtype: str = "float32") -> None:
     """Raise :class:`FormatError` unless ``files`` (a ``ModelFiles``) can be given to Paddle safely.
 
-    ``mode``, ``options`` (``EngineOptions``) and ``image_shape`` make a probe build and run
-    the engine as the caller will.  ``CLSVIZ_PROBE=always`` probes every model.
+    ``mode``, ``options`` (``EngineOptions``), ``image_shape`` (one input without N, as the
+    program takes it: ``Preprocess.item_shape``) and ``dtype`` make a probe build and run the
+    engine as the caller will.  ``CLSVIZ_PROBE=always`` probes every model.
     """
     confirmed = check_files(files)
     if not confirmed or os.environ.get("CLSVIZ_PROBE", "").lower() == "always":
-        probe(files, mode=mode, options=options, image_shape=image_shape)
+        probe(files, mode=mode, options=options, image_shape=image_shape, dtype=dtype)
 
 
 def check_files(files) -> bool:
@@ -270,7 +272,7 @@ def _check_params(params: Path, declared, model: Path) -> None:
                               f"parameters file is {list(got)}", path=params, hint=hint)
 
 
-def probe(files, *, mode: str = "predictor", options=None, image_shape=None,
+def probe(files, *, mode: str = "predictor", options=None, image_shape=None, dtype: str = "float32",
           timeout: float = PROBE_TIMEOUT) -> None:
     """Build the engine from ``files`` in a child process and run one zero batch through it
     (IR passes and the first run can crash too); raise :class:`FormatError` if that fails."""
@@ -283,6 +285,7 @@ def probe(files, *, mode: str = "predictor", options=None, image_shape=None,
         "ir_optim": bool(getattr(options, "ir_optim", True)),
         "mkldnn": bool(getattr(options, "mkldnn", True)),
         "shape": [int(v) for v in image_shape] if image_shape else None,
+        "dtype": str(dtype),
     }
     env = dict(os.environ, GLOG_minloglevel="2")
     if options is not None:

@@ -64,8 +64,9 @@ def _inference_pair(model: Path, params: Path | None) -> ModelFiles:
 
         check_regular(model.with_suffix(".pdiparams"), what="parameters file")  # a FIFO, a device…
     if params is None and kind != FLUID_INFERENCE:
-        raise FormatError(f"no parameters file next to {model.name}", path=model,
-                          hint=f"expected {model.with_suffix('.pdiparams').name}; pass -p PARAMS_FILE")
+        raise FormatError(f"no parameters file next to {model.name}: {model.with_suffix('.pdiparams').name} "
+                          "(the weights) is missing", path=model,
+                          hint=f"copy {model.with_suffix('.pdiparams').name} beside it, or pass -p PARAMS_FILE")
     if params is not None and not params.is_file():
         if params.exists():
             from ..safe_io import check_regular

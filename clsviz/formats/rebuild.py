@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import FormatError
+from ..errors import FormatError, OptionError
 from .programdesc import OpDesc, Program, read_program
 
 __all__ = ["program_to_layer", "ProgramLayer", "SUPPORTED_OPS", "unsupported_ops",
@@ -450,40 +450,27 @@ def ends_with_softmax(program) -> bool:
 def infer_config(program, config=None, *, from_file: bool = False):
     """Fill what a :class:`~clsviz.bundle.BundleConfig` lacks from the program.
 
-    ``class_num`` comes from the output's last dimension, ``image_shape`` (and a
-    matching crop) from the input, ``softmax`` from a final softmax op.  With
-    ``from_file`` (the config came from an ``inference.yml``) only ``class_num``
-    is filled.
+    The input signature (channels, layout, dtype, fixed H/W; :func:`~clsviz.formats.signature.
+    apply_signature`) always comes from the program; ``class_num`` from the scored output's last
+    dimension; ``softmax`` from a final softmax op unless the config came from an
+    ``inference.yml`` (``from_file``), which says it itself.
     """
     from ..bundle import BundleConfig
 
     config = config or BundleConfig()
-    feeds, fetches = program_io(program)
-    changes = {}
-    if not from_file:
-        shape = feeds[0][1] if feeds else None
-        if shape and len(shape) == 4:
-            c, h, w = (int(v) for v in shape[1:])
-            if min(c, h, w) > 0:  # a size declared in a file is checked before anything uses it
-                from ..schema import check_image_shape
+    from .signature import apply_signature, read_signature
 
-                check_image_shape((c, h, w), field="the program's input shape", error=FormatError,
-                                  where=getattr(program, "path", None))
-            if min(c, h, w) > 0 and (c, h, w) != tuple(config.image_shape):
-                changes["image_shape"] = (c, h, w)
-                if config.preprocess.crop_hw != (h, w):
-                    changes["preprocess"] = replace(config.preprocess, crop_size=h if h == w else (h, w),
-                                                    resize_short=round(min(h, w) * 256 / 224))
-        if ends_with_softmax(program):
-            changes["softmax"] = True
-    config = replace(config, **changes)
-    out_shape = fetches[0][1] if fetches else None
+    sig = read_signature(program, output=config.output)
+    config = apply_signature(config, sig, where=getattr(program, "path", None))
+    if not from_file and sig.output_index == 0 and ends_with_softmax(program):
+        config = replace(config, softmax=True)
+    out_shape = sig.output.shape if sig.output else None
     if config.class_num is None and out_shape and len(out_shape) == 2 and out_shape[-1] > 0:
         config = config.with_class_num(int(out_shape[-1]))
     return config
 
 
-def config_from_program(files, config):
+def config_from_program(files, config, *, from_file: bool | None = None):
     """:func:`infer_config` for a resolved model, best effort: a program that cannot be
     read leaves ``config`` as it is (the engine reports the damage when it loads)."""
     try:
@@ -498,9 +485,11 @@ def config_from_program(files, config):
     except Exception:  # noqa: BLE001 - damaged programs are the engines' business
         return config
     try:
-        return infer_config(program, config, from_file=files.config_file is not None)
-    except FormatError:
-        raise  # an input size over clsviz's limits: say so now, not after allocating for it
+        if from_file is None:
+            from_file = files.config_file is not None
+        return infer_config(program, config, from_file=from_file)
+    except (FormatError, OptionError):
+        raise  # an input size over clsviz's limits, a signature clsviz cannot fill, output=: say so now
     except Exception:  # noqa: BLE001 - odd programs are the engines' business
         return config
 
@@ -565,7 +554,7 @@ def pir_unsupported_ops(program) -> dict[str, int]:
     return out
 
 
-def _pir_ops(program):
+def _pir_ops(program, output_index: int = 0):
     """Translate a PIR program's ops into legacy :class:`OpDesc` s: ``(ops, feed, fetch)``."""
     consts: dict[int, object] = {}
     lists: dict[int, tuple] = {}
@@ -614,7 +603,7 @@ def _pir_ops(program):
             continue
         ops.append(OpDesc(legacy, inputs, {out_param: (var(op.outputs[0]),)}, attrs))
     data = next(op for op in program.ops if op.type == "data")
-    fetch = program.fetch_ops()[0]
+    fetch = program.fetch_ops()[output_index]
     return ops, var(data.outputs[0]), var(fetch.inputs[0])
 
 
@@ -750,7 +739,9 @@ def program_to_layer(files, config=None):
             raise _unsupported_error(missing, files.model_file)
         weights = read_program_weights(program, model_file=files.model_file,
                                        params_file=files.params_file)
-        ops, feed, fetch = [op for op in program.ops if op.type not in _IGNORED], feeds[0], fetches[0]
+        config = infer_config(program, config, from_file=files.config_file is not None)
+        ops, feed, fetch = ([op for op in program.ops if op.type not in _IGNORED], feeds[0],
+                            fetches[config.output_index])
     else:
         from .pirjson import read_pir
         from .tensorfile import read_combined
@@ -763,9 +754,9 @@ def program_to_layer(files, config=None):
         missing = pir_unsupported_ops(program)
         if missing:
             raise _unsupported_error(missing, files.model_file)
-        ops, feed, fetch = _pir_ops(program)
+        config = infer_config(program, config, from_file=files.config_file is not None)
+        ops, feed, fetch = _pir_ops(program, config.output_index)
         weights = read_combined(files.params_file, program.persistable_names())
-    config = infer_config(program, config, from_file=files.config_file is not None)
 
     strip = False
     if config.softmax and ops and ops[-1].type == "softmax" and ops[-1].output("Out")[0] == fetch \
