@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import warnings
 
 _VERBOSE = os.environ.get("CLSVIZ_VERBOSE", "") not in ("", "0")
@@ -21,36 +22,61 @@ if not _VERBOSE:
     os.environ.setdefault("FLAGS_call_stack_level", "1")
 
 
-@contextlib.contextmanager
-def _silenced_fd(fd: int):
-    """Redirect an OS-level file descriptor (C++ writes bypass sys.stdout)."""
-    try:
-        saved = os.dup(fd)
-    except OSError:  # no such fd (embedded interpreters)
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), fd)
-        yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
+# fds 1 and 2 belong to the whole process: one lock and a depth count, so nested or concurrent
+# quiet() blocks redirect once and restore once (two interleaved save/restore pairs could
+# otherwise leave the process writing to /dev/null for good).
+_QUIET_LOCK = threading.RLock()
+_quiet_depth = 0
+_saved_fds: dict[int, int] = {}
 
 
-def quiet():
-    """Context manager that hides C++ stdout/stderr chatter unless verbose."""
-    if _VERBOSE:
-        return contextlib.nullcontext()
-    stack = contextlib.ExitStack()
-    for stream in (sys.stdout, sys.stderr):
+def _redirect() -> None:
+    for stream in (sys.stdout, sys.stderr):  # what Python already wrote goes out first
         try:
             stream.flush()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a closed or odd stream must not stop the call
             pass
-    stack.enter_context(_silenced_fd(1))
-    stack.enter_context(_silenced_fd(2))
-    return stack
+    with open(os.devnull, "wb") as null:
+        for fd in (1, 2):
+            try:
+                _saved_fds[fd] = os.dup(fd)
+            except OSError:  # no such fd (embedded interpreters)
+                continue
+            os.dup2(null.fileno(), fd)
+
+
+def _restore() -> None:
+    for fd, saved in list(_saved_fds.items()):
+        try:
+            os.dup2(saved, fd)
+        finally:
+            os.close(saved)
+            del _saved_fds[fd]
+
+
+@contextlib.contextmanager
+def quiet():
+    """Hide what Paddle's C++ code prints to fds 1 and 2 during the block, unless verbose.
+
+    File descriptors are process-wide, so keep the block to the one Paddle call that
+    chatters: fds 1 and 2 are restored when the outermost block exits (also on error),
+    and nested or concurrent blocks share one redirection.
+    """
+    global _quiet_depth
+    if _VERBOSE:
+        yield
+        return
+    with _QUIET_LOCK:
+        if _quiet_depth == 0:
+            _redirect()
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _QUIET_LOCK:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                _restore()
 
 
 def _import_paddle():
@@ -105,3 +131,61 @@ def dygraph_mode():
     finally:
         if was_static:
             paddle.enable_static()
+
+
+@contextlib.contextmanager
+def on_place(place):
+    """Scope Paddle's expected device (what ``paddle.set_device`` changes for good) to the block."""
+    with paddle.base.framework._dygraph_place_guard(place):
+        yield
+
+
+def _openmp():
+    """Paddle's own OpenMP runtime (where ``set_num_threads`` lands), or None."""
+    import ctypes
+
+    libs = os.path.join(os.path.dirname(paddle.__file__), "libs")
+    for name in ("libiomp5.so", "libgomp.so.1"):
+        path = os.path.join(libs, name)
+        if os.path.exists(path):
+            try:
+                return ctypes.CDLL(path)
+            except OSError:  # pragma: no cover
+                return None
+    return None
+
+
+_OMP = _openmp()
+_threads_set: int | None = None  # what clsviz last set, where the runtime cannot be asked
+
+
+def native_threads() -> int | None:
+    """How many threads Paddle's native CPU kernels use now (None if it cannot be told)."""
+    if _OMP is not None:
+        return int(_OMP.omp_get_max_threads())
+    return _threads_set  # pragma: no cover - no bundled OpenMP runtime
+
+
+def _set_native_threads(n: int) -> None:
+    global _threads_set
+    paddle.base.core.set_num_threads(int(n))
+    _threads_set = int(n)
+
+
+@contextlib.contextmanager
+def threads_scope(n: int | None):
+    """Run the block with Paddle's process-wide CPU thread count at ``n``, then put it back.
+
+    ``None`` leaves the count alone.  Nothing is written when the count already is ``n``,
+    and the caller's count is restored afterwards (a predictor's run also resets it to its
+    own, so the predictor engine wraps its runs in this too).
+    """
+    before = native_threads()
+    if n is not None and before != n:
+        _set_native_threads(n)
+    try:
+        yield
+    finally:
+        after = native_threads()
+        if before is not None and after != before:
+            _set_native_threads(before)

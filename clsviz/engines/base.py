@@ -33,18 +33,6 @@ def max_threads() -> int:
     return max(16, 4 * (os.cpu_count() or 1))
 
 
-def apply_cpu_threads(options) -> None:
-    """Let Paddle's native CPU kernels (dygraph, executor) use ``options.threads`` threads.
-
-    Paddle runs them on one thread unless told, and a predictor's run resets the
-    process-wide count to its own, so the engines apply this on every call (microseconds).
-    """
-    if not options.use_gpu:
-        from .._paddle import paddle
-
-        paddle.base.core.set_num_threads(options.threads)
-
-
 def require_fp32_engine_options(options, mode: str) -> None:
     """The training-engine modes (dygraph, executor) run fp32, without TensorRT; GPU only if present.
 
@@ -170,6 +158,17 @@ class Classifier:
 
     def describe(self) -> str:
         return self.mode
+
+    def threads_scope(self):
+        """A context in which Paddle's native CPU kernels use ``options.threads`` threads.
+
+        Paddle's thread count is process-wide: the engines that run Paddle in this process enter
+        this around each engine call, and the caller's count is put back afterwards; nothing is
+        written when it already is right.
+        """
+        from .._paddle import threads_scope
+
+        return threads_scope(None if self.options.use_gpu else self.options.threads)
 
     def close(self) -> None:
         """Release engine resources (idempotent)."""

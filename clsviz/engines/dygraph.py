@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._paddle import dygraph_mode, paddle
+from .._paddle import dygraph_mode, on_place, paddle
 from ..archs import get_model
 from ..checkpoint import load_into, load_state_dict
 from ..errors import EngineError
-from .base import Classifier, apply_cpu_threads, require_fp32_engine_options
+from .base import Classifier, require_fp32_engine_options
 
 
 class SoftmaxHead(paddle.nn.Layer):
@@ -37,8 +37,7 @@ class DygraphClassifier(Classifier):
         o = self.options
         require_fp32_engine_options(o, self.mode)
         self.place = paddle.CUDAPlace(o.gpu_id) if o.use_gpu else paddle.CPUPlace()
-        with dygraph_mode():
-            paddle.set_device(f"gpu:{o.gpu_id}" if o.use_gpu else "cpu")
+        with dygraph_mode(), on_place(self.place):  # not paddle.set_device: that would outlive the build
             if self._net is None:
                 state = self._state if self._state is not None else load_state_dict(self._checkpoint,
                                                                                      trust=self._trust)
@@ -53,8 +52,7 @@ class DygraphClassifier(Classifier):
             self.net = net
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
-        apply_cpu_threads(self.options)
-        with dygraph_mode(), paddle.no_grad():
+        with self.threads_scope(), dygraph_mode(), paddle.no_grad():
             try:
                 x = paddle.to_tensor(np.ascontiguousarray(batch, dtype=self.config.preprocess.dtype),
                                      place=self.place)

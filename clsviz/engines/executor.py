@@ -10,7 +10,7 @@ import numpy as np
 
 from .._paddle import paddle, pir_enabled, quiet, static_mode
 from ..errors import EngineError
-from .base import Classifier, apply_cpu_threads, require_fp32_engine_options
+from .base import Classifier, require_fp32_engine_options
 
 
 class ExecutorClassifier(Classifier):
@@ -52,8 +52,7 @@ class ExecutorClassifier(Classifier):
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=self.config.preprocess.dtype)
-        apply_cpu_threads(self.options)
-        with static_mode(), paddle.static.scope_guard(self.scope):
+        with self.threads_scope(), static_mode(), paddle.static.scope_guard(self.scope):
             try:
                 # a PIR program returns every fetch whatever the fetch_list: pick the scored one
                 outs = self.exe.run(self.program, feed={self.feed_names[0]: batch},

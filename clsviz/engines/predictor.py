@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._paddle import paddle, quiet
+from .._paddle import paddle, quiet, threads_scope
 from ..errors import BackendUnavailable, EngineError, FormatError
 from .base import Classifier
 
@@ -105,7 +105,7 @@ class PredictorClassifier(Classifier):
                         image_shape=self.config.preprocess.item_shape,
                         dtype=self.config.preprocess.dtype)  # some malformed programs
         try:
-            with quiet():
+            with quiet(), threads_scope(None):  # building sets the process-wide count: put it back
                 self.predictor = paddle.inference.create_predictor(cfg)
         except Exception as e:
             raise _translate(e, self.files) from e
@@ -122,7 +122,8 @@ class PredictorClassifier(Classifier):
         try:
             self._in.reshape(list(batch.shape))
             self._in.copy_from_cpu(batch)
-            self.predictor.run()
+            with self.threads_scope():  # the count the predictor was built with, then the caller's
+                self.predictor.run()
             return self._out.copy_to_cpu()
         except Exception as e:
             raise EngineError(f"predictor run failed on input {list(batch.shape)}: {_first_line(e)}",
