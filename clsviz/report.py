@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from .results import STAGES, Comparison
+from . import render
+from .results import Comparison
 
 __all__ = ["write_report", "render_report", "page", "card", "badge", "thumbnail_data_uri", "CSS"]
 
@@ -175,31 +176,14 @@ def _speed_section(cmp: Comparison) -> str:
     from .viz import fig_to_data_uri, latency_bars
 
     chart = fig_to_data_uri(latency_bars(cmp), dpi=120)
-    rows = []
-    fastest = min(cmp.modes.values(), key=lambda r: r.total.p50).mode
-    for m, r in cmp.modes.items():
-        rows.append(
-            f"<tr><td><b>{_e(m)}</b>{' ' + badge('fastest', 'ok') if m == fastest and len(cmp.modes) > 1 else ''}"
-            f"</td><td class='num'>{r.build_seconds:.2f}</td>"
-            + "".join(f"<td class='num'>{r.stages[s].p50:.2f}</td>" for s in STAGES)
-            + f"<td class='num'><b>{r.total.p50:.2f}</b></td><td class='num'>{r.total.p90:.2f}</td>"
-              f"<td class='num'>{r.build_rss_mb:+.0f}</td><td class='num'>{r.run_peak_mb:+.0f}</td>"
-              f"<td>{_e(r.isolation)}</td></tr>")
     n = next(iter(cmp.modes.values())).total.n
     descr = "".join(f"<li><b>{_e(m)}</b>: <span class='mono'>{_e(r.description)}</span></li>"
                     for m, r in cmp.modes.items() if r.description)
     return ("<section><h2>Speed<small>milliseconds per batch, p50 over "
-            f"{n} timed batches after warm-up; build time in seconds</small></h2>"
-            "<table><tr><th>mode</th><th class='num'>build s</th><th class='num'>preprocess</th>"
-            "<th class='num'>forward</th><th class='num'>postprocess</th><th class='num'>total p50</th>"
-            "<th class='num'>total p90</th><th class='num'>build RSS +MB</th><th class='num'>run peak +MB</th>"
-            "<th>runs in</th></tr>" + "".join(rows) + "</table>"
-            f"<div class='center'><img class='chart' alt='latency per mode and stage' src='{chart}'></div>"
+            f"{n} timed batches after warm-up, modes interleaved; build time in seconds</small></h2>"
+            + render.latency_table(cmp)
+            + f"<div class='center'><img class='chart' alt='latency per mode and stage' src='{chart}'></div>"
             + (f"<ul class='legend' style='margin-top:10px'>{descr}</ul>" if descr else "")
-            + "<p class='legend'>Memory, per mode: <b>build RSS</b> is how much this process grew while "
-              "the mode's engine was built; <b>run peak</b> how far it rose during one run on these images. "
-              "A mode that runs in a worker process keeps its engine's memory there, outside these numbers, "
-              "and its latency includes the round trip to it.</p>"
             + "</section>")
 
 

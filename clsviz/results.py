@@ -7,6 +7,8 @@ from typing import Mapping
 
 import numpy as np
 
+from . import render
+
 
 def _esc(x) -> str:
     return html.escape(str(x))
@@ -192,45 +194,11 @@ class Comparison:
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         lines.append("")
-        lines.append(f"{'mode':<10} {'build s':>8} {'pre p50':>8} {'fwd p50':>8} {'post p50':>9} "
-                     f"{'total p50':>9} {'p90':>8}  (ms per batch)")
-        for m in names:
-            r = self.modes[m]
-            lines.append(f"{m:<10} {r.build_seconds:>8.2f} {r.stages['preprocess'].p50:>8.2f} "
-                         f"{r.stages['forward'].p50:>8.2f} {r.stages['postprocess'].p50:>9.3f} "
-                         f"{r.total.p50:>9.2f} {r.total.p90:>8.2f}")
+        lines.extend(render.latency_text(self))
         lines.append("")
-        for a in self.agreements:
-            lines.append(f"{a.mode} vs {a.reference}: max|Δ|={a.max_abs_diff:.2e} cos={a.cosine:.6f} "
-                         f"top1 {a.top1_agree:.0%} top-k {a.topk_agree:.0%}")
-        verdict = "AGREE" if self.agree else "DISAGREE"
-        lines.append(f"modes {verdict} (max|Δ| {self.max_abs_diff:.2e}, tolerance {self.tolerance:g})")
-        lines.extend(f"{m} FAILED: {why}" for m, why in self.failed.items())
+        lines.extend(render.agreement_lines(self))
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        names = list(self.modes)
-        head = "".join(f"<th>{_esc(m)}</th>" for m in names)
-        body = []
-        for i, img in enumerate(self.images):
-            cells = "".join(
-                "<td>" + "<br>".join(f"{_esc(t.label)} <small>{t.score:.3f}</small>"
-                                     for t in self.modes[m].predictions[i].topk[:3]) + "</td>"
-                for m in names)
-            body.append(f"<tr><td>{_esc(img.rsplit('/', 1)[-1])}</td>{cells}</tr>")
-        lat = "".join(
-            f"<tr><td>{_esc(m)}</td><td>{r.build_seconds:.2f}</td>"
-            + "".join(f"<td>{r.stages[s].p50:.2f}</td>" for s in STAGES)
-            + f"<td>{r.total.p50:.2f}</td><td>{r.total.p90:.2f}</td></tr>"
-            for m, r in self.modes.items())
-        ok = self.agree
-        badge = (f"<span style='padding:2px 8px;border-radius:8px;color:white;"
-                 f"background:{'#2e7d32' if ok else '#c62828'}'>"
-                 f"{'modes agree' if ok else 'modes DISAGREE'} · max|Δ| {self.max_abs_diff:.2e}</span>")
-        agr = "".join(f"<li>{_esc(a.mode)} vs {_esc(a.reference)}: max|Δ| {a.max_abs_diff:.2e}, "
-                      f"cosine {a.cosine:.6f}, top-1 {a.top1_agree:.0%}, top-k {a.topk_agree:.0%}</li>"
-                      for a in self.agreements)
-        agr += "".join(f"<li><b>{_esc(m)} FAILED</b>: {_esc(why)}</li>" for m, why in self.failed.items())
-        return (f"<div>{badge}<table><tr><th>image</th>{head}</tr>{''.join(body)}</table>"
-                f"<table><tr><th>mode</th><th>build s</th><th>pre ms</th><th>fwd ms</th>"
-                f"<th>post ms</th><th>p50 ms</th><th>p90 ms</th></tr>{lat}</table><ul>{agr}</ul></div>")
+        return (f"<div>{render.agreement_badge(self)}{render.top1_table(self, top=3)}"
+                f"{render.latency_table(self)}{render.failed_list(self)}</div>")

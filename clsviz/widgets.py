@@ -35,6 +35,8 @@ from .engines import ALL_MODES, MODE_HELP, MODES, EngineOptions, load
 from .engines.base import default_threads
 from .errors import ClsvizError, OptionError
 from .formats import detect
+from .render import agreement_badge, failed_list, latency_table, top1_table
+from .render import short_name as _short
 
 __all__ = ["Explorer", "ExportPanel", "FormatTour", "FileChooser", "show_error"]
 
@@ -51,6 +53,8 @@ CSS = """
 .clsviz-table{border-collapse:collapse;font-size:12px}
 .clsviz-table td,.clsviz-table th{padding:2px 8px;border-bottom:1px solid #eee;text-align:right}
 .clsviz-table td:first-child,.clsviz-table th:first-child{text-align:left}
+.clsviz-table .badge{display:inline-block;padding:0 6px;border-radius:8px;font-size:11px;background:#dcfce7;color:#16a34a}
+.clsviz-legend{margin:4px 0;color:#616161;max-width:560px}
 </style>
 """
 
@@ -702,10 +706,8 @@ class Explorer(W.VBox):
             self.output.outputs = ()
             return
         i = self.image_select.value or 0
-        failed = "".join(f"<div class='clsviz-failed' style='color:#c62828'><b>{_esc(m)} FAILED</b>: "
-                         f"{_esc(why)}</div>" for m, why in getattr(cmp, "failed", {}).items())
-        self.output.outputs = _html_outputs(CSS + agreement_badge(cmp) + failed, self._image_row(cmp, i),
-                                            self._latency_block(cmp), top1_table(cmp))
+        self.output.outputs = _html_outputs(CSS + agreement_badge(cmp) + failed_list(cmp), self._image_row(cmp, i),
+                                            self._latency_block(cmp), _top1_details(cmp))
 
     def _image_row(self, cmp, i: int) -> str:
         key = ("row", i)
@@ -728,7 +730,7 @@ class Explorer(W.VBox):
             chart = _latency_chart(cmp)
             self._html_cache["latency"] = (
                 "<div class='clsviz-card clsviz-latency' style='display:flex;gap:16px;flex-wrap:wrap;"
-                "align-items:flex-start'>" + chart + latency_table(cmp) + "</div>")
+                "align-items:flex-start'>" + chart + "<div>" + latency_table(cmp) + "</div></div>")
         return self._html_cache["latency"]
 
     def close(self):
@@ -796,52 +798,10 @@ def _cleanup(engines: dict, tmp: _TmpDir) -> None:
     tmp.remove()
 
 
-# -- result HTML (pure functions of a Comparison; usable without widgets) ------------------------
-def agreement_badge(cmp) -> str:
-    """Green/red badge: max |Δ| against the reference mode, top-1 agreement."""
-    if not cmp.agreements:
-        return ("<div><span class='clsviz-badge' style='background:#757575'>one mode · nothing to "
-                "compare</span></div>")
-    ok = cmp.agree
-    top1 = min(a.top1_agree for a in cmp.agreements)
-    topk = min(a.topk_agree for a in cmp.agreements)
-    text = (f"{'✔ modes agree' if ok else '✘ modes DISAGREE'} · max |Δ| {cmp.max_abs_diff:.2e} "
-            f"(tolerance {cmp.tolerance:g}) · top-1 agree {top1:.0%} · top-{cmp.top_k} agree {topk:.0%}")
-    pairs = " · ".join(f"{_esc(a.mode)} vs {_esc(a.reference)}: {a.max_abs_diff:.1e}" for a in cmp.agreements)
-    return (f"<div class='clsviz-agreement' data-agree='{str(ok).lower()}'>"
-            f"<span class='clsviz-badge' style='background:{'#2e7d32' if ok else '#c62828'}'>{text}</span>"
-            f"<br><small>{pairs} · {len(cmp.images)} image(s)</small></div>")
-
-
-def latency_table(cmp) -> str:
-    rows = "".join(
-        f"<tr><td>{_esc(m)}</td><td>{r.build_seconds:.2f}</td>"
-        + "".join(f"<td>{r.stages[s].p50:.2f}</td>" for s in ("preprocess", "forward", "postprocess"))
-        + f"<td><b>{r.total.p50:.2f}</b></td><td>{r.total.p90:.2f}</td><td>{r.batch_size}</td></tr>"
-        for m, r in cmp.modes.items())
-    n = next(iter(cmp.modes.values())).total.n
-    return (f"<div><table class='clsviz-table'><tr><th>mode</th><th>build s</th><th>pre</th><th>forward</th>"
-            f"<th>post</th><th>total p50</th><th>p90</th><th>batch</th></tr>{rows}</table>"
-            f"<small>milliseconds per batch: median (p50) and p90 of {n} timed batches after warm-up;"
-            f"<br>build s: seconds to build the engine (once, then cached)</small></div>")
-
-
-def top1_table(cmp) -> str:
-    names = list(cmp.modes)
-    head = "".join(f"<th>{_esc(m)}</th>" for m in names)
-    body = []
-    for i, img in enumerate(cmp.images):
-        tops = [cmp.modes[m].predictions[i].top1 for m in names]
-        same = len({t.class_id for t in tops}) == 1
-        cells = "".join(f"<td>{_esc(t.label)} <small>{t.score:.3f}</small></td>" for t in tops)
-        mark = "" if same else " style='background:#ffebee'"
-        body.append(f"<tr{mark}><td>{_esc(_short(img))}</td>{cells}</tr>")
-    return (f"<details class='clsviz-top1'><summary>top-1 of every image</summary>"
-            f"<table class='clsviz-table'><tr><th>image</th>{head}</tr>{''.join(body)}</table></details>")
-
-
-def _short(name: str) -> str:
-    return name if name.startswith("<") else Path(name).name
+# -- result HTML: the pure renderers live in clsviz.render --------------------------------------
+def _top1_details(cmp) -> str:
+    return ("<details class='clsviz-top1'><summary>top-1 of every image</summary>"
+            f"{top1_table(cmp)}</details>")
 
 
 def _figure_img(fig, cls: str, width: int) -> str:

@@ -81,3 +81,26 @@ def test_compare_progress_counts_every_call(resnet18_bundle, rng_image):
     seen = []
     clsviz.compare(rng_image, [clf], repeats=3, warmup=1, progress=lambda s, t, n: seen.append((s, t, n)))
     assert seen == [(i, 4, "predictor") for i in range(1, 5)]
+
+
+def test_one_latency_table_in_the_repr_the_report_and_without_ipywidgets(resnet18_bundle, rng_image, tmp_path):
+    import subprocess
+    import sys
+
+    from clsviz import render
+    from clsviz.report import write_report
+
+    clfs = [clsviz.load(resnet18_bundle, mode=m) for m in ("predictor", "dygraph")]
+    cmp = clsviz.compare(rng_image, clfs, repeats=2, warmup=1)
+    table = render.latency_table(cmp)
+    assert table.count("<tr data-mode=") == 2 and "in-process" in table and "run peak" in table
+    assert table in cmp._repr_html_()
+    page = write_report(tmp_path / "report.html", cmp).read_text(encoding="utf-8")
+    assert table in page
+    text = cmp.to_text()
+    assert all(line in text for line in render.latency_text(cmp))
+    # the renderers import without ipywidgets (a blocked import would raise)
+    code = ("import sys; sys.modules['ipywidgets'] = None; import clsviz.render, clsviz.results, clsviz.report; "
+            "print('ipywidgets' in sys.modules and sys.modules['ipywidgets'] is not None)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "False", p.stderr

@@ -52,6 +52,9 @@ def test_explorer_click_run_shows_every_mode(resnet18_bundle, images):
         assert f"data-mode='{m}'" in page
     assert "modes agree" in page and "max |Δ|" in page and "top-1 agree 100%" in page
     assert page.count("class='clsviz-chart") == 4  # a top-k chart per mode + latency
+    from clsviz.render import latency_table
+
+    assert latency_table(cmp) in page  # the one latency table, as in the repr and report.html
     assert ex.progress.value == ex.progress.max and ex.progress.bar_style == "success"
     assert ex.image_select.options[1][0] == "shape1.png"
     ex.image_select.value = 1

@@ -19,6 +19,7 @@ from . import DEMO_ARCH as ARCH
 from . import DEMO_CHECKPOINT as CHECKPOINT
 from . import DEMO_DIR as HERE
 from . import DEMO_LABELS as LABELS
+from ..render import latency_text
 
 TOLERANCE = 1e-4
 
@@ -111,12 +112,7 @@ def _table(cmp, samples) -> str:
     widths = [max(len(r[c]) for r in rows) for c in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    lines += ["", f"{'mode':<10} {'build s':>8} {'pre ms':>8} {'fwd ms':>8} {'post ms':>8} "
-                  f"{'p50 ms':>8} {'p90 ms':>8}   (per image, p50 over {next(iter(cmp.modes.values())).total.n} runs)"]
-    for m, r in cmp.modes.items():
-        lines.append(f"{m:<10} {r.build_seconds:>8.2f} {r.stages['preprocess'].p50:>8.2f} "
-                     f"{r.stages['forward'].p50:>8.2f} {r.stages['postprocess'].p50:>8.3f} "
-                     f"{r.total.p50:>8.2f} {r.total.p90:>8.2f}")
+    lines += ["", *latency_text(cmp, note="ms per image")]
     lines.append("")
     for a in cmp.agreements:
         lines.append(f"{a.mode} vs {a.reference}: max|Δ| {a.max_abs_diff:.2e}, cosine {a.cosine:.6f}, "
