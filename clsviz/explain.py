@@ -442,14 +442,13 @@ class _Recorder:
 
 def _gradient_method(clf, originals, names, targets, *, layer, plus) -> list[Explanation]:
     from ._paddle import dygraph_mode, paddle
-    from .engines.base import apply_cpu_threads, softmax
+    from .engines.base import softmax
 
     method = "gradcam++" if plus else "gradcam"
     net = _gradient_net(clf, method)
     t0 = time.perf_counter()
     batch = np.ascontiguousarray(clf.preprocess(originals), dtype=np.float32)
-    apply_cpu_threads(clf.options)
-    with dygraph_mode():
+    with clf.threads_scope(), dygraph_mode():
         x = paddle.to_tensor(batch, place=getattr(clf, "place", None))
         x.stop_gradient = False  # a rebuilt program holds its weights as constants
         with paddle.enable_grad(), _Recorder(net) as rec:
