@@ -16,7 +16,7 @@ def _name(req: str) -> str:
 def test_environment_yml_matches_pyproject():
     py = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     declared = {_name(r) for r in py["dependencies"]}
-    for extra in ("notebooks", "ray", "dev"):
+    for extra in ("notebooks", "ray", "runtimes", "dev"):
         declared |= {_name(r) for r in py["optional-dependencies"][extra]}
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
@@ -50,4 +50,4 @@ def test_make_installs_the_extras_the_suite_needs():
     """``make test`` on a fresh machine installs what the tests use: notebooks, ray and dev."""
     extras = set(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"])
     m = re.search(r"pip install -q -e '\.\[([a-z,]+)\]'", (REPO / "Makefile").read_text())
-    assert m and {"notebooks", "ray", "dev"} <= set(m.group(1).split(",")) <= extras
+    assert m and {"notebooks", "ray", "runtimes", "dev"} <= set(m.group(1).split(",")) <= extras

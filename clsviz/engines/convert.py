@@ -105,15 +105,22 @@ def _read_record(sidecar: Path) -> dict | None:
         return None
 
 
+def _stat(p: Path) -> list:
+    st = p.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
 def _matches(rec: dict | None, onnx: Path, sources) -> bool:
-    if not rec or not onnx.is_file() or onnx.is_symlink():
+    if not rec or not onnx.is_file() or onnx.is_symlink() or rec.get("sources") != dict(sources):
         return False
-    return rec.get("sources") == dict(sources) and rec.get("sha256") == _sha256(onnx)
+    # the ONNX is clsviz's own output: unchanged size and mtime since it was recorded spare
+    # hashing ~100 MB on every load (the sources, which users replace, are always hashed)
+    return rec.get("stat") == _stat(onnx) or rec.get("sha256") == _sha256(onnx)
 
 
 def _record(onnx: Path, sources) -> dict:
     return {"file": ONNX_NAME, "sha256": _sha256(onnx), "sources": dict(sources),
-            "converter": f"paddle2onnx {_p2o_version()}"}
+            "converter": f"paddle2onnx {_p2o_version()}", "stat": _stat(onnx)}
 
 
 def _p2o_version() -> str:
