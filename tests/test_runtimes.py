@@ -304,3 +304,14 @@ def test_explorer_runs_the_runtimes_and_recommends(demo_bundle):
     page = "\n".join(o["data"].get("text/html", "") for o in ex.output.outputs)
     assert "recommended:" in page and "onnxruntime fp32" in page, page[:2000]
     ex.close()
+
+
+def test_a_missing_extra_is_a_one_line_hint(demo_bundle, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)   # as if `clsviz[runtimes]` were not installed
+    from clsviz.engines import engine_available
+
+    ok, why = engine_available("openvino")
+    assert not ok and "pip install 'clsviz[runtimes]'" in why
+    with pytest.raises(BackendUnavailable) as e:
+        clsviz.load(demo_bundle, mode="openvino")
+    assert e.value.hint == "pip install 'clsviz[runtimes]'" and "\n" not in str(e.value)

@@ -31,10 +31,17 @@ class Engine:
 
     def available(self) -> tuple[bool, str]:
         """``(True, "")``, or ``(False, why)`` when its extra is not installed."""
-        missing = [m for m in self.needs if importlib.util.find_spec(m) is None]
+        missing = [m for m in self.needs if not _importable(m)]
         if missing:
             return False, f"needs {', '.join(missing)}: pip install 'clsviz[{self.extra}]'"
         return True, ""
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a module blocked in sys.modules, a broken package
+        return False
 
 
 _PROGRAM = "an inference program: PIR .json, .pdmodel, fluid __model__ or model/params"
