@@ -184,7 +184,7 @@ def markdown(res: dict) -> str:
         L.append(f"- **{r['model']}**: clsviz's fastest engine ({f['clsviz']}) / the fastest raw runtime "
                  f"({f['raw']}) = **{f['ratio']:.3f}** in the same run (goal ≤ 1.05). First conversion "
                  f"(paddle2onnx → inference.onnx, {c['onnx_mb']} MB) {c['first_s']:.2f} s; finding it again "
-                 f"(sha256 of the program, weights and ONNX) {c['reuse_s']:.3f} s.")
+                 f"(sha256 of the program and weights; the ONNX by size and mtime) {c['reuse_s']:.3f} s.")
     s = res["spinning"]
     L.append("- ONNX Runtime's spinning threads, measured on ResNet50_vd (predictor + openvino interleaved "
              "beside an ONNX Runtime session, spinning on vs off, two runs each): predictor "
