@@ -59,7 +59,8 @@ def main(argv=None) -> int:
     import clsviz
     from clsviz._paddle import paddle
     from clsviz.bundle import BundleConfig
-    from clsviz.bench import _timed, interleaved, prepare_bundle
+    from clsviz.bench import prepare_bundle
+    from clsviz.timing import interleaved, timed
     from clsviz.engines.predictor import _first_line, gpu_available, tensorrt_available
 
     ok, why = gpu_available()
@@ -112,7 +113,7 @@ def main(argv=None) -> int:
     for b in (1, 8):
         x = rng.standard_normal((b, *shape)).astype(np.float32)
         ref = forwards["GPU fp32"](x) if "GPU fp32" in forwards else None
-        st = interleaved({n: _timed(lambda f=f: f(x)) for n, f in forwards.items()},
+        st = interleaved({n: timed(lambda f=f: f(x)) for n, f in forwards.items()},
                          repeats=a.repeats, warmup=a.warmup)
         for n, f in forwards.items():
             s = st[n]["total"]

@@ -35,7 +35,8 @@ def threads_check(*, repeats: int) -> dict:
     import numpy as np
 
     from clsviz import load
-    from clsviz.bench import _timed_cpu, interleaved, prepare_bundle
+    from clsviz.bench import prepare_bundle
+    from clsviz.timing import interleaved, timed_cpu
 
     _log(f"native-kernel threads: 1 vs default, {repeats} interleaved rounds ...")
     with tempfile.TemporaryDirectory() as tmp:
@@ -45,7 +46,7 @@ def threads_check(*, repeats: int) -> dict:
         for mode in ("dygraph", "executor"):
             clfs[f"{mode} 1 thread"] = load(bundle, mode=mode, cpu_threads=1)
             clfs[f"{mode} default"] = load(bundle, mode=mode)
-        st = interleaved({k: _timed_cpu(lambda c=c: c.forward(x)) for k, c in clfs.items()}, repeats=repeats)
+        st = interleaved({k: timed_cpu(lambda c=c: c.forward(x)) for k, c in clfs.items()}, repeats=repeats)
     res = {k: {"wall_ms": v["total"].to_dict(), "cpu_ms": v["cpu"].to_dict()} for k, v in st.items()}
     for mode in ("dygraph", "executor"):
         res[f"{mode}_speedup"] = round(st[f"{mode} 1 thread"]["total"].p50 / st[f"{mode} default"]["total"].p50, 3)

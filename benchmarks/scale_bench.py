@@ -8,7 +8,7 @@
    (preprocess the whole folder, then run), on the small folder only.
 2. **Throughput, side by side.**  ResNet50_vd (random weights, 224) on photo-like 500×375 JPEGs:
    a local run (2 threads), Ray with 1 worker and Ray with 2 workers (1 thread each), in
-   interleaved rounds (``clsviz.bench.interleaved_laps``); images/s end to end and in steady
+   interleaved rounds (``clsviz.timing.interleaved_laps``); images/s end to end and in steady
    state (from the first answer to the last), as ratios to the local run.
 3. **Per-image costs** for the paper plan: decode + preprocess of one such JPEG, ResNet50_vd
    forward per image on one thread, the driver's CPU per image in a Ray run, and actor start.
@@ -140,7 +140,8 @@ def throughput(work: Path, *, images: int, rounds: int, address: str) -> dict:
     import numpy as np
 
     import clsviz
-    from clsviz.bench import interleaved_laps, prepare_bundle
+    from clsviz.bench import prepare_bundle
+    from clsviz.timing import interleaved_laps
     from clsviz.timing import clock
 
     bundle, _ = prepare_bundle("ResNet50_vd", work)
@@ -185,7 +186,8 @@ def per_image_costs(work: Path, *, repeats: int) -> dict:
     import numpy as np
 
     import clsviz
-    from clsviz.bench import _timed_cpu, interleaved, prepare_bundle
+    from clsviz.bench import prepare_bundle
+    from clsviz.timing import interleaved, timed_cpu
 
     bundle, _ = prepare_bundle("ResNet50_vd", work)
     folder = photo_folder(work / "photos_costs", 32)
@@ -196,9 +198,9 @@ def per_image_costs(work: Path, *, repeats: int) -> dict:
     one = clsviz.load(bundle, mode="predictor", cpu_threads=1, batch_size=8)
     two = clsviz.load(bundle, mode="predictor", cpu_threads=2, batch_size=8)
     _log("per-image costs ...")
-    st = interleaved({"decode+preprocess 500×375 JPEG": _timed_cpu(lambda: pre(paths[next(it) % len(paths)])),
-                      "forward batch 8, 1 thread": _timed_cpu(lambda: one.forward(x8)),
-                      "forward batch 8, 2 threads": _timed_cpu(lambda: two.forward(x8))}, repeats=repeats)
+    st = interleaved({"decode+preprocess 500×375 JPEG": timed_cpu(lambda: pre(paths[next(it) % len(paths)])),
+                      "forward batch 8, 1 thread": timed_cpu(lambda: one.forward(x8)),
+                      "forward batch 8, 2 threads": timed_cpu(lambda: two.forward(x8))}, repeats=repeats)
     res = {k: {"wall_ms": v["total"].to_dict(), "cpu_ms": v["cpu"].to_dict()} for k, v in st.items()}
     res["per_image_ms_1_thread"] = {
         "preprocess": round(st["decode+preprocess 500×375 JPEG"]["total"].p50, 3),

@@ -98,7 +98,19 @@ def test_the_legacy_executor_runs_in_a_worker_and_results_say_so(tmp_path, rng_i
     fx = write_fixture(tmp_path, "paddle2_inference", "tiny_cnn")
     with clsviz.load(fx.path, mode="executor") as legacy, clsviz.load(fx.path, mode="predictor") as pred:
         assert legacy.isolation == "worker process" and pred.isolation == "in-process"
+        assert legacy.raw_call() is None and pred.raw_call() is not None  # no in-process engine to call
         cmp = clsviz.compare(rng_image, [pred, legacy], repeats=2, warmup=1)
     assert cmp.modes["executor"].isolation == "worker process"
     assert cmp.to_dict()["modes"]["executor"]["isolation"] == "worker process"
     assert cmp.modes["predictor"].isolation == "in-process"
+
+
+@pytest.mark.parametrize("mode", ["predictor", "dygraph", "executor"])
+def test_the_raw_call_hook_computes_what_forward_does(resnet18_bundle, rng_image, mode):
+    clf = clsviz.load(resnet18_bundle, mode=mode)
+    x = np.ascontiguousarray(clf.preprocess([rng_image, rng_image]))
+    rc = clf.raw_call()
+    with rc.scope():
+        raw = np.asarray(rc.fn(x))
+    np.testing.assert_allclose(raw, clf.forward(x), atol=1e-5)
+    assert paddle.in_dynamic_mode()  # the scope is left again

@@ -5,10 +5,11 @@ shared, so the three modes differ in exactly one place.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, fields, replace
-from typing import Iterator
+from typing import Callable, ContextManager, Iterator
 
 import numpy as np
 
@@ -61,6 +62,20 @@ def _bool(v, name):
     if isinstance(v, str) and v.lower() in ("true", "1", "yes", "false", "0", "no"):
         return v.lower() in ("true", "1", "yes")
     raise OptionError(f"{name} must be a boolean, got {v!r}")
+
+
+@dataclass(frozen=True)
+class RawCall:
+    """The bare engine call of a built classifier, for measuring what clsviz adds around it.
+
+    ``fn(x)`` maps the engine's native input (a C-contiguous NCHW array of the model's dtype)
+    to its first raw output, with none of clsviz's checks, conversions or scoping: what a
+    user's own loop on the same engine object would do.  Enter ``scope()`` once around a loop
+    of calls: the state such a script sits in throughout (static mode for the executor).
+    """
+
+    fn: Callable[[np.ndarray], np.ndarray]
+    scope: Callable[[], ContextManager] = contextlib.nullcontext
 
 
 @dataclass(frozen=True)
@@ -158,6 +173,11 @@ class Classifier:
 
     def describe(self) -> str:
         return self.mode
+
+    def raw_call(self) -> RawCall | None:
+        """The engine's bare call (see :class:`RawCall`), or None where there is none in this
+        process (an engine in a worker process: each call is a pipe round trip)."""
+        return None
 
     def threads_scope(self):
         """A context in which Paddle's native CPU kernels use ``options.threads`` threads.

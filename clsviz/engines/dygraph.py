@@ -7,7 +7,7 @@ from .._paddle import dygraph_mode, on_place, paddle
 from ..archs import get_model
 from ..checkpoint import load_into, load_state_dict
 from ..errors import EngineError
-from .base import Classifier, require_fp32_engine_options
+from .base import Classifier, RawCall, require_fp32_engine_options
 
 
 class SoftmaxHead(paddle.nn.Layer):
@@ -69,6 +69,15 @@ class DygraphClassifier(Classifier):
                 raise EngineError("the network returns a dict, not a class vector", path=self.source,
                                   hint="is this an image classifier?")
             return out.numpy()
+
+    def raw_call(self) -> RawCall:
+        net, place = self.net, self.place
+
+        def raw(x):
+            with paddle.no_grad():
+                out = net(paddle.to_tensor(x, place=place))
+            return (out[0] if isinstance(out, (list, tuple)) else out).numpy()
+        return RawCall(raw)
 
     def describe(self) -> str:
         return f"dygraph {self.arch} · {'GPU' if self.options.use_gpu else 'CPU'} · eval, no_grad"

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._paddle import paddle, pir_enabled, quiet, static_mode
 from ..errors import EngineError
-from .base import Classifier, require_fp32_engine_options
+from .base import Classifier, RawCall, require_fp32_engine_options
 
 
 class ExecutorClassifier(Classifier):
@@ -65,6 +65,15 @@ class ExecutorClassifier(Classifier):
                                   path=self.files.model_file,
                                   hint=f"the model expects {list(self.config.image_shape)} per image") from e
         return np.asarray(out)
+
+    def raw_call(self) -> RawCall:
+        exe, prog, scope = self.exe, self.program, self.scope
+        feed, fetch, i = self.feed_names[0], list(self.fetch_targets), self.config.output_index
+
+        def raw(x):
+            with paddle.static.scope_guard(scope):
+                return exe.run(prog, feed={feed: x}, fetch_list=fetch)[i]
+        return RawCall(raw, static_mode)
 
     def describe(self) -> str:
         return (f"paddle.static.load_inference_model + Executor · "

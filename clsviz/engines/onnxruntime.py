@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import BackendUnavailable, EngineError
 from ._onnx import OnnxClassifier, require
+from .base import RawCall
 
 
 def session_options(threads: int, *, spinning: bool = False):
@@ -53,6 +54,10 @@ class OnnxRuntimeClassifier(OnnxClassifier):
             raise EngineError(f"ONNX Runtime run failed on input {list(batch.shape)}: {str(e).strip()[:300]}",
                               path=self.onnx.path if self.onnx else self.source,
                               hint=f"the model expects {list(self.config.image_shape)} per image") from e
+
+    def raw_call(self) -> RawCall:  # ONNX Runtime's: session.run(None, {input name: array})
+        sess, name, i = self.session, self._in, self.config.output_index
+        return RawCall(lambda x: sess.run(None, {name: x})[i])
 
     def describe(self) -> str:
         return f"ONNX Runtime · CPU · fp32 · {self.options.threads} threads, no spinning · ONNX via paddle2onnx"

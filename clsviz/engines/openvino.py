@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import BackendUnavailable, EngineError
 from ._onnx import OnnxClassifier, require
+from .base import RawCall
 
 _PRECISION = {"fp32": "f32", "bf16": "bf16"}
 
@@ -65,6 +66,10 @@ class OpenVINOClassifier(OnnxClassifier):
             raise EngineError(f"OpenVINO run failed on input {list(batch.shape)}: {str(e).strip()[:300]}",
                               path=self.onnx.path if self.onnx else self.source,
                               hint=f"the model expects {list(self.config.image_shape)} per image") from e
+
+    def raw_call(self) -> RawCall:  # OpenVINO's own docs: an infer request on the compiled model
+        req, port = self.compiled.create_infer_request(), self.compiled.output(self.config.output_index)
+        return RawCall(lambda x: req.infer({0: x})[port])
 
     def describe(self) -> str:
         return f"OpenVINO · CPU · {self.options.precision} · ONNX via paddle2onnx"

@@ -5,7 +5,7 @@ import numpy as np
 
 from .._paddle import paddle, quiet, threads_scope
 from ..errors import BackendUnavailable, EngineError, FormatError
-from .base import Classifier
+from .base import Classifier, RawCall
 
 
 def gpu_available() -> tuple[bool, str]:
@@ -129,6 +129,16 @@ class PredictorClassifier(Classifier):
             raise EngineError(f"predictor run failed on input {list(batch.shape)}: {_first_line(e)}",
                               path=self.files.model_file,
                               hint=f"the model expects {list(self.config.image_shape)} per image") from e
+
+    def raw_call(self) -> RawCall:
+        inp, out, pred = self._in, self._out, self.predictor
+
+        def raw(x):
+            inp.reshape(list(x.shape))
+            inp.copy_from_cpu(x)
+            pred.run()
+            return out.copy_to_cpu()
+        return RawCall(raw)
 
     def describe(self) -> str:
         o = self.options
