@@ -24,7 +24,7 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,notebooks,ray,runtimes]'
+	$(PY) -m pip install -q -e '.[dev,notebooks,ray,runtimes,clients]'
 	$(PY) -m pip install -q --no-deps '$(ORACLE)'
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (clsviz)" >/dev/null
 	touch $@

@@ -1,8 +1,11 @@
 """The self-describing bundle: ``inference.yml`` (preprocessing + labels + model name).
 
-The YAML keys follow what PaddleClas / PaddleX deploy tools read
-(``Global.model_name``, ``PreProcess.transform_ops``, ``PostProcess.Topk``
-with ``label_list``); clsviz's extra facts live under ``Global.clsviz``.
+The file is one PaddleX 3.x and PaddleClas deploy both accept unchanged: ``Global.model_name``,
+an ``Hpi`` section as PaddleX writes it, ``PreProcess.transform_ops`` with only their op names
+and values (``ResizeImage`` with PaddleX's interpolation names, ``CropImage``,
+``NormalizeImage``, ``ToCHWImage``) and ``PostProcess.Topk`` (``topk`` + ``label_list``, no
+other keys).  clsviz's own facts live in a top-level ``clsviz:`` section both tools ignore.
+Bundles of older clsviz versions (``Global.clsviz``, ``main_indicator``) still load.
 """
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ class BundleConfig:
     output_index: int = 0  # which program output is scored (from the signature; not saved)
     input_name: str | None = None  # the program's input (from the signature; not saved)
     image_shape_given: bool = False  # image_shape came from the user or a sidecar, not a default
+    arch: str | None = None  # the architecture the dygraph mode rebuilds, when not model_name
 
     def label(self, class_id: int) -> str:
         if self.labels is not None and 0 <= class_id < len(self.labels):
@@ -60,37 +64,44 @@ class BundleConfig:
         return replace(self, class_num=n)
 
     # -- YAML ------------------------------------------------------------------------------
-    def to_yaml_dict(self) -> dict:
+    def to_yaml_dict(self, *, input_name: str = "x") -> dict:
         topk = {"topk": int(self.topk)}
         if self.labels is not None:
             topk["label_list"] = list(self.labels)
+        c, h, w = (int(v) for v in self.image_shape)
+        def shapes():  # a fresh copy each: no YAML anchors in the file
+            return {input_name: [[1, c, h, w], [1, c, h, w], [8, c, h, w]]}
+
         return {
-            "Global": {
-                "model_name": self.model_name,
-                "clsviz": {
-                    "class_num": self.class_num,
-                    "image_shape": list(self.image_shape),
-                    "softmax": bool(self.softmax),
-                    "arch_kwargs": dict(self.arch_kwargs),
-                    "sha256": dict(self.checksums),
-                    "interpolation": self.preprocess.interpolation,
-                    "backend": self.preprocess.backend,
-                    **({"output": self.output} if self.output is not None else {}),
-                },
+            "Global": {"model_name": self.model_name},
+            # TensorRT dynamic shapes, as PaddleX writes them for a classifier's one input
+            "Hpi": {"backend_configs": {"paddle_infer": {"trt_dynamic_shapes": shapes()},
+                                        "tensorrt": {"dynamic_shapes": shapes()}}},
+            "PreProcess": {"transform_ops": self.preprocess.to_transform_ops(paddlex=True)},
+            "PostProcess": {"Topk": topk},
+            "clsviz": {
+                "class_num": self.class_num,
+                "image_shape": list(self.image_shape),
+                "softmax": bool(self.softmax),
+                "arch_kwargs": dict(self.arch_kwargs),
+                "sha256": dict(self.checksums),
+                "interpolation": self.preprocess.interpolation,
+                "backend": self.preprocess.backend,
+                **({"output": self.output} if self.output is not None else {}),
+                **({"arch": self.arch} if self.arch and self.arch != self.model_name else {}),
             },
-            "PreProcess": {"transform_ops": self.preprocess.to_transform_ops()},
-            "PostProcess": {"main_indicator": "Topk", "Topk": topk},
         }
 
     @classmethod
     def from_yaml_dict(cls, d: dict, *, where=None) -> "BundleConfig":
         validate_sidecar(d, where=where)  # every value below is known to be well-formed
         g = d.get("Global") or {}
-        extra = g.get("clsviz") or {}
+        # clsviz's section: top level since PaddleX compatibility, under Global before
+        extra = {**(g.get("clsviz") or {}), **(d.get("clsviz") or {})}
         ops = (d.get("PreProcess") or {}).get("transform_ops") or []
         # a sidecar PaddleX or PaddleClas wrote (no clsviz section) is meant for their cv2
         # pipeline; an older clsviz export without a recorded backend was made with Pillow
-        backend = extra.get("backend") or ("pil" if "clsviz" in g else "cv2")
+        backend = extra.get("backend") or ("pil" if ("clsviz" in d or "clsviz" in g) else "cv2")
         pre = Preprocess.from_transform_ops(ops, where=where, backend=backend)
         post = (d.get("PostProcess") or {})
         topk = post.get("Topk") or {}
@@ -111,6 +122,7 @@ class BundleConfig:
             arch_kwargs=tuple(sorted((extra.get("arch_kwargs") or {}).items())),
             checksums=tuple(sorted((extra.get("sha256") or {}).items())),
             output=extra.get("output"),
+            arch=extra.get("arch"),
             image_shape_given=extra.get("image_shape") is not None,
         )
 
@@ -144,7 +156,7 @@ def resolve_config(config=None, *, arch=None, class_num=None, labels=None, prepr
         config = BundleConfig.read(config)
     changes = {}
     if arch is not None:
-        changes["model_name"] = arch
+        changes["model_name"] = changes["arch"] = arch
     if preprocess is not None:
         changes["preprocess"] = preprocess
     if output is not None:
@@ -213,6 +225,33 @@ def read_labels(source) -> tuple[str, ...]:
     return tuple(entries[i] for i in range(n))
 
 
+def clsviz_section(doc, *, create: bool = False) -> dict | None:
+    """clsviz's own section of a parsed ``inference.yml``: top-level ``clsviz`` (current bundles)
+    or ``Global.clsviz`` (older ones); ``create`` adds a top-level one when there is none."""
+    if not isinstance(doc, dict):
+        return None
+    if isinstance(doc.get("clsviz"), dict):
+        return doc["clsviz"]
+    g = doc.get("Global")
+    if isinstance(g, dict) and isinstance(g.get("clsviz"), dict):
+        return g["clsviz"]
+    if create:
+        doc["clsviz"] = {}
+        return doc["clsviz"]
+    return None
+
+
+PADDLEX_MODELS = Path(__file__).resolve().parent / "data" / "paddlex_classification_models.txt"
+
+
+@lru_cache(maxsize=1)
+def paddlex_model_names() -> frozenset:
+    """The image-classification names PaddleX 3.7 accepts as ``Global.model_name``
+    (``clsviz/data/paddlex_classification_models.txt``; PaddleX refuses any other)."""
+    text = read_text(PADDLEX_MODELS, what="PaddleX model list")
+    return frozenset(ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#"))
+
+
 @lru_cache(maxsize=1)
 def imagenet1k_labels() -> tuple[str, ...]:
     """The 1000 ImageNet-1k class names shipped with clsviz (``clsviz/data``)."""
@@ -263,4 +302,66 @@ def verify_checksums(config: BundleConfig, paths) -> None:
             raise FormatError(f"{p.name} does not match the sha256 recorded in inference.yml: "
                               f"the file was replaced or damaged after export", path=p,
                               hint="re-export the bundle; if you replaced it on purpose, delete "
-                                   "Global.clsviz.sha256 from inference.yml")
+                                   "clsviz.sha256 from inference.yml")
+
+
+#: the ops PaddleX 3.7's image-classification predictor builds from ``PreProcess`` (it needs all
+#: but CropImage) and the one it builds from ``PostProcess``
+_PADDLEX_PRE = ("ResizeImage", "CropImage", "NormalizeImage", "ToCHWImage")
+_PADDLEX_INTERP = ("NEAREST", "LINEAR", "BICUBIC", "AREA", "LANCZOS4")
+
+
+def deploy_check(doc: dict, *, signature=None, softmax: bool | None = None) -> tuple[str, ...]:
+    """Why PaddleX 3.x's ``create_model(model_name, model_dir)`` would refuse or misread a bundle
+    with this parsed ``inference.yml`` (and, when given, this program ``signature`` and whether it
+    outputs probabilities); empty when it runs it as clsviz does.  Facts checked: the name is in
+    PaddleX's list, ``PreProcess`` holds only its ops (Resize and ToCHW required) with its
+    interpolation names, ``NormalizeImage`` is 3-channel with ``order: ''``, ``PostProcess`` holds
+    only ``Topk`` (``topk``, ``label_list``), and PaddleX feeds a 3-channel NCHW float image and
+    scores the first output."""
+    problems = []
+    g = doc.get("Global") if isinstance(doc.get("Global"), dict) else {}
+    name = g.get("model_name")
+    if name not in paddlex_model_names():
+        problems.append(f"Global.model_name {name!r} is not a PaddleX image-classification model "
+                        "(create_model refuses it): export with --model_name NAME")
+    ops = ((doc.get("PreProcess") or {}).get("transform_ops") or []) if isinstance(doc.get("PreProcess"), dict) else []
+    names = [next(iter(op)) for op in ops if isinstance(op, dict) and len(op) == 1]
+    for n in names:
+        if n not in _PADDLEX_PRE:
+            problems.append(f"PreProcess op {n} is not one PaddleX builds")
+    for need in ("ResizeImage", "NormalizeImage", "ToCHWImage"):
+        if need not in names:
+            problems.append(f"PreProcess has no {need}, which PaddleX's classifier needs")
+    for op in ops:
+        if not isinstance(op, dict) or len(op) != 1:
+            continue
+        (n, args), = op.items()
+        args = args or {}
+        if n == "ResizeImage" and args.get("interpolation", "LINEAR") not in _PADDLEX_INTERP:
+            problems.append(f"ResizeImage.interpolation {args.get('interpolation')!r}: PaddleX takes "
+                            + ", ".join(_PADDLEX_INTERP))
+        if n == "NormalizeImage" and (args.get("channel_num", 3) != 3 or args.get("order", "") != ""):
+            problems.append("NormalizeImage must have channel_num 3 and order '' for PaddleX")
+    post = doc.get("PostProcess") if isinstance(doc.get("PostProcess"), dict) else {}
+    for k in post:
+        if k != "Topk":
+            problems.append(f"PostProcess.{k} is not an op: PaddleX fails on it")
+    topk = post.get("Topk") if isinstance(post.get("Topk"), dict) else None
+    if topk is None:
+        problems.append("PostProcess.Topk is missing")
+    else:
+        for k in topk:
+            if k not in ("topk", "label_list"):
+                problems.append(f"PostProcess.Topk.{k} is not an argument PaddleX's Topk takes")
+    if signature is not None:
+        inp = signature.inputs[0] if len(signature.inputs) == 1 else None
+        if inp is None or inp.layout != "NCHW" or inp.channels != 3 or inp.integer:
+            problems.append(f"PaddleX feeds a 3-channel NCHW float image; this program takes "
+                            f"{inp if inp is not None else str(len(signature.inputs)) + ' inputs'}")
+        if signature.output_index != 0:
+            problems.append(f"PaddleX scores the first output; clsviz scores output #{signature.output_index}")
+    if softmax is False:
+        problems.append("the program outputs logits: PaddleX would show them as scores "
+                        "(export with softmax, the default)")
+    return tuple(problems)

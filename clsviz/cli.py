@@ -98,7 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resize_short", type=int, default=None,
                    help="short side before the centre crop (default: crop x 256/224)")
     p.add_argument("--labels", "--class_id_map_file", default=None)
-    _flag(p, "--softmax", "--save_softmax", help="append a softmax head")
+    _flag(p, "--softmax", "--save_softmax", default=True,
+          help="append a softmax head (default, as PaddleClas's export does; --no-softmax keeps logits)")
+    p.add_argument("--no-softmax", "--no_softmax", dest="softmax", action="store_false",
+                   help="keep the logits: no softmax head")
+    p.add_argument("--model_name", default=None,
+                   help="Global.model_name in inference.yml (default: PaddleX's name for the architecture; "
+                        "PaddleX runs only names from its own list)")
+    p.add_argument("--backend", choices=("pil", "cv2"), default=None,
+                   help="preprocessing backend recorded in the bundle (default pil; cv2 = PaddleX/PaddleClas deploy)")
     _flag(p, "--force", help="write into a non-empty folder: replaces only the files a previous clsviz "
                              "export wrote there (its manifest); other files are kept")
     _flag(p, "--trust", help="load the checkpoint with plain pickle (only for files you trust)")
@@ -302,13 +310,15 @@ def cmd_export(a):
     shape = tuple(a.image_shape) if a.image_shape is not None else \
         ((3, a.img_size, a.img_size) if a.img_size is not None else (3, 224, 224))
     pre = None
-    if a.resize_short is not None:
+    if a.resize_short is not None or a.backend is not None:
         from .transforms import Preprocess
 
-        pre = Preprocess(resize_short=a.resize_short,
-                         crop_size=shape[1] if shape[1] == shape[2] else (shape[1], shape[2]))
+        crop = shape[1] if shape[1] == shape[2] else (shape[1], shape[2])
+        short = a.resize_short if a.resize_short is not None else round(min(shape[1:]) * 256 / 224)
+        pre = Preprocess(resize_short=short,
+                         crop_size=crop, backend=a.backend or "pil")
     r = export(a.arch, a.checkpoint, a.out, class_num=a.class_num, image_shape=shape, labels=a.labels,
-               force=a.force, softmax=a.softmax, trust=a.trust, preprocess=pre)
+               force=a.force, softmax=a.softmax, trust=a.trust, preprocess=pre, model_name=a.model_name)
     print(json.dumps(r.to_dict(), indent=2) if a.json else r)
 
 

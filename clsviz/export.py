@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ._paddle import dygraph_mode, paddle, quiet
-from .bundle import (CHECKPOINT_NAME, CONFIG_NAME, MODEL_PREFIX, BundleConfig, read_labels,
+from .bundle import (CHECKPOINT_NAME, CONFIG_NAME, MODEL_PREFIX, BundleConfig, paddlex_model_names, read_labels,
                      with_checksums, with_default_labels)
 from .errors import ArchitectureError, ClsvizError, ExportError, FormatError, OptionError
 from .publish import Target, atomic_write_dir  # noqa: F401  (atomic_write_dir: for migrate)
@@ -54,10 +54,13 @@ class ExportResult:
     seconds: float
     arch: str = ""           # the architecture as the caller named it
     labels_note: str | None = None  # set when clsviz chose the labels (ImageNet-1k)
+    softmax: bool = True     # the program outputs probabilities (a softmax head, appended or its own)
+    notes: tuple = ()        # warnings worth reading (a model name PaddleX will refuse, …)
 
     def to_dict(self) -> dict:
         return {"out_dir": str(self.out_dir), "model_name": self.model_name, "arch": self.arch,
-                "class_num": self.class_num, "labels_note": self.labels_note,
+                "class_num": self.class_num, "labels_note": self.labels_note, "softmax": self.softmax,
+                "notes": list(self.notes),
                 "files": [f.to_dict() for f in self.files], "max_abs_diff": self.max_abs_diff,
                 "seconds": round(self.seconds, 3)}
 
@@ -70,6 +73,7 @@ class ExportResult:
                  f"in {self.seconds:.1f}s; verified max|Δ| {self.max_abs_diff:.2e}"]
         if self.labels_note:
             lines.append(f"  {self.labels_note}")
+        lines += [f"  warning: {n}" for n in self.notes]
         lines += [f"  {f.name:<24} {_size(f.size):>9}  {f.role}" for f in self.files]
         return "\n".join(lines)
 
@@ -77,10 +81,18 @@ class ExportResult:
         rows = "".join(f"<tr><td><code>{html.escape(f.name)}</code></td><td style='text-align:right'>"
                        f"{_size(f.size)}</td><td>{html.escape(f.role)}</td></tr>" for f in self.files)
         note = f"<br><small>{html.escape(self.labels_note)}</small>" if self.labels_note else ""
+        note += "".join(f"<br><small>⚠ {html.escape(n)}</small>" for n in self.notes)
         return (f"<div><b>Exported {html.escape(self._title())}</b> ({self.class_num} classes) → "
                 f"<code>{html.escape(str(self.out_dir))}</code> in {self.seconds:.1f}s · verified "
                 f"max|Δ| {self.max_abs_diff:.1e}{note}<table><tr><th>file</th><th>size</th><th>role</th></tr>"
                 f"{rows}</table></div>")
+
+
+def _is_probabilities(out: np.ndarray) -> bool:
+    """Whether a network's outputs are already probabilities (it ends in a softmax):
+    non-negative rows summing to 1."""
+    out = np.asarray(out, np.float64)
+    return out.ndim == 2 and bool((out >= 0).all()) and bool(np.allclose(out.sum(axis=1), 1.0, atol=1e-4))
 
 
 def _size(n: int) -> str:
@@ -106,13 +118,19 @@ def list_bundle(folder) -> tuple[BundleFile, ...]:
 
 
 def export(arch: str, checkpoint, out_dir, *, class_num: int | None = None,
-           image_shape=(3, 224, 224), labels=None, force: bool = False, softmax: bool = False,
+           image_shape=(3, 224, 224), labels=None, force: bool = False, softmax: bool = True,
            preprocess: Preprocess | None = None, trust: bool = False, arch_kwargs: dict | None = None,
-           include_checkpoint: bool = True, tolerance: float = 1e-4) -> ExportResult:
+           include_checkpoint: bool = True, tolerance: float = 1e-4,
+           model_name: str | None = None) -> ExportResult:
     """Rebuild ``arch`` from code, load ``checkpoint`` strictly, save an inference bundle.
 
     ``checkpoint`` is a ``.pdparams`` path, a fluid persistables folder, or a state dict.
-    ``softmax=True`` appends a softmax head (the program outputs probabilities).
+    The program gets a softmax head appended (it outputs probabilities, as PaddleClas's export
+    does); ``softmax=False`` keeps the logits.  A network that already outputs probabilities
+    gets no second softmax.  ``model_name`` sets ``Global.model_name`` (default: PaddleX's name
+    for ``arch``); a name PaddleX does not know is exported with a warning, since PaddleX's
+    ``create_model`` refuses it.  The ``inference.yml`` is one PaddleX 3.x and PaddleClas deploy
+    accept unchanged (see :mod:`clsviz.bundle`); it records ``preprocess.backend``.
     With ``force=True`` an existing ``out_dir`` keeps every file a previous clsviz export
     did not write (see :mod:`clsviz.publish`); the options and the output folder are
     checked before the checkpoint is read.
@@ -130,11 +148,12 @@ def export(arch: str, checkpoint, out_dir, *, class_num: int | None = None,
         return _export_into(target, arch, checkpoint, ckpt_path, class_num=class_num,
                             image_shape=image_shape, labels=labels, softmax=softmax, preprocess=preprocess,
                             trust=trust, arch_kwargs=arch_kwargs, include_checkpoint=include_checkpoint,
-                            tolerance=tolerance, t0=t0)
+                            tolerance=tolerance, t0=t0, model_name=model_name)
 
 
 def _export_into(target: Target, arch, checkpoint, ckpt_path, *, class_num, image_shape, labels, softmax,
-                 preprocess, trust, arch_kwargs, include_checkpoint, tolerance, t0) -> ExportResult:
+                 preprocess, trust, arch_kwargs, include_checkpoint, tolerance, t0,
+                 model_name=None) -> ExportResult:
     from .archs import get_model, paddlex_name
     from .checkpoint import infer_class_num, load_into, load_state_dict
     from .engines.dygraph import SoftmaxHead
@@ -162,9 +181,15 @@ def _export_into(target: Target, arch, checkpoint, ckpt_path, *, class_num, imag
         preprocess = Preprocess(resize_short=round(min(image_shape[1:]) * 256 / 224), crop_size=crop)
     # PaddleX's create_model wants a name from its own list in Global.model_name; clsviz's
     # dygraph mode resolves that name back to the architecture (both spellings are registered)
-    model_name = paddlex_name(arch) or arch
-    config = BundleConfig(model_name=model_name, image_shape=image_shape, preprocess=preprocess,
-                          labels=labels, softmax=softmax,
+    model_name = model_name or paddlex_name(arch) or arch
+    notes = []
+    if model_name not in paddlex_model_names():
+        note = (f"Global.model_name {model_name!r} is not a PaddleX image-classification model name: "
+                "PaddleX's create_model will refuse this bundle (pass model_name= / --model_name with "
+                "a name from clsviz/data/paddlex_classification_models.txt, e.g. the closest architecture)")
+        notes.append(note)
+    config = BundleConfig(model_name=model_name, arch=arch, image_shape=image_shape, preprocess=preprocess,
+                          labels=labels, softmax=bool(softmax),
                           arch_kwargs=tuple(sorted((arch_kwargs or {}).items()))).with_class_num(class_num)
     config = with_default_labels(config)  # 1000 classes and no labels: ImageNet-1k, and say so
 
@@ -172,12 +197,10 @@ def _export_into(target: Target, arch, checkpoint, ckpt_path, *, class_num, imag
         net = get_model(arch, class_num=class_num, **(arch_kwargs or {}))
         load_into(net, state, path=ckpt_path)
         net.eval()
-        head = SoftmaxHead(net) if softmax else net
-        head.eval()
         probe = np.random.default_rng(0).standard_normal((2, *image_shape), dtype=np.float32)
         try:
             with paddle.no_grad():
-                expected = head(paddle.to_tensor(probe))
+                expected = net(paddle.to_tensor(probe))
         except Exception as e:  # noqa: BLE001 - Paddle's shape errors: the option does not fit the net
             from .engines.predictor import _first_line
 
@@ -192,6 +215,13 @@ def _export_into(target: Target, arch, checkpoint, ckpt_path, *, class_num, imag
                                     f"returns {found}, expected a class vector [2, {class_num}]",
                                     hint="export supports networks whose forward returns [N, classes]")
         expected = expected.numpy()
+        already = _is_probabilities(expected)  # the net ends in a softmax: never apply it twice
+        head = SoftmaxHead(net) if softmax and not already else net
+        head.eval()
+        if head is not net:
+            with paddle.no_grad():
+                expected = head(paddle.to_tensor(probe)).numpy()
+        config = replace(config, softmax=bool(softmax or already))
 
         def fill(tmp: Path):
             spec = [paddle.static.InputSpec([None, *image_shape], "float32", name="x")]
@@ -226,4 +256,5 @@ def _export_into(target: Target, arch, checkpoint, ckpt_path, *, class_num, imag
     diff = target.publish(fill, verify)
     return ExportResult(out_dir=out_dir, model_name=model_name, class_num=class_num,
                         files=list_bundle(out_dir), max_abs_diff=diff, seconds=time.perf_counter() - t0,
-                        arch=arch, labels_note=config.labels_note)
+                        arch=arch, labels_note=config.labels_note, softmax=config.softmax,
+                        notes=tuple(notes))

@@ -164,6 +164,7 @@ class InspectReport:
     notes: tuple = ()
     problems: tuple = ()
     preprocess: str = ""             # what an image goes through for this model (Preprocess repr)
+    deploy_check: tuple | None = None  # why PaddleX would not run it as clsviz does; () = it would
 
     @property
     def unused(self) -> tuple:
@@ -187,6 +188,8 @@ class InspectReport:
             "modes": {m.mode: {"status": m.status, "detail": m.detail} for m in self.modes},
             "notes": list(self.notes), "problems": list(self.problems),
             "preprocess": self.preprocess,
+            "deploy_check": None if self.deploy_check is None else {
+                "paddlex": not self.deploy_check, "problems": list(self.deploy_check)},
         }
 
     def to_text(self, max_files: int = 30) -> str:
@@ -216,6 +219,9 @@ class InspectReport:
             lines.append("  ops     " + ", ".join(f"{k} ×{v}" for k, v in self.ops))
         if self.preprocess:
             lines.append(f"  images  {self.preprocess}")
+        if self.deploy_check is not None:
+            lines.append("  PaddleX " + ("✓ runs this bundle unchanged (create_model)" if not self.deploy_check
+                                         else "✗ " + "; ".join(self.deploy_check)))
         if self.modes:
             lines.append("  modes")
             for m in self.modes:
@@ -456,6 +462,23 @@ def _program_modes(mf, facts) -> tuple:
                   dygraph=dygraph, export=export, migrate=migrate)
 
 
+def _deploy_check(mf):
+    """:func:`clsviz.bundle.deploy_check` of a model folder with an ``inference.yml``."""
+    import yaml
+
+    from .bundle import deploy_check, resolve_config
+    from .formats.rebuild import config_from_program
+    from .formats.signature import signature_of
+    from .safe_io import read_text
+
+    try:
+        doc = yaml.safe_load(read_text(mf.config_file, what="inference.yml"))
+        cfg = config_from_program(mf, resolve_config(mf.config_file), from_file=True)
+        return deploy_check(doc, signature=signature_of(mf), softmax=cfg.softmax)
+    except (ClsvizError, yaml.YAMLError) as e:
+        return (f"inference.yml cannot be read: {str(e)[:200]}",)
+
+
 def _image_path(mf):
     """``(Preprocess, "")`` that turns a real image into this program's input, or ``(None, why)``:
     the input signature (several inputs, a flat input of unknown size, a non-image dtype) or
@@ -551,6 +574,7 @@ def _inspect_program(p: Path, mf, folder_files) -> InspectReport:
     if unused:
         notes.append(f"{len(unused)} file(s) not used by the model: {', '.join(unused[:6])}")
     modes = _program_modes(mf, facts)
+    deploy = _deploy_check(mf) if mf.config_file is not None and not facts["training"] else None
     preprocess = ""
     if not facts["training"]:
         pre, why = _image_path(mf)
@@ -568,7 +592,7 @@ def _inspect_program(p: Path, mf, folder_files) -> InspectReport:
         verdict += " · PROBLEMS"
     return InspectReport(str(p), mf.kind, layout, title, era, True, verdict, tuple(files),
                          facts["tensors"], facts["inputs"], facts["outputs"], facts["ops"],
-                         facts["program"], modes, tuple(notes), problems, preprocess)
+                         facts["program"], modes, tuple(notes), problems, preprocess, deploy)
 
 
 def _inspect_pdparams(p: Path, mf, folder_files, trust: bool) -> InspectReport:

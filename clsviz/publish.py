@@ -107,7 +107,9 @@ def _legacy_owned(folder: Path) -> dict | None:
         return None
     try:
         doc = yaml.safe_load(read_text(yml, what="inference.yml"))
-        marker = doc["Global"]["clsviz"]
+        from .bundle import clsviz_section
+
+        marker = clsviz_section(doc)
         sums = marker.get("sha256") or {}
     except (ClsvizError, yaml.YAMLError, KeyError, TypeError, AttributeError, RecursionError):
         return None

@@ -288,18 +288,24 @@ def validate_sidecar(doc, *, where=None) -> None:
                           hint="expected Global / PreProcess / PostProcess sections")
     w = _Walk(doc)
     try:
-        for section in ("Global", "Global.clsviz", "PreProcess", "PostProcess", "PostProcess.Topk"):
+        for section in ("Global", "Global.clsviz", "clsviz", "Hpi", "PreProcess", "PostProcess",
+                        "PostProcess.Topk"):
             w.at(section, _section)
         w.at("Global.model_name", _opt(lambda v: _str(v, 512)))
-        class_num = w.at("Global.clsviz.class_num", _opt(_int(1, MAX_CLASSES)))
-        shape = w.at("Global.clsviz.image_shape", _opt(_image_shape))
-        w.at("Global.clsviz.softmax", _opt(_bool))
-        w.at("Global.clsviz.arch_kwargs", _opt(_arch_kwargs))
-        w.at("Global.clsviz.sha256", _opt(_checksums))
-        w.at("Global.clsviz.interpolation", _opt(_str))
-        w.at("Global.clsviz.onnx", _opt(_mapping))  # engines/convert.py: the cached ONNX's record
-        w.at("Global.clsviz.backend", _opt(_choice("pil", "cv2")))
-        w.at("Global.clsviz.output", _opt(_output))
+        # clsviz's own section: top level (PaddleX-compatible bundles) or Global.clsviz (older ones)
+        facts = {}
+        for ns in ("Global.clsviz", "clsviz"):
+            facts[ns] = (w.at(f"{ns}.class_num", _opt(_int(1, MAX_CLASSES))),
+                         w.at(f"{ns}.image_shape", _opt(_image_shape)))
+            w.at(f"{ns}.softmax", _opt(_bool))
+            w.at(f"{ns}.arch_kwargs", _opt(_arch_kwargs))
+            w.at(f"{ns}.sha256", _opt(_checksums))
+            w.at(f"{ns}.interpolation", _opt(_str))
+            w.at(f"{ns}.onnx", _opt(_mapping))  # engines/convert.py: the cached ONNX's record
+            w.at(f"{ns}.backend", _opt(_choice("pil", "cv2")))
+            w.at(f"{ns}.output", _opt(_output))
+            w.at(f"{ns}.arch", _opt(lambda v: _str(v, 512)))
+        shape = facts["clsviz"][1] or facts["Global.clsviz"][1]
         w.at("PreProcess.transform_ops", _opt(lambda ops: _ops(ops, shape[0] if shape else None)))
         w.at("PostProcess.Topk.topk", _opt(_int(1, MAX_CLASSES)))
         labels = w.at("PostProcess.Topk.label_list", _opt(_label_list))
@@ -307,10 +313,11 @@ def validate_sidecar(doc, *, where=None) -> None:
     except _Bad as e:
         raise FormatError(f"{name}: {e.field} is {show(e.value)}; allowed: {e.allowed}", path=where,
                           hint="fix the value, or export the model again") from None
-    if class_num and labels and len(labels) != class_num:
-        raise FormatError(f"{name}: Global.clsviz.class_num is {class_num} but "
-                          f"PostProcess.Topk.label_list has {len(labels)} labels", path=where,
-                          hint="give exactly one label per class")
+    for ns, (class_num, _) in facts.items():
+        if class_num and labels and len(labels) != class_num:
+            raise FormatError(f"{name}: {ns}.class_num is {class_num} but "
+                              f"PostProcess.Topk.label_list has {len(labels)} labels", path=where,
+                              hint="give exactly one label per class")
 
 
 # ------------------------------------------------------------------ options and declared sizes

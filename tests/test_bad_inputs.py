@@ -628,7 +628,7 @@ def test_nan_weights_are_an_engine_error_not_nan_scores(tmp_path, bundle, ckpt, 
     # the bundle's checksums would refuse the swapped files at load; this case is about weights
     # that were NaN all along (trained that way), so drop the checksums as an older bundle has none
     y = yaml.safe_load((where / "inference.yml").read_text())
-    y["Global"]["clsviz"].pop("sha256", None)
+    y["clsviz"].pop("sha256", None)
     (where / "inference.yml").write_text(yaml.safe_dump(y))
     clf = clsviz.load(where, mode=mode)
     expect(EngineError, lambda: clf.predict(np.zeros((SIZE, SIZE, 3), np.uint8)), names=where,
@@ -1192,7 +1192,7 @@ def test_grey_sidecar_values_are_allowed(tmp_path, bundle):
     from clsviz.schema import validate_sidecar
 
     d = yaml.safe_load((bundle / "inference.yml").read_text())
-    d["Global"]["clsviz"]["image_shape"] = [1, 32, 32]
+    d["clsviz"]["image_shape"] = [1, 32, 32]
     d["PreProcess"]["transform_ops"][2]["NormalizeImage"].update(mean=[0.5], std=[0.5])
     validate_sidecar(d, where=bundle / "inference.yml")
     record("sidecar: a grey model (image_shape [1, 32, 32], one mean/std)", "ok", "valid", group="values")

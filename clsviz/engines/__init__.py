@@ -209,12 +209,13 @@ def _build(files, cfg, opts, *, mode, source, trust, trust_code=True) -> Classif
         from .legacy import dygraph_from_program  # rebuilds the program op by op as a Layer
 
         return dygraph_from_program(files, cfg, opts, source=source)
-    if cfg.model_name is not None and not trust_code:  # before reading anything a file names
+    arch = cfg.arch or cfg.model_name  # the sidecar's architecture when the model name is PaddleX's
+    if arch is not None and not trust_code:  # before reading anything a file names
         from ..archs.registry import refuse_code_from_files
 
-        refuse_code_from_files(cfg.model_name, where=files.config_file or files.checkpoint)
+        refuse_code_from_files(arch, where=files.config_file or files.checkpoint)
     state = load_state_dict(files.checkpoint, trust=trust)
-    if cfg.model_name is None:
+    if arch is None:
         from ..archs import guess_architecture
         from ..formats.fluid_names import guess_arch
 
@@ -226,11 +227,11 @@ def _build(files, cfg, opts, *, mode, source, trust, trust_code=True) -> Classif
     if files.kind == detect.FLUID_PERSISTABLES:
         from ..formats.fluid_names import fluid_to_dygraph_for_arch
 
-        state = fluid_to_dygraph_for_arch(state, cfg.model_name)
+        state = fluid_to_dygraph_for_arch(state, arch)
     if cfg.class_num is None:
         n = infer_class_num(state)
         if n is None:
             raise OptionError("cannot tell the number of classes from the checkpoint",
                               hint="pass class_num=")
         cfg = cfg.with_class_num(n)
-    return DygraphClassifier(cfg.model_name, state, cfg, opts, checkpoint=files.checkpoint, source=source)
+    return DygraphClassifier(arch, state, cfg, opts, checkpoint=files.checkpoint, source=source)

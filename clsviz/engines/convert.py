@@ -4,7 +4,7 @@ The OpenVINO and ONNX Runtime engines run ``inference.onnx``, made by the ``padd
 executable (2.1 reads PIR ``inference.json``; there is no ``python -m paddle2onnx``).
 
 **Where it goes.**  Into the bundle, beside the program, as ``inference.onnx`` (the name
-PaddleX also looks for); the sidecar records it under ``Global.clsviz.onnx``: its sha256 and
+PaddleX also looks for); the sidecar records it under ``clsviz.onnx``: its sha256 and
 the sha256 of the files it was made from.  The file and the sidecar become clsviz's own files
 (listed in ``.clsviz-manifest.json``) and are written under the bundle's lock, each by one
 rename (:func:`clsviz.publish.add_own_files`).  A folder clsviz may not write (read-only, no
@@ -99,7 +99,9 @@ def _read_record(sidecar: Path) -> dict | None:
 
     try:
         doc = yaml.safe_load(read_text(sidecar, what="inference.yml"))
-        rec = doc["Global"]["clsviz"]["onnx"]
+        from ..bundle import clsviz_section
+
+        rec = clsviz_section(doc)["onnx"]
         return rec if isinstance(rec, dict) else None
     except Exception:  # noqa: BLE001 - no usable record means convert again
         return None
@@ -271,7 +273,9 @@ def _publish(bundle: Path, staged: Path, sources) -> bool:
     sidecar = bundle / SIDECAR
     try:
         doc = yaml.safe_load(read_text(sidecar, what="inference.yml"))
-        doc.setdefault("Global", {}).setdefault("clsviz", {})["onnx"] = _record(staged, sources)
+        from ..bundle import clsviz_section
+
+        clsviz_section(doc, create=True)["onnx"] = _record(staged, sources)
     except Exception:  # noqa: BLE001 - a sidecar clsviz cannot edit: use the cache
         return False
     new_sidecar = bundle / f".{SIDECAR}.{secrets.token_hex(4)}"

@@ -452,8 +452,8 @@ def infer_config(program, config=None, *, from_file: bool = False):
 
     The input signature (channels, layout, dtype, fixed H/W; :func:`~clsviz.formats.signature.
     apply_signature`) always comes from the program; ``class_num`` from the scored output's last
-    dimension; ``softmax`` from a final softmax op unless the config came from an
-    ``inference.yml`` (``from_file``), which says it itself.
+    dimension; ``softmax`` from a final softmax op (whatever a sidecar says: PaddleX's and
+    PaddleClas's do not say it).  ``from_file``: the config came from an ``inference.yml``.
     """
     from ..bundle import BundleConfig
 
@@ -462,7 +462,7 @@ def infer_config(program, config=None, *, from_file: bool = False):
 
     sig = read_signature(program, output=config.output)
     config = apply_signature(config, sig, where=getattr(program, "path", None))
-    if not from_file and sig.output_index == 0 and ends_with_softmax(program):
+    if sig.output_index == 0 and ends_with_softmax(program):  # a PaddleClas/PaddleX export's head too
         config = replace(config, softmax=True)
     out_shape = sig.output.shape if sig.output else None
     if config.class_num is None and out_shape and len(out_shape) == 2 and out_shape[-1] > 0:
