@@ -79,6 +79,10 @@ class StageStats:
     def to_dict(self) -> dict:
         return {"p50": round(self.p50, 4), "p90": round(self.p90, 4), "mean": round(self.mean, 4), "n": self.n}
 
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "StageStats":
+        return cls(float(d["p50"]), float(d["p90"]), float(d["mean"]), int(d["n"]))
+
 
 STAGES = ("preprocess", "forward", "postprocess")
 

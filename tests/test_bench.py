@@ -123,6 +123,12 @@ def test_bench_writes_json_markdown_and_plot(tiny_report):
     assert isinstance(rep, BenchReport) and "<table>" in rep._repr_html_()
     again = BenchReport.from_dict(d)  # bench.json round-trips
     assert again.to_markdown() == rep.to_markdown() and again.ratios == d["ratios"]
+    from clsviz.bench import LatencyRow, OverheadRow
+
+    row, ovh = rep.modes["predictor"]["1"], rep.overhead["predictor"]  # typed rows, not dicts
+    assert isinstance(row, LatencyRow) and row.batch == 1 and row.stages["forward"].p50 > 0
+    assert isinstance(ovh, OverheadRow) and ovh.bound_ratio is not None and ovh.raw_ms.n >= 30
+    assert again.modes == rep.modes and again.overhead == rep.overhead
 
 
 def test_bf16_agreement_is_reported(tiny_report):

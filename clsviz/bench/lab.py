@@ -18,6 +18,7 @@ from .fixtures import bench_images, prepare_bundle, synthetic_jpeg
 from .machine import machine_info
 from .overhead import FIXED_COST_ROUNDS, OVERHEAD_ROUNDS, _with_bounds, fixed_costs, overhead
 from .report import BenchReport
+from .rows import LatencyRow
 
 STAGES = ("preprocess", "forward", "postprocess")
 
@@ -159,13 +160,7 @@ def run_bench(model: str = "ResNet50_vd", *, repeats: int = 30, warmup: int = 3,
             st.update(interleaved(contenders, repeats=n, warmup=min(warmup, 2) if b > 1 else warmup, seed=seed))
         for m in clfs:
             for b in batch_sizes:
-                s = st[f"{m}|{b}"]
-                mode_rows.setdefault(m, {})[str(b)] = {
-                    "stages_ms": {k: s[k].to_dict() for k in STAGES},
-                    "total_ms": s["total"].to_dict(),
-                    "images_per_s": round(b / (s["total"].p50 / 1e3), 2),
-                    "forward_images_per_s": round(b / (s["forward"].p50 / 1e3), 2),
-                }
+                mode_rows.setdefault(m, {})[str(b)] = LatencyRow.measured(m, b, st[f"{m}|{b}"], STAGES)
 
         x1 = default.preprocess(paths[:1])
         sweep_rows, agreements = {}, {}

@@ -12,6 +12,7 @@ from ..results import StageStats
 from ..timing import clock, interleaved_laps, timed
 from .fixtures import bench_images, prepare_bundle
 from .machine import machine_info
+from .rows import OverheadRow
 
 def overhead(classifiers: Mapping[str, object], batch: np.ndarray, *, repeats: int = 30,
              warmup: int = 5, seed: int = 0) -> dict:
@@ -47,12 +48,12 @@ def overhead(classifiers: Mapping[str, object], batch: np.ndarray, *, repeats: i
         laps = interleaved_laps(contenders, repeats=repeats, warmup=warmup, seed=seed)
         lc, lr = np.asarray(laps["clsviz"]["total"]), np.asarray(laps["raw"]["total"])
         c, r = StageStats.of(lc), StageStats.of(lr)
-        result[mode] = {"clsviz_ms": c.to_dict(), "raw_ms": r.to_dict(), "ratio": round(c.p50 / r.p50, 4),
-                        # the same, round by round: robust to slow drifts in machine load
-                        "paired_ratio": round(float(np.median(lc / lr)), 4),
-                        "paired_diff_ms": round(float(np.median(lc - lr)) * 1e3, 4),
-                        "ratio_ci95": _bootstrap_ratio_ci(lc, lr, seed=seed),
-                        "max_abs_diff": same}
+        result[mode] = OverheadRow.from_dict(mode, {
+            "clsviz_ms": c.to_dict(), "raw_ms": r.to_dict(), "ratio": round(c.p50 / r.p50, 4),
+            # the same, round by round: robust to slow drifts in machine load
+            "paired_ratio": round(float(np.median(lc / lr)), 4),
+            "paired_diff_ms": round(float(np.median(lc - lr)) * 1e3, 4),
+            "ratio_ci95": _bootstrap_ratio_ci(lc, lr, seed=seed), "max_abs_diff": same})
     return result
 
 
@@ -86,18 +87,13 @@ def fixed_costs(workdir, *, modes=("predictor", "dygraph", "executor"), rounds: 
     res = overhead(clfs, x, repeats=rounds, warmup=10, seed=seed)
     for c in clfs.values():
         c.close()
-    return {m: {"fixed_cost_ms": v["paired_diff_ms"], "tiny_raw_ms": v["raw_ms"]["p50"], "rounds": rounds}
+    return {m: {"fixed_cost_ms": v.paired_diff_ms, "tiny_raw_ms": v.raw_ms.p50, "rounds": rounds}
             for m, v in res.items()}
 
 
-def _with_bounds(ovh: dict, fixed: dict) -> dict:
+def _with_bounds(ovh: dict[str, OverheadRow], fixed: dict) -> dict[str, OverheadRow]:
     """Add ``bound_ratio`` = 1 + fixed cost / raw p50 on the big network (noise-free estimate)."""
-    for m, v in ovh.items():
-        if m in fixed:
-            f = max(0.0, fixed[m]["fixed_cost_ms"])
-            v["fixed_cost_ms"] = fixed[m]["fixed_cost_ms"]
-            v["bound_ratio"] = round(1 + f / v["raw_ms"]["p50"], 5)
-    return ovh
+    return {m: v.with_fixed_cost(fixed[m]["fixed_cost_ms"]) if m in fixed else v for m, v in ovh.items()}
 
 
 def overhead_only(model: str = "ResNet50_vd", *, repeats: int = 30, image_size: int = 224,
@@ -116,10 +112,11 @@ def overhead_only(model: str = "ResNet50_vd", *, repeats: int = 30, image_size: 
         for c in clfs.values():
             c.close()
         res = _with_bounds(res, fixed_costs(wd, modes=modes, seed=seed))
-        return {"overhead_ratio": {m: v["ratio"] for m, v in res.items()},
-                "overhead_bound": {m: v["bound_ratio"] for m, v in res.items()},
+        return {"overhead_ratio": {m: v.ratio for m, v in res.items()},
+                "overhead_bound": {m: v.bound_ratio for m, v in res.items()},
                 "model": model, "arch": arch,
-                "batch_size": 1, "repeats": max(OVERHEAD_ROUNDS, repeats), "overhead": res,
+                "batch_size": 1, "repeats": max(OVERHEAD_ROUNDS, repeats),
+                "overhead": {m: v.to_dict() for m, v in res.items()},
                 "machine": machine_info()["cpu"],
                 "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None}
     finally:

@@ -5,9 +5,11 @@ import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
+from .rows import LatencyRow, OverheadRow
 
 STAGES = ("preprocess", "forward", "postprocess")
 
@@ -25,11 +27,11 @@ class BenchReport:
     machine: dict
     versions: dict
     cold: dict
-    modes: dict
+    modes: Mapping[str, Mapping[str, LatencyRow]]  # mode → batch size (as a string) → row
     sweep: dict
     default_config: str | None
     agreement: dict
-    overhead: dict
+    overhead: Mapping[str, OverheadRow]
     preprocessing: dict
     flops: dict | None
     bf16_supported: bool = False
@@ -40,8 +42,11 @@ class BenchReport:
         """Rebuild a report from its ``to_dict()`` (``bench.json``), e.g. to re-render it."""
         return cls(model=d["model"], arch=d["arch"], image_shape=tuple(d["image_shape"]), started=d["started"],
                    finished=d["finished"], method=d["method"], machine=d["machine"], versions=d["versions"],
-                   cold=d["cold_start"], modes=d["modes"], sweep=d["sweep"], default_config=d["default_config"],
-                   agreement=d["agreement"], overhead=d["overhead"], preprocessing=d["preprocessing"],
+                   cold=d["cold_start"],
+                   modes={m: {b: LatencyRow.from_dict(m, b, r) for b, r in rows.items()} for m, rows in d["modes"].items()},
+                   sweep=d["sweep"], default_config=d["default_config"], agreement=d["agreement"],
+                   overhead={m: OverheadRow.from_dict(m, r) for m, r in d["overhead"].items()},
+                   preprocessing=d["preprocessing"],
                    flops=d["flops"], bf16_supported=d.get("bf16_supported", False))
 
     # -- derived numbers ----------------------------------------------------------------------
@@ -74,16 +79,16 @@ class BenchReport:
         pr = self.modes.get("predictor", {})
         for b, row in pr.items():
             if b != "1":
-                add(f"default fp32, batch {b} (per-stage run)", row["stages_ms"]["forward"]["p50"], int(b))
+                add(f"default fp32, batch {b} (per-stage run)", row.stages["forward"].p50, int(b))
         return rows
 
     @property
     def ratios(self) -> dict:
         """The headline ratios (all ratios of medians measured side by side)."""
-        r: dict = {"overhead_ratio": {m: v["ratio"] for m, v in self.overhead.items()}}
-        if all("bound_ratio" in v for v in self.overhead.values()) and self.overhead:
-            r["overhead_bound"] = {m: v["bound_ratio"] for m, v in self.overhead.items()}
-            r["overhead_fixed_cost_ms"] = {m: v["fixed_cost_ms"] for m, v in self.overhead.items()}
+        r: dict = {"overhead_ratio": {m: v.ratio for m, v in self.overhead.items()}}
+        if all(v.bound_ratio is not None for v in self.overhead.values()) and self.overhead:
+            r["overhead_bound"] = {m: v.bound_ratio for m, v in self.overhead.items()}
+            r["overhead_fixed_cost_ms"] = {m: v.fixed_cost_ms for m, v in self.overhead.items()}
         name, best = self._best("fp32")
         if best and self.default_config:
             r["default_vs_best_fp32"] = round(self.sweep[self.default_config]["ms"]["p50"] / best["ms"]["p50"], 4)
@@ -111,10 +116,11 @@ class BenchReport:
             "model": self.model, "arch": self.arch, "image_shape": list(self.image_shape),
             "started": self.started, "finished": self.finished, "method": self.method,
             "machine": self.machine, "versions": self.versions, "ratios": self.ratios,
-            "overhead_ratio": {m: v["ratio"] for m, v in self.overhead.items()},
-            "cold_start": self.cold, "modes": self.modes, "sweep": self.sweep,
-            "default_config": self.default_config, "agreement": self.agreement,
-            "overhead": self.overhead, "preprocessing": self.preprocessing, "flops": self.flops,
+            "overhead_ratio": {m: v.ratio for m, v in self.overhead.items()},
+            "cold_start": self.cold,
+            "modes": {m: {b: row.to_dict() for b, row in rows.items()} for m, rows in self.modes.items()},
+            "sweep": self.sweep, "default_config": self.default_config, "agreement": self.agreement,
+            "overhead": {m: v.to_dict() for m, v in self.overhead.items()}, "preprocessing": self.preprocessing, "flops": self.flops,
             "gflops": self.gflops(), "bf16_supported": self.bf16_supported, **self.extra,
         }
 
@@ -139,7 +145,7 @@ class BenchReport:
             for mode, rows in self.modes.items():
                 c = self.cold.get(mode, {})
                 for b, row in rows.items():
-                    s = row["stages_ms"]
+                    s = row.stages
                     fw = s["forward"]
                     if "build_s" in c:
                         cold = f"{c['build_s']:.2f} | {c['first_forward_ms']:.0f} | {c['peak_rss_mb']:.0f}"
@@ -147,9 +153,9 @@ class BenchReport:
                         cold = "— | — | —" if not c else f"error: {c.get('error', '')[:40]} | | "
                     if b != "1":
                         cold = "| |"
-                    L.append(f"| {mode} | {b} | {s['preprocess']['p50']:.2f} | {fw['p50']:.2f} / {fw['p90']:.2f} / "
-                             f"{fw['mean']:.2f} | {s['postprocess']['p50']:.3f} | {row['total_ms']['p50']:.2f} | "
-                             f"{row['images_per_s']:.1f} | {cold} |")
+                    L.append(f"| {mode} | {b} | {s['preprocess'].p50:.2f} | {fw.p50:.2f} / {fw.p90:.2f} / "
+                             f"{fw.mean:.2f} | {s['postprocess'].p50:.3f} | {row.total.p50:.2f} | "
+                             f"{row.images_per_s:.1f} | {cold} |")
             L.append("")
             L.append("Latency in ms per batch. Cold columns: build time, first forward (batch 1) and peak RSS "
                      "of a fresh process that imports clsviz, builds the mode and runs batch 1 and 8.")
@@ -184,13 +190,13 @@ class BenchReport:
         L.append("|---|---:|---|")
         for mode, v in r["overhead_ratio"].items():
             o = self.overhead[mode]
-            ci = o.get("ratio_ci95")
+            ci = o.ratio_ci95
             L.append(f"| overhead: clsviz forward / raw Paddle loop, {mode} "
-                     + (f"(95% CI {ci[0]:.3f}–{ci[1]:.3f}; {o['clsviz_ms']['n']} rounds) " if ci else "")
+                     + (f"(95% CI {ci[0]:.3f}–{ci[1]:.3f}; {o.clsviz_ms.n} rounds) " if ci else "")
                      + f"| {v:.3f} | ≤ 1.05 |")
         for mode, v in r.get("overhead_bound", {}).items():
             L.append(f"| overhead from the fixed cost per call, {mode}: 1 + "
-                     f"{self.overhead[mode]['fixed_cost_ms'] * 1e3:.0f} µs / raw p50 | {v:.4f} | ≤ 1.05 |")
+                     f"{self.overhead[mode].fixed_cost_ms * 1e3:.0f} µs / raw p50 | {v:.4f} | ≤ 1.05 |")
         if "default_vs_best_fp32" in r:
             L.append(f"| default predictor p50 / best fp32 p50 ({r['best_fp32_config']}) | "
                      f"{r['default_vs_best_fp32']:.3f} | ≤ 1.10 |")
@@ -240,7 +246,7 @@ class BenchReport:
         colors = {"preprocess": "#90caf9", "forward": "#1565c0", "postprocess": "#ffb300"}
         left = np.zeros(len(modes))
         for s in STAGES:
-            v = np.array([self.modes[m]["1"]["stages_ms"][s]["p50"] for m in modes])
+            v = np.array([self.modes[m]["1"].stages[s].p50 for m in modes])
             ax.barh(modes, v, left=left, color=colors[s], label=s)
             left += v
         ax.set_xlabel("ms per image (p50, batch 1)")
@@ -304,6 +310,8 @@ class BenchReport:
 
 
 def _jsonable(o):
+    if hasattr(o, "to_dict"):
+        return o.to_dict()
     if isinstance(o, (np.integer,)):
         return int(o)
     if isinstance(o, (np.floating,)):

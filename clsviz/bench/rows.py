@@ -1,0 +1,84 @@
+"""Typed rows of the lab's report: one frozen object per measured thing, ``to_dict()`` for JSON.
+
+Each row is built from its rounded JSON form (``from_dict``), so a report read back from
+``bench.json`` renders exactly like the one that wrote it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Mapping
+
+from ..results import StageStats
+
+
+@dataclass(frozen=True)
+class LatencyRow:
+    """One mode at one batch size: per-stage latency in ms per batch, and throughput."""
+
+    mode: str
+    batch: int
+    stages: Mapping[str, StageStats]
+    total: StageStats
+    images_per_s: float
+    forward_images_per_s: float
+
+    @classmethod
+    def measured(cls, mode: str, batch: int, stats: Mapping[str, StageStats], stages) -> "LatencyRow":
+        """From the harness's stats of one contender (``stages`` + ``total``)."""
+        return cls.from_dict(mode, batch, {
+            "stages_ms": {k: stats[k].to_dict() for k in stages},
+            "total_ms": stats["total"].to_dict(),
+            "images_per_s": round(batch / (stats["total"].p50 / 1e3), 2),
+            "forward_images_per_s": round(batch / (stats["forward"].p50 / 1e3), 2)})
+
+    @classmethod
+    def from_dict(cls, mode: str, batch, d: Mapping) -> "LatencyRow":
+        return cls(mode=mode, batch=int(batch), stages={k: StageStats.from_dict(v) for k, v in d["stages_ms"].items()},
+                   total=StageStats.from_dict(d["total_ms"]), images_per_s=float(d["images_per_s"]),
+                   forward_images_per_s=float(d["forward_images_per_s"]))
+
+    def to_dict(self) -> dict:
+        return {"stages_ms": {k: v.to_dict() for k, v in self.stages.items()}, "total_ms": self.total.to_dict(),
+                "images_per_s": self.images_per_s, "forward_images_per_s": self.forward_images_per_s}
+
+
+@dataclass(frozen=True)
+class OverheadRow:
+    """``Classifier.forward`` against the engine's raw call, side by side on one mode.
+
+    ``ratio`` is p50(clsviz) / p50(raw); ``paired_ratio`` / ``paired_diff_ms`` the medians of the
+    per-round ratios / differences; ``fixed_cost_ms`` and ``bound_ratio`` come from the
+    tiny-network measurement (:func:`clsviz.bench.overhead.fixed_costs`), when it ran.
+    """
+
+    mode: str
+    clsviz_ms: StageStats
+    raw_ms: StageStats
+    ratio: float
+    paired_ratio: float
+    paired_diff_ms: float
+    ratio_ci95: tuple[float, float]
+    max_abs_diff: float
+    fixed_cost_ms: float | None = None
+    bound_ratio: float | None = None
+
+    @classmethod
+    def from_dict(cls, mode: str, d: Mapping) -> "OverheadRow":
+        return cls(mode=mode, clsviz_ms=StageStats.from_dict(d["clsviz_ms"]), raw_ms=StageStats.from_dict(d["raw_ms"]),
+                   ratio=float(d["ratio"]), paired_ratio=float(d["paired_ratio"]),
+                   paired_diff_ms=float(d["paired_diff_ms"]), ratio_ci95=tuple(d["ratio_ci95"]),
+                   max_abs_diff=float(d["max_abs_diff"]), fixed_cost_ms=d.get("fixed_cost_ms"),
+                   bound_ratio=d.get("bound_ratio"))
+
+    def with_fixed_cost(self, fixed_cost_ms: float) -> "OverheadRow":
+        """This row plus the bound 1 + fixed cost / raw p50 (a noise-free estimate of the ratio)."""
+        return replace(self, fixed_cost_ms=fixed_cost_ms,
+                       bound_ratio=round(1 + max(0.0, fixed_cost_ms) / self.raw_ms.p50, 5))
+
+    def to_dict(self) -> dict:
+        d = {"clsviz_ms": self.clsviz_ms.to_dict(), "raw_ms": self.raw_ms.to_dict(), "ratio": self.ratio,
+             "paired_ratio": self.paired_ratio, "paired_diff_ms": self.paired_diff_ms,
+             "ratio_ci95": list(self.ratio_ci95), "max_abs_diff": self.max_abs_diff}
+        if self.fixed_cost_ms is not None:
+            d.update(fixed_cost_ms=self.fixed_cost_ms, bound_ratio=self.bound_ratio)
+        return d
