@@ -164,9 +164,8 @@ def machine_line() -> str:
 def _inputs(ref, images, n_random: int, seed: int) -> tuple[np.ndarray, str]:
     if images is not None:
         return ref.preprocess(images), "the given images"
-    shape = tuple(ref.config.image_shape)
-    x = np.random.default_rng(seed).standard_normal((n_random, *shape)).astype(np.float32)
-    return x, f"{n_random} random inputs of the model's shape"
+    # the program's own input signature: shape, channels, layout and dtype
+    return ref.config.preprocess.probe(n_random, seed=seed), f"{n_random} random inputs of the model's own signature"
 
 
 def recommend(model, images=None, *, candidates: Sequence = CANDIDATES, repeats: int = 20, warmup: int = 3,
@@ -175,7 +174,8 @@ def recommend(model, images=None, *, candidates: Sequence = CANDIDATES, repeats:
     """Time every available engine × precision on ``model`` and pick the fastest that agrees.
 
     ``model`` is anything :func:`clsviz.load` takes.  ``images`` (paths, arrays, a folder) are
-    what the agreement is checked on; by default 4 random inputs of the model's own input shape.
+    what the agreement is checked on; by default 4 random inputs of the model's own input
+    signature (``Preprocess.probe``: shape, channels, layout, dtype).
     Latency is one ``forward`` on a batch of ``batch_size`` (the engines' cost; pre- and
     post-processing are the same code for all).  Candidates that cannot run here (no bf16 in
     this CPU, the ``runtimes`` extra missing, a model paddle2onnx cannot convert) are listed
