@@ -17,6 +17,7 @@ pytest.importorskip("onnxruntime")
 
 import clsviz  # noqa: E402
 from clsviz.demo.run import export_demo  # noqa: E402
+from clsviz.bundle import clsviz_section  # noqa: E402
 from clsviz.errors import BackendUnavailable, EngineError  # noqa: E402
 from clsviz.publish import MANIFEST, owned_files  # noqa: E402
 
@@ -97,7 +98,7 @@ def test_the_onnx_is_kept_in_the_bundle_and_reused(tmp_path):
     first = clsviz.load(b, mode="onnxruntime")
     assert not first.onnx.reused and first.onnx.location == "bundle"
     assert first.onnx.path == b / "inference.onnx"
-    rec = yaml.safe_load((b / "inference.yml").read_text())["Global"]["clsviz"]["onnx"]
+    rec = clsviz_section(yaml.safe_load((b / "inference.yml").read_text()))["onnx"]
     assert rec["sha256"] == clsviz.bundle.sha256_file(b / "inference.onnx")
     assert set(rec["sources"]) == {"inference.json", "inference.pdiparams"}
     # clsviz's own files now: listed in the manifest, so a forced re-export may replace them
@@ -128,7 +129,7 @@ def test_the_onnx_is_made_again_when_the_weights_change(demo_bundle, tmp_path):
     for name in ("inference.json", "inference.pdiparams"):  # a program and its weights go together
         shutil.copyfile(other / name, b / name)
     doc = yaml.safe_load((b / "inference.yml").read_text())
-    del doc["Global"]["clsviz"]["sha256"]
+    del clsviz_section(doc)["sha256"]
     (b / "inference.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
     after = clsviz.load(b, mode="onnxruntime")
     assert not after.onnx.reused
