@@ -51,7 +51,7 @@ def latency_table(cmp, *, mark_fastest: bool = True, notes: bool = True) -> str:
         tag = (" <span class='badge ok clsviz-fastest'>fastest</span>"
                if mark_fastest and m == fastest else "")
         rows.append(
-            f"<tr data-mode='{_e(m)}'><td><b>{_e(m)}</b>{tag}</td><td>{_e(r.isolation)}</td>"
+            f"<tr data-mode='{_e(m)}'><td><b>{_e(m)}</b>{tag}</td><td style='white-space:nowrap'>{_e(r.isolation)}</td>"
             f"<td class='num'>{r.build_seconds:.2f}</td>"
             + "".join(f"<td class='num'>{r.stages[s].p50:.2f}</td>" for s in stages)
             + f"<td class='num'><b>{r.total.p50:.2f}</b></td><td class='num'>{r.total.p90:.2f}</td>"
