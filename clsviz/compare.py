@@ -1,7 +1,7 @@
 """Run several classifiers on the same inputs and report top-k, latency and agreement."""
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -33,10 +33,11 @@ def compare(images, classifiers, *, top_k: int = 5, repeats: int = 10, warmup: i
     ``classifiers`` is a list of :class:`Classifier` (keyed by their mode) or a dict
     name → classifier; a value that is an exception (a mode that could not be built, see
     :func:`load_modes`) is reported in ``Comparison.failed`` and the others still run.
-    The modes are timed side by side by :func:`clsviz.timing.interleaved_laps`: after ``warmup`` untimed rounds, each of ``repeats`` rounds runs every mode once over all the
-    images, in an order shuffled per round (``seed``).  Latency is per batch of
-    ``options.batch_size`` images.  Agreement is measured on raw outputs against ``reference``
-    (default: the first).  ``progress`` is an optional callable(step, total, name).
+    The modes are timed side by side by :func:`clsviz.timing.interleaved_laps`: after ``warmup``
+    untimed rounds, each of ``repeats`` rounds runs every mode once over all the images, in an
+    order shuffled per round (``seed``).  Latency is per batch of ``options.batch_size`` images.
+    Agreement is measured on raw outputs against ``reference`` (default: the first).
+    ``progress`` is an optional callable(step, total, name).
     """
     failed: dict[str, str] = {}
     if isinstance(classifiers, Mapping):

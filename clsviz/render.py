@@ -9,8 +9,8 @@ from __future__ import annotations
 import html
 import os.path
 
-__all__ = ["latency_table", "latency_text", "agreement_badge", "agreement_lines", "failed_list", "top1_table", "short_name",
-           "LATENCY_NOTE", "MEMORY_NOTE"]
+__all__ = ["latency_table", "latency_text", "agreement_badge", "agreement_lines", "failed_list", "top1_table",
+           "short_name", "LATENCY_NOTE", "MEMORY_NOTE"]
 
 LATENCY_NOTE = ("milliseconds per batch: median (p50) and p90 of the timed batches after warm-up, every mode "
                 "timed in the same interleaved rounds (shuffled order per round); build s: seconds to build the engine")

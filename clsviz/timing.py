@@ -18,14 +18,16 @@ import random
 import resource
 import sys
 import time
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
 
 from .errors import OptionError
 from .results import StageStats
 
 clock = time.perf_counter
 
-Laps = Mapping[str, "float | Sequence[float]"]
+Laps = Mapping[str, "float | Sequence[float]"]  # a string: `|` on types needs Python 3.10 at run time
 Contender = Callable[[], Laps]
 
 
@@ -117,8 +119,6 @@ def staged(clf, chunks: Sequence[Sequence], *, top_k: int = 5, names: Sequence[s
     ``postprocess`` and ``total``.  If ``sink`` is given, the last call's raw outputs
     (concatenated) and predictions are left in ``sink["outputs"]`` / ``sink["predictions"]``.
     """
-    import numpy as np
-
     offsets = [sum(len(c) for c in chunks[:i]) for i in range(len(chunks))]
 
     def run() -> dict[str, list[float]]:

@@ -25,9 +25,8 @@ def test_quiet_redirects_only_inside_and_restores_after_nesting_errors_and_threa
             assert _fd_identity(2) == (null.st_dev, null.st_ino)
         assert _fd_identity(1) == (null.st_dev, null.st_ino)  # the outer block still holds
     assert (_fd_identity(1), _fd_identity(2)) == before
-    with pytest.raises(RuntimeError):
-        with quiet():
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), quiet():
+        raise RuntimeError("boom")
     assert (_fd_identity(1), _fd_identity(2)) == before
 
     # two threads whose blocks overlap, leaving in the order they did not enter

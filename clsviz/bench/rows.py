@@ -5,8 +5,8 @@ Each row is built from its rounded JSON form (``from_dict``), so a report read b
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Mapping
 
 from ..results import StageStats
 
@@ -23,7 +23,7 @@ class LatencyRow:
     forward_images_per_s: float
 
     @classmethod
-    def measured(cls, mode: str, batch: int, stats: Mapping[str, StageStats], stages) -> "LatencyRow":
+    def measured(cls, mode: str, batch: int, stats: Mapping[str, StageStats], stages) -> LatencyRow:
         """From the harness's stats of one contender (``stages`` + ``total``)."""
         return cls.from_dict(mode, batch, {
             "stages_ms": {k: stats[k].to_dict() for k in stages},
@@ -32,7 +32,7 @@ class LatencyRow:
             "forward_images_per_s": round(batch / (stats["forward"].p50 / 1e3), 2)})
 
     @classmethod
-    def from_dict(cls, mode: str, batch, d: Mapping) -> "LatencyRow":
+    def from_dict(cls, mode: str, batch, d: Mapping) -> LatencyRow:
         return cls(mode=mode, batch=int(batch), stages={k: StageStats.from_dict(v) for k, v in d["stages_ms"].items()},
                    total=StageStats.from_dict(d["total_ms"]), images_per_s=float(d["images_per_s"]),
                    forward_images_per_s=float(d["forward_images_per_s"]))
@@ -63,14 +63,14 @@ class OverheadRow:
     bound_ratio: float | None = None
 
     @classmethod
-    def from_dict(cls, mode: str, d: Mapping) -> "OverheadRow":
+    def from_dict(cls, mode: str, d: Mapping) -> OverheadRow:
         return cls(mode=mode, clsviz_ms=StageStats.from_dict(d["clsviz_ms"]), raw_ms=StageStats.from_dict(d["raw_ms"]),
                    ratio=float(d["ratio"]), paired_ratio=float(d["paired_ratio"]),
                    paired_diff_ms=float(d["paired_diff_ms"]), ratio_ci95=tuple(d["ratio_ci95"]),
                    max_abs_diff=float(d["max_abs_diff"]), fixed_cost_ms=d.get("fixed_cost_ms"),
                    bound_ratio=d.get("bound_ratio"))
 
-    def with_fixed_cost(self, fixed_cost_ms: float) -> "OverheadRow":
+    def with_fixed_cost(self, fixed_cost_ms: float) -> OverheadRow:
         """This row plus the bound 1 + fixed cost / raw p50 (a noise-free estimate of the ratio)."""
         return replace(self, fixed_cost_ms=fixed_cost_ms,
                        bound_ratio=round(1 + max(0.0, fixed_cost_ms) / self.raw_ms.p50, 5))

@@ -8,11 +8,13 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields, replace
-from typing import Callable, ContextManager, Iterator
 
 import numpy as np
 
+from .._paddle import threads_scope as _threads_scope
 from ..bundle import BundleConfig, with_default_labels
 from ..errors import EngineError, ImageError, OptionError
 from ..results import Prediction, TopK
@@ -75,7 +77,7 @@ class RawCall:
     """
 
     fn: Callable[[np.ndarray], np.ndarray]
-    scope: Callable[[], ContextManager] = contextlib.nullcontext
+    scope: Callable[[], AbstractContextManager] = contextlib.nullcontext
 
 
 @dataclass(frozen=True)
@@ -186,9 +188,7 @@ class Classifier:
         this around each engine call, and the caller's count is put back afterwards; nothing is
         written when it already is right.
         """
-        from .._paddle import threads_scope
-
-        return threads_scope(None if self.options.use_gpu else self.options.threads)
+        return _threads_scope(None if self.options.use_gpu else self.options.threads)
 
     def close(self) -> None:
         """Release engine resources (idempotent)."""
