@@ -128,7 +128,8 @@ def test_bench_writes_json_markdown_and_plot(tiny_report):
     row, ovh = rep.modes["predictor"]["1"], rep.overhead["predictor"]  # typed rows, not dicts
     assert isinstance(row, LatencyRow) and row.batch == 1 and row.stages["forward"].p50 > 0
     assert isinstance(ovh, OverheadRow) and ovh.bound_ratio is not None and ovh.raw_ms.n >= 30
-    assert again.modes == rep.modes and again.overhead == rep.overhead
+    assert again.modes == rep.modes and again.overhead == rep.overhead and again.sweep == rep.sweep
+    assert rep.sweep["default"].default and rep.sweep["default"].ms.n == 2
 
 
 def test_bf16_agreement_is_reported(tiny_report):

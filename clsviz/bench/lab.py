@@ -18,7 +18,7 @@ from .fixtures import bench_images, prepare_bundle, synthetic_jpeg
 from .machine import machine_info
 from .overhead import FIXED_COST_ROUNDS, OVERHEAD_ROUNDS, _with_bounds, fixed_costs, overhead
 from .report import BenchReport
-from .rows import LatencyRow
+from .rows import LatencyRow, SweepRow
 
 STAGES = ("preprocess", "forward", "postprocess")
 
@@ -178,9 +178,9 @@ def run_bench(model: str = "ResNet50_vd", *, repeats: int = 30, warmup: int = 3,
                              repeats=repeats, warmup=warmup, seed=seed)
             for (name, kw) in configs:
                 s = sw[name]["total"]
-                sweep_rows[name] = {"options": kw, "build_s": round(built[name].build_seconds, 3),
-                                    "ms": s.to_dict(), "cpu_ms": sw[name]["cpu"].to_dict(),
-                                    "default": name == default_name}
+                sweep_rows[name] = SweepRow.from_dict(name, {
+                    "options": kw, "build_s": round(built[name].build_seconds, 3), "ms": s.to_dict(),
+                    "cpu_ms": sw[name]["cpu"].to_dict(), "default": name == default_name})
             # reduced precision vs the fp32 default, on every bench image
             lowp = [name for name, kw in configs if kw["precision"] != "fp32"]
             if lowp:

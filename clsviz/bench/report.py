@@ -9,7 +9,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .rows import LatencyRow, OverheadRow
+from .rows import LatencyRow, OverheadRow, SweepRow
 
 STAGES = ("preprocess", "forward", "postprocess")
 
@@ -28,7 +28,7 @@ class BenchReport:
     versions: dict
     cold: dict
     modes: Mapping[str, Mapping[str, LatencyRow]]  # mode → batch size (as a string) → row
-    sweep: dict
+    sweep: Mapping[str, SweepRow]
     default_config: str | None
     agreement: dict
     overhead: Mapping[str, OverheadRow]
@@ -44,15 +44,15 @@ class BenchReport:
                    finished=d["finished"], method=d["method"], machine=d["machine"], versions=d["versions"],
                    cold=d["cold_start"],
                    modes={m: {b: LatencyRow.from_dict(m, b, r) for b, r in rows.items()} for m, rows in d["modes"].items()},
-                   sweep=d["sweep"], default_config=d["default_config"], agreement=d["agreement"],
+                   sweep={k: SweepRow.from_dict(k, v) for k, v in d["sweep"].items()}, default_config=d["default_config"], agreement=d["agreement"],
                    overhead={m: OverheadRow.from_dict(m, r) for m, r in d["overhead"].items()},
                    preprocessing=d["preprocessing"],
                    flops=d["flops"], bf16_supported=d.get("bf16_supported", False))
 
     # -- derived numbers ----------------------------------------------------------------------
     def _best(self, precision="fp32"):
-        rows = {k: v for k, v in self.sweep.items() if v["options"]["precision"] == precision}
-        return min(rows.items(), key=lambda kv: kv[1]["ms"]["p50"]) if rows else (None, None)
+        rows = {k: v for k, v in self.sweep.items() if v.precision == precision}
+        return min(rows.items(), key=lambda kv: kv[1].ms.p50) if rows else (None, None)
 
     def gflops(self) -> dict:
         """Achieved GFLOP/s of the predictor (conv + linear FLOPs / p50 forward) against the peak."""
@@ -69,13 +69,13 @@ class BenchReport:
                           "of_datapath_peak": round(g / peak_dp, 4)}
 
         if self.default_config:
-            add("default fp32, batch 1", self.sweep[self.default_config]["ms"]["p50"])
+            add("default fp32, batch 1", self.sweep[self.default_config].ms.p50)
         name, best = self._best("fp32")
         if best:
-            add(f"best fp32 ({name}), batch 1", best["ms"]["p50"])
+            add(f"best fp32 ({name}), batch 1", best.ms.p50)
         name, bbest = self._best("bf16")
         if bbest:
-            add(f"best bf16 ({name}), batch 1", bbest["ms"]["p50"])
+            add(f"best bf16 ({name}), batch 1", bbest.ms.p50)
         pr = self.modes.get("predictor", {})
         for b, row in pr.items():
             if b != "1":
@@ -91,14 +91,14 @@ class BenchReport:
             r["overhead_fixed_cost_ms"] = {m: v.fixed_cost_ms for m, v in self.overhead.items()}
         name, best = self._best("fp32")
         if best and self.default_config:
-            r["default_vs_best_fp32"] = round(self.sweep[self.default_config]["ms"]["p50"] / best["ms"]["p50"], 4)
+            r["default_vs_best_fp32"] = round(self.sweep[self.default_config].ms.p50 / best.ms.p50, 4)
             r["best_fp32_config"] = name
         bname, bbest = self._best("bf16")
         if bbest and best:
-            r["bf16_speedup_vs_best_fp32"] = round(best["ms"]["p50"] / bbest["ms"]["p50"], 4)
+            r["bf16_speedup_vs_best_fp32"] = round(best.ms.p50 / bbest.ms.p50, 4)
             if self.default_config:
-                r["bf16_speedup_vs_default"] = round(self.sweep[self.default_config]["ms"]["p50"]
-                                                     / bbest["ms"]["p50"], 4)
+                r["bf16_speedup_vs_default"] = round(self.sweep[self.default_config].ms.p50
+                                                     / bbest.ms.p50, 4)
             r["best_bf16_config"] = bname
             if bname in self.agreement:
                 r["bf16_top1_agreement"] = self.agreement[bname]["top1_agree"]
@@ -119,7 +119,7 @@ class BenchReport:
             "overhead_ratio": {m: v.ratio for m, v in self.overhead.items()},
             "cold_start": self.cold,
             "modes": {m: {b: row.to_dict() for b, row in rows.items()} for m, rows in self.modes.items()},
-            "sweep": self.sweep, "default_config": self.default_config, "agreement": self.agreement,
+            "sweep": {k: v.to_dict() for k, v in self.sweep.items()}, "default_config": self.default_config, "agreement": self.agreement,
             "overhead": {m: v.to_dict() for m, v in self.overhead.items()}, "preprocessing": self.preprocessing, "flops": self.flops,
             "gflops": self.gflops(), "bf16_supported": self.bf16_supported, **self.extra,
         }
@@ -165,10 +165,10 @@ class BenchReport:
             L.append("| predictor configuration | p50 ms | p90 ms | mean ms | CPU ms p50 | vs default | build s "
                      "| note |")
             L.append("|---|---:|---:|---:|---:|---:|---:|---|")
-            d = self.sweep[self.default_config]["ms"]["p50"] if self.default_config else None
-            for name, row in sorted(self.sweep.items(), key=lambda kv: kv[1]["ms"]["p50"]):
+            d = self.sweep[self.default_config].ms.p50 if self.default_config else None
+            for name, row in sorted(self.sweep.items(), key=lambda kv: kv[1].ms.p50):
                 notes = []
-                if row["default"]:
+                if row.default:
                     notes.append("**default**")
                 if name == best_name:
                     notes.append("best fp32")
@@ -176,10 +176,10 @@ class BenchReport:
                     a = self.agreement[name]
                     notes.append(f"vs default: top-1 {a['top1_agree']:.0%} of {a['n']}, "
                                  f"max abs diff {a['max_abs_diff']:.2g}, cos ≥ {a['min_cosine']:.5f}")
-                rel = f"{row['ms']['p50'] / d:.2f}×" if d else ""
-                cpu = row.get("cpu_ms", {}).get("p50", float("nan"))
-                L.append(f"| {name} | {row['ms']['p50']:.2f} | {row['ms']['p90']:.2f} | {row['ms']['mean']:.2f} | "
-                         f"{cpu:.1f} | {rel} | {row['build_s']:.2f} | {'; '.join(notes)} |")
+                rel = f"{row.ms.p50 / d:.2f}×" if d else ""
+                cpu = row.cpu_ms.p50 if row.cpu_ms is not None else float("nan")
+                L.append(f"| {name} | {row.ms.p50:.2f} | {row.ms.p90:.2f} | {row.ms.mean:.2f} | "
+                         f"{cpu:.1f} | {rel} | {row.build_s:.2f} | {'; '.join(notes)} |")
             L.append("")
             L.append("CPU ms = process CPU time during the run. It counts every thread of the process, "
                      "including OpenMP workers that other predictors in the sweep started, so a 1-thread row "
@@ -256,11 +256,11 @@ class BenchReport:
 
         ax = axes[1]
         if self.sweep:
-            items = sorted(self.sweep.items(), key=lambda kv: kv[1]["ms"]["p50"])
+            items = sorted(self.sweep.items(), key=lambda kv: kv[1].ms.p50)
             names = [k for k, _ in items]
-            p50 = [v["ms"]["p50"] for _, v in items]
-            p90 = [v["ms"]["p90"] for _, v in items]
-            cols = ["#2e7d32" if v["default"] else ("#8e24aa" if v["options"]["precision"] == "bf16" else "#78909c")
+            p50 = [v.ms.p50 for _, v in items]
+            p90 = [v.ms.p90 for _, v in items]
+            cols = ["#2e7d32" if v.default else ("#8e24aa" if v.precision == "bf16" else "#78909c")
                     for _, v in items]
             ax.barh(names, p50, color=cols)
             ax.errorbar(p90, names, fmt="|", color="black", ms=8, label="p90")

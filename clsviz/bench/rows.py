@@ -82,3 +82,32 @@ class OverheadRow:
         if self.fixed_cost_ms is not None:
             d.update(fixed_cost_ms=self.fixed_cost_ms, bound_ratio=self.bound_ratio)
         return d
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """One predictor configuration of the sweep: its options, forward latency (batch 1) and CPU time."""
+
+    name: str
+    options: Mapping[str, object]
+    build_s: float
+    ms: StageStats
+    cpu_ms: StageStats | None
+    default: bool
+
+    @property
+    def precision(self) -> str:
+        return str(self.options["precision"])
+
+    @classmethod
+    def from_dict(cls, name: str, d: Mapping) -> SweepRow:
+        cpu = d.get("cpu_ms")
+        return cls(name=name, options=dict(d["options"]), build_s=float(d["build_s"]),
+                   ms=StageStats.from_dict(d["ms"]), cpu_ms=StageStats.from_dict(cpu) if cpu else None,
+                   default=bool(d["default"]))
+
+    def to_dict(self) -> dict:
+        d = {"options": dict(self.options), "build_s": self.build_s, "ms": self.ms.to_dict(), "default": self.default}
+        if self.cpu_ms is not None:
+            d["cpu_ms"] = self.cpu_ms.to_dict()
+        return d
