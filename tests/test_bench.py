@@ -130,6 +130,7 @@ def test_bench_writes_json_markdown_and_plot(tiny_report):
     assert isinstance(ovh, OverheadRow) and ovh.bound_ratio is not None and ovh.raw_ms.n >= 30
     assert again.modes == rep.modes and again.overhead == rep.overhead and again.sweep == rep.sweep
     assert rep.sweep["default"].default and rep.sweep["default"].ms.n == 2
+    assert again.cold == rep.cold and rep.cold["dygraph"].build_s == d["cold_start"]["dygraph"]["build_s"]
 
 
 def test_bf16_agreement_is_reported(tiny_report):

@@ -30,10 +30,10 @@ from .fixtures import SAMPLE_IMAGES, bench_images, prepare_bundle, synthetic_jpe
 from .lab import preprocessing_check, run_bench, sweep_configs
 from .machine import machine_info
 from .overhead import overhead, overhead_only
-from .rows import LatencyRow, OverheadRow, SweepRow
+from .rows import ColdStart, LatencyRow, OverheadRow, SweepRow
 from .report import BenchReport
 
 __all__ = ["run_bench", "BenchReport", "overhead", "overhead_only", "preprocessing_check", "machine_info",
            "count_flops", "FlopCount", "interleaved", "interleaved_laps", "sweep_configs", "prepare_bundle",
            "bench_images", "synthetic_jpeg", "cold_start", "bench_cli", "bench_modes", "SAMPLE_IMAGES",
-           "LatencyRow", "OverheadRow", "SweepRow"]
+           "LatencyRow", "OverheadRow", "SweepRow", "ColdStart"]

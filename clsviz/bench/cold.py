@@ -11,8 +11,9 @@ import numpy as np
 
 from ..timing import _vm_hwm_mb, clock, peak_rss_mb, rss_mb
 from ..timing import reset_peak_rss as _reset_peak_rss
+from .rows import ColdStart
 
-def cold_start(bundle, mode: str, *, timeout: float = 600, **options) -> dict:
+def cold_start(bundle, mode: str, *, timeout: float = 600, **options) -> ColdStart:
     """Build ``mode`` from ``bundle`` in a fresh Python process; build time, first runs, RSS."""
     cmd = [sys.executable, "-m", "clsviz.bench", "--cold-start", str(bundle), mode, json.dumps(options)]
     env = dict(os.environ)
@@ -20,8 +21,8 @@ def cold_start(bundle, mode: str, *, timeout: float = 600, **options) -> dict:
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
     if r.returncode != 0 or not lines:
         tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
-        return {"mode": mode, "error": " | ".join(tail) or f"exit {r.returncode}"}
-    return json.loads(lines[-1])
+        return ColdStart(mode, {}, error=" | ".join(tail) or f"exit {r.returncode}")
+    return ColdStart.from_dict(mode, json.loads(lines[-1]))
 
 
 def _cold_worker(bundle: str, mode: str, options: str) -> None:

@@ -9,7 +9,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .rows import LatencyRow, OverheadRow, SweepRow
+from .rows import ColdStart, LatencyRow, OverheadRow, SweepRow
 
 STAGES = ("preprocess", "forward", "postprocess")
 
@@ -26,7 +26,7 @@ class BenchReport:
     method: dict
     machine: dict
     versions: dict
-    cold: dict
+    cold: Mapping[str, ColdStart]
     modes: Mapping[str, Mapping[str, LatencyRow]]  # mode → batch size (as a string) → row
     sweep: Mapping[str, SweepRow]
     default_config: str | None
@@ -42,7 +42,7 @@ class BenchReport:
         """Rebuild a report from its ``to_dict()`` (``bench.json``), e.g. to re-render it."""
         return cls(model=d["model"], arch=d["arch"], image_shape=tuple(d["image_shape"]), started=d["started"],
                    finished=d["finished"], method=d["method"], machine=d["machine"], versions=d["versions"],
-                   cold=d["cold_start"],
+                   cold={m: ColdStart.from_dict(m, v) for m, v in d["cold_start"].items()},
                    modes={m: {b: LatencyRow.from_dict(m, b, r) for b, r in rows.items()} for m, rows in d["modes"].items()},
                    sweep={k: SweepRow.from_dict(k, v) for k, v in d["sweep"].items()}, default_config=d["default_config"], agreement=d["agreement"],
                    overhead={m: OverheadRow.from_dict(m, r) for m, r in d["overhead"].items()},
@@ -117,7 +117,7 @@ class BenchReport:
             "started": self.started, "finished": self.finished, "method": self.method,
             "machine": self.machine, "versions": self.versions, "ratios": self.ratios,
             "overhead_ratio": {m: v.ratio for m, v in self.overhead.items()},
-            "cold_start": self.cold,
+            "cold_start": {m: v.to_dict() for m, v in self.cold.items()},
             "modes": {m: {b: row.to_dict() for b, row in rows.items()} for m, rows in self.modes.items()},
             "sweep": {k: v.to_dict() for k, v in self.sweep.items()}, "default_config": self.default_config, "agreement": self.agreement,
             "overhead": {m: v.to_dict() for m, v in self.overhead.items()}, "preprocessing": self.preprocessing, "flops": self.flops,
@@ -143,14 +143,14 @@ class BenchReport:
                      "total p50 | images/s | build s (cold) | first run ms | peak RSS MiB |")
             L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
             for mode, rows in self.modes.items():
-                c = self.cold.get(mode, {})
+                c = self.cold.get(mode)
                 for b, row in rows.items():
                     s = row.stages
                     fw = s["forward"]
-                    if "build_s" in c:
-                        cold = f"{c['build_s']:.2f} | {c['first_forward_ms']:.0f} | {c['peak_rss_mb']:.0f}"
+                    if c is not None and c.error is None and c.build_s is not None:
+                        cold = f"{c.build_s:.2f} | {c.first_forward_ms:.0f} | {c.peak_rss_mb:.0f}"
                     else:
-                        cold = "— | — | —" if not c else f"error: {c.get('error', '')[:40]} | | "
+                        cold = "— | — | —" if c is None else f"error: {(c.error or '')[:40]} | | "
                     if b != "1":
                         cold = "| |"
                     L.append(f"| {mode} | {b} | {s['preprocess'].p50:.2f} | {fw.p50:.2f} / {fw.p90:.2f} / "

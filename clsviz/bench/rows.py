@@ -111,3 +111,43 @@ class SweepRow:
         if self.cpu_ms is not None:
             d["cpu_ms"] = self.cpu_ms.to_dict()
         return d
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """One mode built and run in a fresh process: start-up, build, first runs, memory.
+
+    ``error`` is set (and the numbers are None) when that process failed.  ``values`` keeps
+    every number the worker reported, by its JSON name, for the file.
+    """
+
+    mode: str
+    values: Mapping[str, object]
+    error: str | None = None
+
+    def _num(self, key: str) -> float | None:
+        v = self.values.get(key)
+        return None if v is None else float(v)  # type: ignore[arg-type]
+
+    @property
+    def build_s(self) -> float | None:
+        return self._num("build_s")
+
+    @property
+    def first_forward_ms(self) -> float | None:
+        return self._num("first_forward_ms")
+
+    @property
+    def peak_rss_mb(self) -> float | None:
+        return self._num("peak_rss_mb")
+
+    @classmethod
+    def from_dict(cls, mode: str, d: Mapping) -> ColdStart:
+        values = {k: v for k, v in d.items() if k not in ("mode", "error")}
+        return cls(mode=mode, values=values, error=d.get("error"))
+
+    def to_dict(self) -> dict:
+        d = {"mode": self.mode, **self.values}
+        if self.error is not None:
+            d["error"] = self.error
+        return d
