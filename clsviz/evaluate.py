@@ -618,19 +618,48 @@ def evaluate(folder, bundle, *, modes=("predictor",), batch_size: int = 8,
                       run=run)
 
 
-def write_evaluation_html(report: Evaluation, out_dir, *, max_gallery: int = 120) -> Path:
+def write_evaluation_html(report: Evaluation, out_dir, *, max_gallery: int = 120, explain: int = 6) -> Path:
     """Write ``confusion.png`` (first mode; ``confusion-<mode>.png`` for the others) and a
     self-contained ``evaluation.html`` into ``out_dir``; returns the HTML path.  The gallery
-    embeds only images inside ``report.folder`` (symlinks resolved)."""
+    embeds only images inside ``report.folder`` (symlinks resolved).  ``explain``: saliency
+    maps for up to that many misclassified images (Grad-CAM in the dygraph mode; 0: none)."""
     from .safe_io import check_output_dir, translate_os_errors
 
     out = check_output_dir(out_dir)
     with translate_os_errors(OutputError, action="write the report"):
         out.mkdir(parents=True, exist_ok=True)
-        return _write_evaluation_html(report, out, max_gallery=max_gallery)
+        return _write_evaluation_html(report, out, max_gallery=max_gallery, explain=explain)
 
 
-def _write_evaluation_html(report: Evaluation, out: Path, *, max_gallery: int) -> Path:
+def _explain_section(report: Evaluation, errors, base: Path, limit: int) -> str:
+    """Where the model looked on the first misclassified images (inside the folder only):
+    Grad-CAM in the dygraph mode (the bundle's checkpoint, or its program rebuilt as a Layer),
+    else coarse occlusion in the predictor.  A model that cannot be explained gets a note."""
+    from .engines import load
+    from .errors import ClsvizError
+    from .explain import report_section
+
+    picked = [err for err in errors if _within(err.path, base)][:limit]
+    if not picked:
+        return ""
+    clf, why = None, ""
+    for mode in ("dygraph", "predictor"):
+        try:
+            clf = load(report.bundle, mode=mode)
+            break
+        except ClsvizError as e:
+            why = str(e)
+    if clf is None:
+        return f"<p class='legend'>no saliency maps: {html.escape(why)}</p>"
+    try:
+        captions = [f"<b>{html.escape(err.true)}</b> → <span style='color:var(--red)'>{html.escape(err.pred)}</span>"
+                    f"<div class='name'>{html.escape(_rel(err.path, report.folder))}</div>" for err in picked]
+        return report_section([err.path for err in picked], {clf.mode: clf}, captions=captions, limit=limit)
+    finally:
+        clf.close()
+
+
+def _write_evaluation_html(report: Evaluation, out: Path, *, max_gallery: int, explain: int = 6) -> Path:
     from .report import badge, card, page, thumbnail_data_uri
     from .viz import confusion_matrix, fig_to_png_bytes
 
@@ -698,6 +727,10 @@ def _write_evaluation_html(report: Evaluation, out: Path, *, max_gallery: int) -
     else:
         gallery = f"<p>{badge('every image classified correctly', 'ok')}</p>"
 
+    why = _explain_section(report, first.misclassified, base, explain) if explain else ""
+    if why:
+        why = (f"<section><h2>Why did it say that?<small>{e(modes[0])} · misclassified images · "
+               f"saliency for the predicted class</small></h2>{why}</section>")
     agree = ""
     if report.agreement:
         rows = "".join(f"<tr><td>{e(a.mode)} vs {e(a.reference)}</td><td class='num'>{a.top1_agree:.2%}</td>"
@@ -720,7 +753,7 @@ def _write_evaluation_html(report: Evaluation, out: Path, *, max_gallery: int) -
             f"<div style='display:flex;flex-wrap:wrap;gap:18px;justify-content:center'>{''.join(matrices)}</div>"
             f"</section><section><h2>Per-class accuracy</h2>{per_class}</section>"
             f"<section><h2>Misclassified<small>{e(modes[0])} · true → predicted (score)</small></h2>"
-            f"{gallery}</section>{agree}{unread}")
+            f"{gallery}</section>{why}{agree}{unread}")
     text = page(f"Evaluation: {os.path.basename(os.path.abspath(report.folder))}", body,
                 subtitle=f"{report.folder} · model {report.bundle} · modes: {', '.join(modes)}", cards=cards)
     path = out / "evaluation.html"

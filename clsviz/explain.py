@@ -481,3 +481,59 @@ def _gradcam_pp(a: np.ndarray, g: np.ndarray) -> np.ndarray:
     alpha = g2 / np.where(denom != 0, denom, 1)
     w = (alpha * np.maximum(g, 0)).sum(axis=(2, 3), keepdims=True)
     return np.maximum((w * a).sum(axis=1), 0)
+
+
+# ----------------------------------------------------------------------------- for reports and widgets
+def has_gradients(clf) -> bool:
+    """Can ``clf`` run the gradient methods (a training-engine Layer)?"""
+    from ._paddle import paddle
+
+    return isinstance(getattr(clf, "net", None), paddle.nn.Layer)
+
+
+def cheap_explain(clf, images, *, target=None) -> list[Explanation]:
+    """The cheapest honest map ``clf`` can give: Grad-CAM where it has gradients (1 forward +
+    1 backward), else occlusion with non-overlapping patches (65 forward passes)."""
+    if has_gradients(clf):
+        return explain(clf, images, method="gradcam", target=target)
+    h, w = clf.config.preprocess.crop_hw
+    p = max(2, round(min(h, w) / 8))
+    return explain(clf, images, method="occlusion", target=target, patch=p, stride=p)
+
+
+def gallery_html(rows: Sequence[tuple[str, Sequence[Explanation]]], *, max_side: int = 160) -> str:
+    """Rows of overlays: ``[(caption HTML, [Explanation, ...]), ...]``, one row per image."""
+    out = []
+    for caption, exs in rows:
+        figs = "".join(
+            f'<figure style="margin:0;text-align:center">{overlay_img_tag(ex, max_side=max_side)}'
+            f'<figcaption style="font-size:12px;max-width:{max_side}px">{html.escape(ex.method)} · '
+            f"{html.escape(ex.mode)}<br>{html.escape(ex.label)} ({ex.score:.0%})</figcaption></figure>"
+            for ex in exs)
+        out.append(f'<div class="explain-row" style="display:flex;gap:10px;align-items:flex-start;'
+                   f'margin:8px 0"><div style="width:180px;font-size:13px">{caption}</div>{figs}</div>')
+    return "".join(out)
+
+
+def report_section(images, classifiers, *, captions=None, limit: int = 6) -> str:
+    """HTML for a report: for up to ``limit`` images, the cheap map of each classifier (a dict
+    ``{name: Classifier}``) side by side, each explaining that classifier's own top-1.  An
+    engine that cannot explain is named, not fatal to the report."""
+    from .errors import ClsvizError
+
+    items = list(images)[:limit]
+    if not items:
+        return ""
+    captions = list(captions or [html.escape(image_name(x, i)) for i, x in enumerate(items)])[:limit]
+    per_clf, notes = {}, []
+    for name, clf in classifiers.items():
+        try:
+            per_clf[name] = cheap_explain(clf, items)
+        except ClsvizError as e:
+            notes.append(f"{html.escape(name)}: {html.escape(str(e))}")
+    rows = [(captions[i], [exs[i] for exs in per_clf.values()]) for i in range(len(items))]
+    legend = ("<p class='legend'>Where each engine looked: Grad-CAM where the engine has gradients, "
+              "occlusion with non-overlapping patches elsewhere; red = more evidence for the predicted "
+              "class, blue = none (also outside the centre crop the model sees).</p>")
+    note = "".join(f"<p class='legend'>not explained by {n}</p>" for n in notes)
+    return legend + note + gallery_html(rows)

@@ -343,6 +343,7 @@ class Explorer(W.VBox):
         self._exports: dict = {}
         self._tmp = _TmpDir("clsviz-explorer-")
         self._run_items: list = []
+        self._run_classifiers: dict = {}
         self._html_cache: dict = {}
 
         if model is None:
@@ -410,8 +411,12 @@ class Explorer(W.VBox):
         self.status = W.HTML("<small>ready</small>")
         self.image_select = W.Dropdown(description="show", layout=W.Layout(width="360px"))
         self.image_count = W.HTML()
+        self.explain = W.ToggleButton(value=False, description="explain", icon="eye",
+                                      tooltip="where each mode looked: a saliency map per mode "
+                                              "(Grad-CAM in dygraph, occlusion elsewhere)",
+                                      layout=W.Layout(width="110px"))
         self.results_head = W.HBox([W.HTML("<b style='color:#37474f'>Results</b>",
-                                          layout=W.Layout(width="90px")), self.image_select],
+                                          layout=W.Layout(width="90px")), self.image_select, self.explain],
                                    layout=W.Layout(display="none", align_items="center"))
         self.output = W.Output(layout=W.Layout(width="100%"))
 
@@ -423,6 +428,7 @@ class Explorer(W.VBox):
         self.run_button.on_click(_guarded(self.output, self._clicked))
         self.recommend_button.on_click(_guarded(self.output, self._recommend_clicked))
         self.image_select.observe(_guarded(self.output, self._render), names="value")
+        self.explain.observe(_guarded(self.output, self._render), names="value")
         self._describe_model()
         self.set_gallery(images if images is not None else sample_images_folder(), selected=selected)
         weakref.finalize(self, _cleanup, self._engines, self._tmp)
@@ -653,6 +659,7 @@ class Explorer(W.VBox):
         cmp = compare(images, classifiers, top_k=int(self.top_k.value), repeats=int(self.repeats.value),
                       warmup=int(self.warmup.value), progress=progress)
         self._run_items = list(images)
+        self._run_classifiers = classifiers
         self._html_cache = {}
         self.value = cmp
         self.progress.bar_style = "success"
@@ -706,8 +713,25 @@ class Explorer(W.VBox):
             self.output.outputs = ()
             return
         i = self.image_select.value or 0
+        why = self._explain_row(cmp, i) if self.explain.value else ""
         self.output.outputs = _html_outputs(CSS + agreement_badge(cmp) + failed_list(cmp), self._image_row(cmp, i),
-                                            self._latency_block(cmp), _top1_details(cmp))
+                                            why, self._latency_block(cmp), _top1_details(cmp))
+
+    def _explain_row(self, cmp, i: int) -> str:
+        """Saliency maps of image ``i``, one per mode of the last run (computed once, then cached)."""
+        from .explain import report_section
+
+        key = ("explain", i)
+        if key not in self._html_cache:
+            self._status("explaining …")
+            clfs = {m: c for m, c in self._run_classifiers.items()
+                    if m in cmp.modes and not isinstance(c, BaseException)}
+            self._html_cache[key] = ("<div class='clsviz-card clsviz-explain'>"
+                                     + report_section([self._run_items[i]], clfs,
+                                                      captions=[f"<b>{_esc(_short(cmp.images[i]))}</b>"])
+                                     + "</div>")
+            self._status(f"explained {_short(cmp.images[i])} in {len(clfs)} mode(s)")
+        return self._html_cache[key]
 
     def _image_row(self, cmp, i: int) -> str:
         key = ("row", i)

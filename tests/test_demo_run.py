@@ -76,6 +76,12 @@ def test_demo_report_is_self_contained(demo):
     for s in r["samples"]:
         assert s["file"] in page  # every image has its row
     assert "modes agree" in page and "ResNet18_vd_x0_25" in page
+    # the hard cases get saliency maps: Grad-CAM (dygraph) beside occlusion (predictor)
+    why = page.split("Why did it say that?", 1)[1].split("</section>", 1)[0]
+    hard = [s["file"] for s in r["samples"] if s["hard"]]
+    assert hard and all(f in why for f in hard)
+    assert why.count('class="explain-row"') == len(hard)
+    assert why.count(">gradcam · dygraph<br>") == why.count(">occlusion · predictor<br>") == len(hard)
 
 
 def test_run_demo_returns_1_and_says_why_when_a_label_is_wrong(tmp_path, capsys):

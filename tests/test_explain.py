@@ -257,3 +257,70 @@ def test_cli_writes_overlays_and_json(tmp_path, demo, images):
     (tmp_path / "file").write_text("x")
     r = run_cli("explain", "-i", src / "a.png", "-m", bundle, "--out", tmp_path / "file")
     assert r.returncode == 1 and "OutputError" in r.stderr
+
+
+def test_evaluation_html_explains_misclassified_images(tmp_path, demo):
+    from clsviz.demo import dataset
+    from clsviz.evaluate import evaluate, write_evaluation_html
+
+    bundle, _ = demo
+    folder = tmp_path / "val"
+    dataset.write_folder(folder, 1, 31, layout="folders")
+    # two images filed under the wrong class: the model is right, the folder says it is wrong
+    (folder / "circle" / "x_star.png").write_bytes(next((folder / "star").iterdir()).read_bytes())
+    (folder / "square" / "x_ring.png").write_bytes(next((folder / "ring").iterdir()).read_bytes())
+    rep = evaluate(folder, bundle, progress=False, cpu_threads=2)
+    wrong = rep.modes["predictor"].misclassified
+    assert len(wrong) >= 2
+    page = write_evaluation_html(rep, tmp_path / "html", explain=2).read_text()
+    why = page.split("Why did it say that?", 1)[1].split("</section>", 1)[0]
+    assert why.count('class="explain-row"') == 2 and why.count("data:image/png;base64,") == 2
+    assert "gradcam · dygraph" in why  # the bundle's checkpoint gives gradients
+    assert wrong[0].true in why
+    page = write_evaluation_html(rep, tmp_path / "html0", explain=0).read_text()
+    assert "Why did it say that?" not in page
+
+
+def test_explorer_explain_toggle(demo, images, tmp_path):
+    pytest.importorskip("ipywidgets")
+    from clsviz.widgets import Explorer
+
+    bundle, _ = demo
+    gallery = tmp_path / "g"
+    gallery.mkdir()
+    for i in (0, 1):
+        images[i].save(gallery / f"s{i}.png")
+    ex = Explorer(bundle, gallery, selected=2, repeats=1, warmup=0)
+    try:
+        ex.run_button.click()
+        page = "\n".join(o["data"].get("text/html", "") for o in ex.output.outputs)
+        assert "clsviz-explain" not in page  # off until asked
+        ex.explain.value = True
+        page = "\n".join(o["data"].get("text/html", "") for o in ex.output.outputs)
+        why = page.split("clsviz-explain", 1)[1].split("clsviz-latency", 1)[0]
+        assert why.count("data:image/png;base64,") == 3  # one overlay per mode
+        for m in ("gradcam · dygraph", "occlusion · predictor", "occlusion · executor"):
+            assert why.count(f">{m}<br>") == 1, m
+        ex.image_select.value = 1
+        page = "\n".join(o["data"].get("text/html", "") for o in ex.output.outputs)
+        assert "<b>s1.png</b>" in page.split("clsviz-explain", 1)[1]
+    finally:
+        ex.close()
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_occlusion_in_the_deployment_runtimes(demo, engines, images, runtime):
+    """Occlusion only calls preprocess/forward, so engines added later run it as they are."""
+    from clsviz.engines import ENGINES
+
+    if runtime not in ENGINES or not ENGINES[runtime].available()[0]:
+        pytest.skip(f"{runtime} is not installed (pip install 'clsviz[runtimes]')")
+    bundle, _ = demo
+    with clsviz.load(bundle, mode=runtime, cpu_threads=2) as clf:
+        a = clsviz.explain(clf, images[:2], method="occlusion", patch=16, stride=8)
+        with pytest.raises(clsviz.BackendUnavailable, match="occlusion"):
+            clsviz.explain(clf, images[0])
+    b = clsviz.explain(engines["dygraph (checkpoint)"], images[:2], method="occlusion", patch=16, stride=8)
+    for x, y in zip(a, b):
+        assert x.mode == runtime and x.heatmap.shape == (96, 96)
+        assert np.corrcoef(x.heatmap.ravel(), y.heatmap.ravel())[0, 1] >= 0.99

@@ -205,8 +205,14 @@ RESULTS_READY = ("document.querySelectorAll('.clsviz-mode').length >= 3 && "
                  " && !!document.querySelector('.clsviz-agreement')")
 
 
-def drive_explorer(model, images, shot: Path, *, workdir: Path, selected=3) -> dict:
-    """Serve an Explorer, click Run in Chromium, wait for the results, screenshot; return what it saw."""
+EXPLAIN_BUTTON = "[...document.querySelectorAll('button')].find(b => b.textContent.trim() === 'explain')"
+EXPLAIN_READY = ("document.querySelectorAll('.clsviz-explain .explain-row img').length >= 3 && "
+                 "[...document.querySelectorAll('.clsviz-explain img')].every(i => i.complete && i.naturalWidth > 0)")
+
+
+def drive_explorer(model, images, shot: Path, *, workdir: Path, selected=3, explain: bool = True) -> dict:
+    """Serve an Explorer, click Run in Chromium, wait for the results (then toggle "explain" and
+    wait for the saliency overlays), screenshot; return what it saw."""
     with voila_app(model, images, selected=selected, workdir=workdir) as url:
         b = Browser(url, workdir=workdir)
         try:
@@ -215,8 +221,13 @@ def drive_explorer(model, images, shot: Path, *, workdir: Path, selected=3) -> d
                        "the image gallery")
             b.click(RUN_BUTTON)
             b.wait_for(RESULTS_READY, 240, "per-mode results and charts")
+            if explain:
+                b.click(EXPLAIN_BUTTON)
+                b.wait_for(EXPLAIN_READY, 240, "a saliency overlay per mode")
             b.js("window.scrollTo(0, 0)")
             seen = b.js("""(() => ({
+                explain: [...document.querySelectorAll('.clsviz-explain figcaption')].map(e => e.innerText),
+                overlays: [...document.querySelectorAll('.clsviz-explain img')].map(i => [i.naturalWidth, i.naturalHeight]),
                 modes: [...document.querySelectorAll('.clsviz-mode')].map(e => e.dataset.mode),
                 charts: document.querySelectorAll('img.clsviz-chart').length,
                 badge: document.querySelector('.clsviz-agreement').innerText,
@@ -274,6 +285,10 @@ def test_explorer_runs_in_chromium(demo_inputs, tmp_path):
     assert seen["modes"][:3] == ["predictor", "dygraph", "executor"], seen
     assert seen["charts"] >= 4, seen  # a top-k chart per mode + the latency chart
     assert "modes agree" in seen["badge"] and seen["agree"] == "true", seen
+    # the explain toggle: one saliency overlay per mode, side by side
+    assert len(seen["overlays"]) == 3 and all(w > 0 and h > 0 for w, h in seen["overlays"]), seen
+    for m in ("predictor", "dygraph", "executor"):
+        assert sum(c.startswith(("gradcam · " + m, "occlusion · " + m)) for c in seen["explain"]) == 1, seen
     assert shot.stat().st_size > 10_000
 
 
@@ -293,7 +308,8 @@ def main(argv) -> int:
     picks = [n for n in SHOWCASE if (Path(images) / n).is_file()]
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.png"
-        seen = drive_explorer(model, images, raw, workdir=Path(tmp), selected=picks if len(picks) >= 3 else 3)
+        seen = drive_explorer(model, images, raw, workdir=Path(tmp), selected=picks if len(picks) >= 3 else 3,
+                              explain=False)
         img = Image.open(raw).convert("RGB")
         img.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(out, optimize=True)
     print(seen, out, f"{out.stat().st_size / 1024:.0f} KB")

@@ -23,7 +23,8 @@ ARTIFACTS = REPO / "test-artifacts" / "notebooks"
 
 def test_the_notebooks_are_there_with_outputs_cleared():
     assert [p.name for p in NOTEBOOKS] == ["01_model_formats.ipynb", "02_export.ipynb", "03_three_modes.ipynb",
-                                           "04_check_a_checkpoint.ipynb", "05_latency.ipynb", "06_runtimes.ipynb"]
+                                           "04_check_a_checkpoint.ipynb", "05_latency.ipynb", "06_runtimes.ipynb",
+                                           "07_explain.ipynb"]
     for p in NOTEBOOKS:
         nb = nbformat.read(p, as_version=4)
         nbformat.validate(nb)

@@ -162,6 +162,7 @@ def run_demo(out_dir="out/demo", *, repeats: int = 5, checkpoint=None, labels=No
 
             cmp = compare(images, clfs, top_k=k, repeats=repeats, warmup=warmup,
                           tolerance=TOLERANCE, progress=progress)
+        why = _explain_section(cmp, clfs, truth_by_name)
     finally:
         for c in clfs.values():
             c.close()
@@ -191,7 +192,8 @@ def run_demo(out_dir="out/demo", *, repeats: int = 5, checkpoint=None, labels=No
     hard = [s for s in samples_info if s["hard"]]
     subtitle = (f"{ARCH} · {exp.class_num} classes · input {h}×{w} · {len(images)} sample images · "
                 f"modes: {', '.join(cmp.modes)}")
-    extra = [("Bundle", _bundle_html(exp))]
+    extra = ([("Why did it say that? Hard and misclassified images", why)] if why else []) \
+        + [("Bundle", _bundle_html(exp))]
     with tqdm(total=len(images), desc="writing report", unit="img", file=sys.stderr, leave=False) as bar:
         report = write_report(out / "report.html", cmp, title="clsviz demo: one model, three ways to run it",
                               images=images, true_labels=[s["true_label"] for s in samples_info],
@@ -223,6 +225,27 @@ def run_demo(out_dir="out/demo", *, repeats: int = 5, checkpoint=None, labels=No
             print(f"  - {p}", file=sys.stderr)
         return 1
     return 0
+
+
+def _explain_section(cmp, clfs, truth_by_name, *, limit: int = 6) -> str:
+    """Saliency maps of the hard and misclassified samples: Grad-CAM (dygraph) beside occlusion
+    (predictor), cheap enough for every demo run (well under a second in all)."""
+    import html
+
+    from ..explain import report_section
+
+    picked, captions = [], []
+    for i, name in enumerate(cmp.images):
+        truth, hard = truth_by_name.get(os.path.basename(name), (None, False))
+        got = {r.predictions[i].label for r in cmp.modes.values()}
+        wrong = truth is not None and got != {truth}
+        if hard or wrong:
+            picked.append(name)
+            captions.append(f"<b>{html.escape(os.path.basename(name))}</b><br>true: {html.escape(str(truth))}"
+                            f"<br>predicted: {html.escape(', '.join(sorted(got)))}"
+                            + ("<br><i>hard case</i>" if hard else ""))
+    engines = {m: clfs[m] for m in ("dygraph", "predictor") if m in clfs}
+    return report_section(picked, engines, captions=captions, limit=limit) if picked else ""
 
 
 def _bundle_html(exp) -> str:
