@@ -297,14 +297,16 @@ def _fill_targets(targets, probs) -> list[int]:
     return out
 
 
-def _spatial_axes(batch: np.ndarray, pre: Preprocess) -> tuple[int, int]:
-    """The (height, width) axes of a preprocessed batch: NCHW, or NHWC if an engine takes that."""
+def _as_nchw(batch: np.ndarray, pre: Preprocess) -> tuple[np.ndarray, object]:
+    """A preprocessed batch as a writable NCHW view plus the function that lays an NCHW batch
+    out as the engine takes it (NCHW, NHWC or flat, per ``Preprocess.layout``)."""
     h, w = pre.crop_hw
-    if batch.ndim == 4 and batch.shape[2:] == (h, w):
-        return 2, 3
-    if batch.ndim == 4 and batch.shape[1:3] == (h, w):
-        return 1, 2
-    return batch.ndim - 2, batch.ndim - 1  # pragma: no cover - a layout of the future
+    layout = getattr(pre, "layout", "NCHW")
+    if layout == "NHWC" or (batch.ndim == 4 and batch.shape[1:3] == (h, w) and batch.shape[2:] != (h, w)):
+        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2)), lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1))
+    if layout == "flat" or batch.ndim == 2:
+        return batch.reshape(len(batch), -1, h, w).copy(), lambda a: a.reshape(len(a), -1)
+    return batch, lambda a: a
 
 
 def _result(clf, method, heat, target, probs, name, original, **kw) -> Explanation:
@@ -334,26 +336,27 @@ def occlusion_grid(h: int, w: int, patch: int | None = None, stride: int | None 
 
 def _occlusion(clf, originals, names, targets, *, patch, stride, batch_size) -> list[Explanation]:
     t0 = time.perf_counter()
-    batch = np.asarray(clf.preprocess(originals), np.float32)
-    ay, ax = _spatial_axes(batch, clf.config.preprocess)
-    h, w = batch.shape[ay], batch.shape[ax]
+    pre = clf.config.preprocess
+    raw = np.asarray(clf.preprocess(originals))
+    batch, lay_out = _as_nchw(raw, pre)
+    h, w = batch.shape[2:]
     p, s, grid = occlusion_grid(h, w, patch, stride)
-    base = _probs(clf, clf.run_batches(batch))
+    base = _probs(clf, clf.run_batches(raw))
     targets = _fill_targets(targets, base)
     out = []
     for i, x in enumerate(batch):
         ti = time.perf_counter()
         drop_sum = np.zeros((h, w), np.float64)
         count = np.zeros((h, w), np.float64)
-        sy, sx = ay - 1, ax - 1  # axes within one image
+        # 0 after normalising is the data set's mean colour; integer inputs get the image's own mean
+        fill = np.rint(x.mean(axis=(1, 2), keepdims=True)).astype(x.dtype) if x.dtype.kind in "iu" \
+            else np.zeros((x.shape[0], 1, 1), x.dtype)
         for start in range(0, len(grid), batch_size):
             pos = grid[start:start + batch_size]
             copies = np.repeat(x[None], len(pos), axis=0)
             for k, (top, left) in enumerate(pos):
-                idx = [k, slice(None), slice(None), slice(None)]
-                idx[1 + sy], idx[1 + sx] = slice(top, top + p), slice(left, left + p)
-                copies[tuple(idx)] = 0.0  # 0 after normalising = the data set's mean colour
-            probs = _probs(clf, clf.check_output(clf.forward(copies), len(pos)))[:, targets[i]]
+                copies[k, :, top:top + p, left:left + p] = fill
+            probs = _probs(clf, clf.check_output(clf.forward(lay_out(copies)), len(pos)))[:, targets[i]]
             for (top, left), q in zip(pos, probs):
                 drop_sum[top:top + p, left:left + p] += base[i, targets[i]] - q
                 count[top:top + p, left:left + p] += 1
@@ -378,6 +381,12 @@ def _gradient_net(clf, method: str):
     from .engines.dygraph import SoftmaxHead
 
     return net.net if isinstance(net, SoftmaxHead) else net  # Grad-CAM explains the logit
+
+
+def _FLOATS():
+    from ._paddle import paddle
+
+    return (paddle.float32, paddle.float16, paddle.bfloat16, paddle.float64)
 
 
 class _Recorder:
@@ -406,6 +415,8 @@ class _Recorder:
 
     def _keep(self, name, value):
         if hasattr(value, "shape") and len(value.shape) == 4:
+            if value.stop_gradient and value.dtype in _FLOATS():
+                value.stop_gradient = False  # integer input + constant weights: start the graph here
             self.records.append((name, value))
 
     def __exit__(self, *exc):
@@ -447,10 +458,11 @@ def _gradient_method(clf, originals, names, targets, *, layer, plus) -> list[Exp
     method = "gradcam++" if plus else "gradcam"
     net = _gradient_net(clf, method)
     t0 = time.perf_counter()
-    batch = np.ascontiguousarray(clf.preprocess(originals), dtype=np.float32)
+    batch = np.ascontiguousarray(clf.preprocess(originals))
     with clf.threads_scope(), dygraph_mode():
         x = paddle.to_tensor(batch, place=getattr(clf, "place", None))
-        x.stop_gradient = False  # a rebuilt program holds its weights as constants
+        if batch.dtype.kind == "f":
+            x.stop_gradient = False  # a rebuilt program holds its weights as constants
         with paddle.enable_grad(), _Recorder(net) as rec:
             logits = net(x)
         if isinstance(logits, (list, tuple)):

@@ -324,3 +324,33 @@ def test_occlusion_in_the_deployment_runtimes(demo, engines, images, runtime):
     for x, y in zip(a, b):
         assert x.mode == runtime and x.heatmap.shape == (96, 96)
         assert np.corrcoef(x.heatmap.ravel(), y.heatmap.ravel())[0, 1] >= 0.99
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "flat"])
+def test_other_input_layouts(ckpt, images, layout):
+    """Engines that take NHWC or flat inputs (Preprocess.layout) get their occlusions laid out
+    the same way, and give the maps of the NCHW model they wrap."""
+    from dataclasses import replace
+
+    from clsviz.engines.dygraph import DygraphClassifier
+
+    h, w = ckpt.config.preprocess.crop_hw
+
+    class Wrapped(paddle.nn.Layer):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            x = x.transpose([0, 3, 1, 2]) if layout == "NHWC" else x.reshape([-1, 3, h, w])
+            return self.net(x)
+
+    cfg = replace(ckpt.config, preprocess=replace(ckpt.config.preprocess, layout=layout))
+    clf = DygraphClassifier("wrapped", None, cfg, ckpt.options, net=Wrapped(ckpt.net))
+    assert clf.preprocess(images[0]).ndim == (4 if layout == "NHWC" else 2)
+    for method, kw in (("occlusion", {"patch": 16, "stride": 8}), ("gradcam", {})):
+        a = clsviz.explain(clf, images[:2], method=method, **kw)
+        b = clsviz.explain(ckpt, images[:2], method=method, **kw)
+        for x, y in zip(a, b):
+            assert x.target == y.target
+            assert np.corrcoef(x.heatmap.ravel(), y.heatmap.ravel())[0, 1] >= 0.99
