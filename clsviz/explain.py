@@ -263,7 +263,8 @@ def _targets(target, n: int, class_num: int | None) -> list[int | None]:
     elif isinstance(target, Sequence) and not isinstance(target, (str, bytes)):
         out = [None if t is None else t for t in target]
         if len(out) != n:
-            raise OptionError(f"got {len(out)} targets for {n} images", hint="pass one target per image, or one for all")
+            raise OptionError(f"got {len(out)} targets for {n} images",
+                              hint="pass one target per image, or one for all")
     else:
         raise OptionError(f"target must be a class id, a list of them, or None; got {target!r}")
     for t in out:
@@ -303,7 +304,8 @@ def _as_nchw(batch: np.ndarray, pre: Preprocess) -> tuple[np.ndarray, object]:
     h, w = pre.crop_hw
     layout = getattr(pre, "layout", "NCHW")
     if layout == "NHWC" or (batch.ndim == 4 and batch.shape[1:3] == (h, w) and batch.shape[2:] != (h, w)):
-        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2)), lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1))
+        return (np.ascontiguousarray(batch.transpose(0, 3, 1, 2)),
+                lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1)))
     if layout == "flat" or batch.ndim == 2:
         return batch.reshape(len(batch), -1, h, w).copy(), lambda a: a.reshape(len(a), -1)
     return batch, lambda a: a
