@@ -485,7 +485,7 @@ class Explorer(W.VBox):
             self._ckpt_box.layout.display = "none"
             extra = ("runs in every mode" if files.checkpoint else
                      "no checkpoint beside it: dygraph mode may not run")
-            self.model_info.value = f"<small>{_esc(kind)} · {extra}</small>"
+            self.model_info.value = f"<small>{_esc(kind)} · {extra}</small>" + _images_line(path)
         else:
             self._ckpt_box.layout.display = None
             sib = Path(path).parent / "labels.txt" if Path(path).is_file() else None
@@ -781,6 +781,18 @@ def _precisions() -> list[str]:
     from .engines.predictor import bf16_available
 
     return ["fp32", "bf16"] if bf16_available()[0] else ["fp32"]
+
+
+def _images_line(path) -> str:
+    """What an image goes through for the program at ``path`` (its input signature's
+    ``Preprocess``), or why a real image cannot be fed to it."""
+    from .engines import load_config
+
+    try:
+        pre = load_config(path).preprocess
+    except ClsvizError as e:
+        return f"<br><small style='color:#c62828'>images: {_esc(e)}</small>"
+    return f"<br><small>images: {_esc(pre.describe())} ({_esc(pre.backend)})</small>"
 
 
 def _stamp(p: Path) -> float:

@@ -258,3 +258,11 @@ def test_missing_weights_are_named_by_inspect_and_load(wild, tmp_path):
     assert "not a Paddle model" not in report.to_text()
     with pytest.raises(FormatError, match="inference.pdiparams.*missing"):
         clsviz.load(folder)
+
+
+def test_the_explorer_says_what_an_image_goes_through(wild, jpeg):
+    pytest.importorskip("ipywidgets")
+    from clsviz.widgets import Explorer
+
+    ex = Explorer(wild["mlp"].path, [jpeg], selected=0)
+    assert "grey (ITU-R 601-2 luma)" in ex.model_info.value and "flattened CHW float32 [784]" in ex.model_info.value
