@@ -61,7 +61,8 @@ def main(argv=None) -> int:
     from clsviz.bundle import BundleConfig
     from clsviz.bench import prepare_bundle
     from clsviz.timing import interleaved, timed
-    from clsviz.engines.predictor import _first_line, gpu_available, tensorrt_available
+    from clsviz._paddle import gpu_available, tensorrt_available
+    from clsviz._translate import first_line as _first_line
 
     ok, why = gpu_available()
     if not ok:

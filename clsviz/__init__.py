@@ -12,28 +12,40 @@
 """
 from __future__ import annotations
 
-from . import errors
+from . import (
+    errors,
+    evaluate,  # a callable module: clsviz.evaluate(folder, bundle, modes=..., ray=...)
+    inspect,  # a callable module: clsviz.inspect(path), clsviz.inspect.compare(a, b)
+)
 from ._paddle import paddle as _paddle  # noqa: F401  (quiet import, before anything else)
+from ._version import __version__ as __version__
 from .archs import get_model, list_models
 from .bundle import BundleConfig, read_labels
 from .checkpoint import LoadDiagnostics, load_state_dict
 from .compare import compare
 from .engines import MODES, Classifier, EngineOptions, load
-from . import evaluate  # a callable module: clsviz.evaluate(folder, bundle, modes=..., ray=...)
+from .errors import (
+    ArchitectureError,
+    BackendUnavailable,
+    CheckpointMismatch,
+    ClsvizError,
+    EngineError,
+    ExportError,
+    FormatError,
+    ImageError,
+    OptionError,
+    OutputError,
+    UnsafeCheckpoint,
+    UntrustedCode,
+)
 from .evaluate import Evaluation
-from .errors import (ArchitectureError, BackendUnavailable, CheckpointMismatch, ClsvizError,
-                     EngineError, ExportError, FormatError, ImageError, OptionError, OutputError,
-                     UnsafeCheckpoint, UntrustedCode)
 from .explain import Explanation, explain
 from .export import ExportResult, export
-from . import inspect  # a callable module: clsviz.inspect(path), clsviz.inspect.compare(a, b)
 from .inspect import InspectComparison, InspectReport
 from .migrate import MigrateResult, migrate
 from .recommend import Recommendation, recommend
 from .results import Agreement, Comparison, ModeReport, Prediction, StageStats, TopK
 from .transforms import Preprocess, load_image
-
-__version__ = "0.1.0"
 
 
 def predict(images, model, *, mode: str = "predictor", top_k: int = 5, **kwargs):

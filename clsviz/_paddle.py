@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import warnings
+from typing import Any
 
 _VERBOSE = os.environ.get("CLSVIZ_VERBOSE", "") not in ("", "0")
 
@@ -83,12 +84,12 @@ def _import_paddle():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with quiet():
-            import paddle  # noqa: F401
-            import paddle.inference  # noqa: F401
+            import paddle
+            import paddle.inference
     return paddle
 
 
-paddle = _import_paddle()
+paddle: Any = _import_paddle()  # untyped for mypy: see pyproject.toml
 
 
 def pir_enabled() -> bool:
@@ -96,7 +97,7 @@ def pir_enabled() -> bool:
     try:
         return bool(paddle.framework.in_pir_mode() or
                     paddle.get_flags(["FLAGS_enable_pir_api"])["FLAGS_enable_pir_api"])
-    except Exception:  # pragma: no cover - older paddle
+    except Exception:  # noqa: BLE001  # pragma: no cover - older paddle
         return False
 
 
@@ -189,3 +190,29 @@ def threads_scope(n: int | None):
         after = native_threads()
         if before is not None and after != before:
             _set_native_threads(before)
+# What this Paddle build and machine can do (engines check before they build).
+def gpu_available() -> tuple[bool, str]:
+    if not paddle.is_compiled_with_cuda():
+        return False, "this paddlepaddle build has no CUDA (install paddlepaddle-gpu; see README)"
+    try:
+        n = paddle.device.cuda.device_count()
+    except Exception as e:  # noqa: BLE001  # pragma: no cover - needs a GPU build; any failure means no GPU
+        return False, f"CUDA query failed: {e}"
+    return (n > 0, "no CUDA device is visible" if n == 0 else "")
+
+
+def tensorrt_available() -> tuple[bool, str]:
+    try:
+        ver = tuple(paddle.inference.get_trt_compile_version())
+    except Exception:  # noqa: BLE001  # pragma: no cover - any failure means no TensorRT
+        ver = (0, 0, 0)
+    if ver == (0, 0, 0):
+        return False, "this paddlepaddle build was compiled without TensorRT"
+    return True, ""
+
+
+def bf16_available() -> tuple[bool, str]:
+    core = paddle.base.core
+    if not core.supports_bfloat16():
+        return False, "this CPU has no bf16 support (needs AVX-512 BF16 or AMX)"
+    return True, ""

@@ -9,11 +9,12 @@ Bundles of older clsviz versions (``Global.clsviz``, ``main_indicator``) still l
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Any, cast
 
 import yaml
 
@@ -57,7 +58,7 @@ class BundleConfig:
             return self.labels[class_id]
         return str(class_id)
 
-    def with_class_num(self, n: int) -> "BundleConfig":
+    def with_class_num(self, n: int) -> BundleConfig:
         if self.labels is not None and len(self.labels) != n:
             raise OptionError(f"{len(self.labels)} labels given for a model with {n} classes",
                               hint="give exactly one label per class")
@@ -65,7 +66,7 @@ class BundleConfig:
 
     # -- YAML ------------------------------------------------------------------------------
     def to_yaml_dict(self, *, input_name: str = "x") -> dict:
-        topk = {"topk": int(self.topk)}
+        topk: dict[str, Any] = {"topk": int(self.topk)}
         if self.labels is not None:
             topk["label_list"] = list(self.labels)
         c, h, w = (int(v) for v in self.image_shape)
@@ -93,7 +94,7 @@ class BundleConfig:
         }
 
     @classmethod
-    def from_yaml_dict(cls, d: dict, *, where=None) -> "BundleConfig":
+    def from_yaml_dict(cls, d: dict, *, where=None) -> BundleConfig:
         validate_sidecar(d, where=where)  # every value below is known to be well-formed
         g = d.get("Global") or {}
         # clsviz's section: top level since PaddleX compatibility, under Global before
@@ -114,7 +115,7 @@ class BundleConfig:
         return cls(
             model_name=g.get("model_name"),
             class_num=extra.get("class_num") or (len(labels) if labels else None),
-            image_shape=tuple(int(v) for v in shape),
+            image_shape=cast("tuple[int, int, int]", tuple(int(v) for v in shape)),  # validated by schema
             preprocess=pre,
             labels=tuple(str(x) for x in labels) if labels else None,
             topk=int(topk.get("topk", 5)),
@@ -133,7 +134,7 @@ class BundleConfig:
         return path
 
     @classmethod
-    def read(cls, path) -> "BundleConfig":
+    def read(cls, path) -> BundleConfig:
         text = read_text(path, what="inference.yml")
         try:
             d = yaml.safe_load(text)
@@ -189,7 +190,7 @@ def _inside(folder: Path, name: str) -> Path | None:
     return p if real == base or base in real.parents else None
 
 
-def read_labels(source) -> tuple[str, ...]:
+def read_labels(source) -> tuple[str, ...] | None:
     """Labels from a PaddleClas ``class_id_map`` file (``0 tench`` per line) or a list.
 
     Lines may also be bare names (one per line, id = line number).  The file must be a
@@ -255,7 +256,9 @@ def paddlex_model_names() -> frozenset:
 @lru_cache(maxsize=1)
 def imagenet1k_labels() -> tuple[str, ...]:
     """The 1000 ImageNet-1k class names shipped with clsviz (``clsviz/data``)."""
-    return read_labels(IMAGENET1K_LABELS)
+    labels = read_labels(IMAGENET1K_LABELS)
+    assert labels is not None  # a path always gives labels
+    return labels
 
 
 def with_default_labels(config: BundleConfig) -> BundleConfig:
@@ -270,8 +273,6 @@ def with_default_labels(config: BundleConfig) -> BundleConfig:
 
 
 def sha256_file(path, chunk: int = 1 << 20) -> str:
-    import hashlib
-
     h = hashlib.sha256()
     with open_regular(path, what="bundle file") as f:
         for block in iter(lambda: f.read(chunk), b""):
@@ -320,7 +321,8 @@ def deploy_check(doc: dict, *, signature=None, softmax: bool | None = None) -> t
     only ``Topk`` (``topk``, ``label_list``), and PaddleX feeds a 3-channel NCHW float image and
     scores the first output."""
     problems = []
-    g = doc.get("Global") if isinstance(doc.get("Global"), dict) else {}
+    g_raw = doc.get("Global")
+    g: dict = g_raw if isinstance(g_raw, dict) else {}
     name = g.get("model_name")
     if name not in paddlex_model_names():
         problems.append(f"Global.model_name {name!r} is not a PaddleX image-classification model "
@@ -343,7 +345,8 @@ def deploy_check(doc: dict, *, signature=None, softmax: bool | None = None) -> t
                             + ", ".join(_PADDLEX_INTERP))
         if n == "NormalizeImage" and (args.get("channel_num", 3) != 3 or args.get("order", "") != ""):
             problems.append("NormalizeImage must have channel_num 3 and order '' for PaddleX")
-    post = doc.get("PostProcess") if isinstance(doc.get("PostProcess"), dict) else {}
+    post_raw = doc.get("PostProcess")
+    post: dict = post_raw if isinstance(post_raw, dict) else {}
     for k in post:
         if k != "Topk":
             problems.append(f"PostProcess.{k} is not an op: PaddleX fails on it")

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from . import safe_pickle
+from .archs.specs import infer_class_num as infer_class_num  # re-exported: its old home
 from .errors import CheckpointMismatch, FormatError
+from .formats import load_checkpoint_folder  # fluid 1.x persistables
 
 
 @dataclass(frozen=True)
@@ -63,14 +66,10 @@ def load_state_dict(path, *, trust: bool = False) -> dict[str, np.ndarray]:
 
     Uses clsviz's restricted unpickler unless ``trust=True``.
     """
-    from . import safe_pickle
-
     p = Path(path)
     if not p.exists():
         raise FormatError("checkpoint not found", path=p, hint="check the path")
     if p.is_dir():
-        from .formats import load_checkpoint_folder  # fluid 1.x persistables
-
         return load_checkpoint_folder(p)
     state = safe_pickle.load_pdparams(p, trust=trust)
     for wrapper in ("model", "state_dict", "model_state_dict", "net"):  # {"model": sd, "epoch": 3}
@@ -81,17 +80,6 @@ def load_state_dict(path, *, trust: bool = False) -> dict[str, np.ndarray]:
     if not isinstance(state, dict) or not state:
         raise FormatError("checkpoint holds no tensors", path=p)
     return {str(k): v for k, v in state.items() if isinstance(v, np.ndarray)}
-
-
-def infer_class_num(state: dict) -> int | None:
-    """Number of classes from the last layer: ``fc.weight`` [C, N], else the last 2-D weight."""
-    for key in ("fc.weight", "head.fc.weight", "classifier.weight", "fc_0.w_0", "out.weight"):
-        if key in state and getattr(state[key], "ndim", 0) == 2:
-            return int(state[key].shape[1])
-    two_d = [k for k, v in state.items() if getattr(v, "ndim", 0) == 2]
-    if two_d:
-        return int(state[two_d[-1]].shape[1])
-    return None
 
 
 def diagnose(net, state: dict) -> LoadDiagnostics:

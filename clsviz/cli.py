@@ -14,6 +14,26 @@ import sys
 import traceback
 from pathlib import Path
 
+from PIL import Image
+
+from .compare import compare
+from .demo.run import run_demo
+from .demo.train import train_demo
+from .engines import check_modes, load
+from .errors import ClsvizError, OptionError
+from .evaluate import evaluate_cli
+from .explain import GRADIENT_METHODS, explain
+from .export import export
+from .formats import resolve
+from .inspect import InspectComparison, InspectReport
+from .inspect import compare as inspect_compare
+from .inspect import inspect as inspect_path
+from .migrate import migrate
+from .recommend import recommend
+from .safe_io import check_output_dir
+from .schema import check_image_shape
+from .transforms import Preprocess, expand_images, image_name
+
 _SHORT_EQ = re.compile(r"^(-[A-Za-z])=(.*)$")
 
 
@@ -281,8 +301,6 @@ def _print_predictions(preds, a, extra=None, note=None):
 
 
 def _predict_with(clf, a, title):
-    from .compare import compare
-
     if getattr(a, "enable_benchmark", False):
         cmp = compare(a.image, {clf.mode: clf}, top_k=a.top_k, repeats=10, warmup=2)
         rep = cmp.modes[clf.mode]
@@ -296,10 +314,6 @@ def _predict_with(clf, a, title):
 
 
 def cmd_export(a):
-    from .errors import OptionError
-    from .export import export
-    from .schema import check_image_shape
-
     if a.img_size is not None:
         check_image_shape((3, a.img_size, a.img_size), field="--img_size (as 3 × N × N)")
     if a.image_shape is not None:
@@ -311,8 +325,6 @@ def cmd_export(a):
         ((3, a.img_size, a.img_size) if a.img_size is not None else (3, 224, 224))
     pre = None
     if a.resize_short is not None or a.backend is not None:
-        from .transforms import Preprocess
-
         crop = shape[1] if shape[1] == shape[2] else (shape[1], shape[2])
         short = a.resize_short if a.resize_short is not None else round(min(shape[1:]) * 256 / 224)
         pre = Preprocess(resize_short=short,
@@ -323,24 +335,17 @@ def cmd_export(a):
 
 
 def cmd_predict(a):
-    from .engines import load
-
     clf = load(a.model, mode=a.mode, params=a.params, labels=a.labels, **_engine_options(a))
     _predict_with(clf, a, a.model_name or a.mode)
 
 
 def cmd_infer(a):
-    from .engines import load
-
     clf = load(a.checkpoint, mode="dygraph", arch=a.arch, class_num=a.class_num, labels=a.labels,
                trust=a.trust, **_engine_options(a, predictor=False))
     _predict_with(clf, a, "dygraph")
 
 
 def cmd_py_infer(a):
-    from .engines import load
-    from .errors import OptionError
-
     if a.model_dir is None and a.model is None:
         raise OptionError("py_infer needs --d MODEL_DIR and/or --m MODEL_FILE")
     model = Path(a.model_dir) if a.model_dir else None
@@ -357,12 +362,7 @@ def cmd_py_infer(a):
 
 
 def cmd_compare(a):
-    from .compare import compare
-    from .engines import check_modes, load
-    from .errors import ClsvizError
-
     modes = check_modes([m.strip() for m in a.modes.split(",") if m.strip()])
-    from .formats import resolve
 
     # the bundle's sidecar (preprocessing, labels) applies to every mode, the checkpoint's too
     bundle_cfg = resolve(a.bundle).config_file
@@ -394,17 +394,11 @@ def cmd_compare(a):
 
 
 def cmd_demo(a):
-    from .demo.run import run_demo
-    from .safe_io import check_output_dir
-
     check_output_dir(a.out, what="--out")
     return run_demo(a.out, repeats=a.repeats)
 
 
 def cmd_train_demo(a):
-    from .demo.train import train_demo
-    from .safe_io import check_output_dir
-
     check_output_dir(a.out, what="--out")
     kw = {k: v for k, v in (("seed", a.seed), ("epochs", a.epochs)) if v is not None}
     r = train_demo(a.out, **kw)
@@ -412,18 +406,10 @@ def cmd_train_demo(a):
 
 
 def cmd_evaluate(a):
-    from .evaluate import evaluate_cli
-
     return evaluate_cli(a)
 
 
 def cmd_explain(a):
-    from .engines import load
-    from .errors import OptionError
-    from .explain import GRADIENT_METHODS, explain
-    from .safe_io import check_output_dir
-    from .transforms import expand_images, image_name
-
     if not 0.0 <= a.alpha <= 1.0:
         raise OptionError(f"--alpha must be within 0..1, got {a.alpha}")
     out = Path(a.out)
@@ -456,26 +442,25 @@ def cmd_explain(a):
 
 
 def cmd_inspect(a):
-    from .inspect import inspect as inspect_path
-    from .inspect import compare as inspect_compare
-
-    rep = inspect_compare(a.path, a.compare) if a.compare else inspect_path(a.path)
+    rep: InspectComparison | InspectReport
+    reports: tuple[InspectReport, ...]
+    if a.compare:
+        rep = inspect_compare(a.path, a.compare)
+        reports = (rep.a, rep.b)
+    else:
+        rep = inspect_path(a.path)
+        reports = (rep,)
     print(json.dumps(rep.to_dict(), indent=2) if a.json else rep.to_text())
-    reports = (rep.a, rep.b) if a.compare else (rep,)
     return 0 if all(r.is_model and not r.problems for r in reports) else 1  # scripts can rely on it
 
 
 def cmd_migrate(a):
-    from .migrate import migrate
-
     r = migrate(a.src, a.dst, arch=a.arch, params=a.params, class_num=a.class_num, force=a.force,
                 labels=a.labels, image_shape=a.image_shape, trust=a.trust)
     print(json.dumps(r.to_dict(), indent=2) if a.json else r)
 
 
 def cmd_recommend(a):
-    from .recommend import recommend
-
     say = None if a.json else (lambda t: print(f"[recommend] {t}", file=sys.stderr, flush=True))
     rec = recommend(a.model, a.image, repeats=a.repeats, batch_size=a.batch_size, cpu_threads=a.cpu_threads,
                     progress=say)
@@ -485,7 +470,6 @@ def cmd_recommend(a):
 
 def cmd_bench(a):
     from .bench import bench_cli
-    from .safe_io import check_output_dir
 
     check_output_dir(a.out, what="--out")
     return bench_cli(a)
@@ -508,8 +492,6 @@ def main(argv=None) -> int:
         return 2
     debug = a.debug or os.environ.get("CLSVIZ_DEBUG") not in (None, "", "0")
     if getattr(a, "max_pixels", None) is not None:
-        from PIL import Image
-
         Image.MAX_IMAGE_PIXELS = a.max_pixels or None  # Pillow's bomb guard, which clsviz follows
     try:
         rc = COMMANDS[a.cmd](a)
@@ -517,17 +499,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("clsviz: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # one line for users; the trace with --debug
-        from .errors import ClsvizError
-
+    except Exception as e:  # noqa: BLE001 - one line for users; the trace with --debug
         if debug:
             traceback.print_exc()
         if isinstance(e, ClsvizError):
-            first = str(e).splitlines()[0]
-            rest = str(e).splitlines()[1:]
-            hint_line = rest[-1] if rest and "—" in rest[-1] else ""
-            print(f"clsviz: {type(e).__name__}: {first}{(' ' + hint_line) if hint_line else ''}",
-                  file=sys.stderr)
+            print(f"clsviz: {type(e).__name__}: {e.one_line()}", file=sys.stderr)
             return 1
         if isinstance(e, OSError):  # the environment, not a bug: one line, no "unexpected"
             where = f" [{e.filename}]" if e.filename else ""

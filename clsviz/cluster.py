@@ -18,14 +18,18 @@ import os
 import re
 import socket
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
 from . import errors as _errors
+from ._paddle import quiet
+from .engines import load
+from .engines.base import default_threads
 from .errors import BackendUnavailable, ClsvizError, EngineError, OptionError
+from .timing import clock
 
 __all__ = ["RaySession", "connect", "RayScorer", "import_ray"]
 
@@ -44,7 +48,7 @@ def import_ray():
     """``ray`` and ``ray.data``, or a one-line :class:`BackendUnavailable` saying how to get them."""
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.data
     except ImportError as e:
         raise BackendUnavailable("evaluating on Ray needs the ray[data] package, which is not installed",
                                  hint="pip install 'clsviz[ray]'") from e
@@ -85,6 +89,7 @@ def _check_reachable(address: str) -> None:
     """Fail in seconds, and say so plainly, when nothing listens at ``address``
     (Ray itself retries for a minute and then reports a GCS time-out)."""
     m = _ADDRESS.match(address)
+    assert m is not None  # callers pass only addresses that match
     host, port = m.group("host").strip("[]"), int(m.group("port"))
     try:
         with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
@@ -128,7 +133,6 @@ def connect(address=True) -> RaySession:
             return session
         raise OptionError(f"this process is already connected to the Ray runtime at {session.address}, "
                           f"not {target}", hint="call ray.shutdown() first, or pass ray=True to use it")
-    from ._paddle import quiet
 
     kwargs = {} if _VERBOSE else {"logging_level": logging.ERROR, "log_to_driver": False}
     if not _VERBOSE:
@@ -137,8 +141,6 @@ def connect(address=True) -> RaySession:
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     try:
         if target is None:
-            from .engines.base import default_threads
-
             with quiet():
                 ray.init(address="local", num_cpus=default_threads(), include_dashboard=False,
                          object_store_memory=LOCAL_OBJECT_STORE_BYTES, **kwargs)
@@ -154,7 +156,7 @@ def connect(address=True) -> RaySession:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         if target == "auto":
             hint = "is a cluster running here? `ray start --head` starts one; or pass ray=True for a local runtime"
-        elif target.startswith("ray://"):
+        elif target is not None and target.startswith("ray://"):
             hint = ("is the head's client server on that port? A cluster with token authentication (Ray's "
                     "default since 2.5x) also needs RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN) here")
         else:
@@ -174,9 +176,6 @@ class _ScoreActor:
     """
 
     def __init__(self, bundle: str, mode: str, options: dict, top_k: int):
-        from .engines import load
-        from .timing import clock
-
         self.where = f"{socket.gethostname()}:{os.getpid()}"
         self.top_k = top_k
         t0 = clock()
@@ -195,6 +194,7 @@ class _ScoreActor:
         errors = [""] * n
         fatal = self.fatal
         if fatal is None:
+            assert self.clf is not None  # built, since nothing failed
             try:
                 got_ids, got_probs, got_errors = self.clf.score_batch([str(p) for p in batch["path"]],
                                                                       top_k=self.top_k)

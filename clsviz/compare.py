@@ -5,6 +5,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .engines import check_modes, load
 from .errors import ClsvizError, OptionError
 from .results import STAGES, Agreement, Comparison, ModeReport, StageStats
 from .timing import interleaved_laps, peak_rss_mb, rss_mb, run_peak_mb, staged
@@ -107,8 +108,6 @@ def _failure(e: BaseException) -> str:
 def load_modes(path, modes, **kw) -> dict:
     """``{mode: Classifier}`` for ``path``, a mode that cannot be built holding its
     :class:`~clsviz.errors.ClsvizError` instead; :func:`compare` shows those as FAILED."""
-    from .engines import check_modes, load
-
     out: dict = {}
     for m in check_modes(modes):
         try:

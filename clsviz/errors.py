@@ -3,7 +3,8 @@
     ClsvizError
     ├── ImageError            an image cannot be read or converted
     ├── FormatError           files on disk are not a model clsviz understands
-    │   └── UnsafeCheckpoint  a pickle asks for objects outside the safe set
+    │   ├── UnsafeCheckpoint  a pickle asks for objects outside the safe set
+    │   └── UnsupportedOps    a program uses ops the dygraph rebuild does not cover (.unsupported_ops)
     ├── CheckpointMismatch    weights do not fit the network (carries .diagnostics)
     ├── ArchitectureError     unknown or unbuildable network
     │   └── UntrustedCode     a model's files name Python code to import (needs trust=True)
@@ -19,23 +20,31 @@ kept as ``__cause__`` so ``--debug`` can show them.
 """
 from __future__ import annotations
 
+import html
+
 
 class ClsvizError(Exception):
     """Base of every error clsviz raises on purpose."""
 
     def __init__(self, message: str, *, path=None, hint: str | None = None):
+        self.message = message
         self.path = None if path is None else str(path)
         self.hint = hint
+        super().__init__(self._join(message))
+
+    def _join(self, message: str) -> str:
         parts = [message]
         if self.path and self.path not in message:
             parts.append(f"[{self.path}]")
-        if hint:
-            parts.append(f"— {hint}")
-        super().__init__(" ".join(parts))
+        if self.hint:
+            parts.append(f"— {self.hint}")
+        return " ".join(parts)
+
+    def one_line(self) -> str:
+        """The message's first line, the path and the hint: what a terminal shows."""
+        return self._join((self.message.strip().splitlines() or [""])[0])
 
     def _repr_html_(self) -> str:
-        import html
-
         return (f'<div style="border-left:4px solid #c62828;padding:4px 8px;background:#fff5f5">'
                 f"<b>{type(self).__name__}</b>: {html.escape(str(self))}</div>")
 
@@ -50,6 +59,17 @@ class FormatError(ClsvizError):
 
 class UnsafeCheckpoint(FormatError):
     """A ``.pdparams`` pickle references objects outside the safe set."""
+
+
+class UnsupportedOps(FormatError):
+    """A program uses op types that :mod:`clsviz.formats.rebuild` cannot replay as a Layer.
+
+    ``.unsupported_ops`` holds their names, sorted.
+    """
+
+    def __init__(self, message: str, *, unsupported_ops=(), path=None, hint: str | None = None):
+        self.unsupported_ops: tuple[str, ...] = tuple(unsupported_ops)
+        super().__init__(message, path=path, hint=hint)
 
 
 class CheckpointMismatch(ClsvizError):
@@ -103,7 +123,7 @@ class OptionError(ClsvizError, ValueError):
 
 
 __all__ = [
-    "ClsvizError", "ImageError", "FormatError", "UnsafeCheckpoint", "CheckpointMismatch",
+    "ClsvizError", "ImageError", "FormatError", "UnsafeCheckpoint", "UnsupportedOps", "CheckpointMismatch",
     "ArchitectureError", "UntrustedCode", "EngineError", "BackendUnavailable", "ExportError",
     "OutputError", "OptionError",
 ]

@@ -22,13 +22,19 @@ import os
 import sys
 import time
 import types
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from .errors import FormatError, OptionError, OutputError
+from .engines import ALL_MODES, MODES, EngineOptions, load, load_config
+from .errors import ClsvizError, EngineError, FormatError, OptionError, OutputError
+from .explain import report_section
+from .safe_io import check_output_dir, read_text, translate_os_errors
+from .timing import clock, peak_rss_mb
 from .transforms import IMAGE_SUFFIXES
 
 LABELS_TXT = "labels.txt"
@@ -331,11 +337,11 @@ def read_labelled_folder(folder, labels: Sequence[str]) -> tuple[list[Path], lis
     labels = [str(x) for x in labels]
     index = {name: i for i, name in enumerate(labels)}
     known = ", ".join(labels[:20]) + (" …" if len(labels) > 20 else "")
-    paths, ys, unknown = [], [], {}
+    paths: list[Path] = []
+    ys: list[int] = []
+    unknown: dict[str, str] = {}
     txt = folder / LABELS_TXT
     if os.path.lexists(txt):
-        from .safe_io import read_text
-
         layout = "labels_txt"
         base = folder.resolve()
         if not _within(txt, base):
@@ -390,8 +396,6 @@ def read_labelled_folder(folder, labels: Sequence[str]) -> tuple[list[Path], lis
 
 
 def _parse_modes(modes) -> tuple[str, ...]:
-    from .engines import ALL_MODES, MODES
-
     if isinstance(modes, str):
         modes = MODES if modes.strip() == "all" else [m.strip() for m in modes.split(",") if m.strip()]
     modes = tuple(dict.fromkeys(modes))
@@ -410,8 +414,6 @@ class _LocalScorer:
     workers = 1
 
     def __init__(self, bundle, *, modes, batch_size: int, top_k: int, options: dict):
-        from .engines import load
-
         self.batch_size, self.top_k = batch_size, top_k
         self.clfs = {}
         try:
@@ -470,7 +472,6 @@ class _Tally:
 
 def _mode_eval(mode: str, tally: _Tally, y_true: np.ndarray, labels, paths, *, build_seconds: float,
                seconds: float) -> ModeEval:
-    from .errors import EngineError
     from .viz import confusion_counts
 
     if not tally.done.all():
@@ -499,6 +500,7 @@ def _mode_eval(mode: str, tally: _Tally, y_true: np.ndarray, labels, paths, *, b
 
 def _agreement(mode: ModeEval, ref: ModeEval, paths) -> ModeAgreement:
     a_ids, b_ids = mode.topk_ids, ref.topk_ids
+    assert a_ids is not None and b_ids is not None and mode.topk_probs is not None and ref.topk_probs is not None
     both = (a_ids[:, 0] >= 0) & (b_ids[:, 0] >= 0)
     n = int(both.sum())
     same1 = both & (a_ids[:, 0] == b_ids[:, 0])
@@ -520,8 +522,6 @@ class _Progress:
         if callable(progress):
             self.fn = progress
         elif progress:
-            from tqdm.auto import tqdm
-
             self.bar = tqdm(total=total, desc=desc, unit="img", file=sys.stderr, leave=False)
 
     def mode(self, mode: str) -> None:
@@ -542,8 +542,6 @@ class _Progress:
 
 def _split_options(options: dict) -> tuple[dict, dict]:
     """``evaluate``'s keyword options → (``load_config`` keywords, the rest), checked up front."""
-    from .engines import EngineOptions, load, load_config
-
     cfg_keys = set(inspect.signature(load_config).parameters) - {"path"}
     load_keys = {k for k, p in inspect.signature(load).parameters.items() if p.kind is p.KEYWORD_ONLY}
     engine = {k: v for k, v in options.items() if k not in load_keys}
@@ -567,9 +565,6 @@ def evaluate(folder, bundle, *, modes=("predictor",), batch_size: int = 8,
     ``progress`` is a bar (True), nothing (False) or a callable ``(done, total, mode)``.
     Other keywords go to :func:`clsviz.load` (``arch=``, ``cpu_threads=``, ``precision=``, …).
     """
-    from .engines import load_config
-    from .timing import clock, peak_rss_mb
-
     t0 = clock()
     modes = _parse_modes(modes)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -586,6 +581,7 @@ def evaluate(folder, bundle, *, modes=("predictor",), batch_size: int = 8,
     paths, ys, layout = read_labelled_folder(folder, labels)  # a bad folder fails before any engine is built
     y_true = np.asarray(ys, dtype=np.int64)
     k = min(TOP_K, len(labels))
+    scorer: Any  # _LocalScorer or cluster.RayScorer: the same calls
     if ray in (None, False):
         scorer = _LocalScorer(bundle, modes=modes, batch_size=batch_size, top_k=k, options=options)
     else:
@@ -623,8 +619,6 @@ def write_evaluation_html(report: Evaluation, out_dir, *, max_gallery: int = 120
     self-contained ``evaluation.html`` into ``out_dir``; returns the HTML path.  The gallery
     embeds only images inside ``report.folder`` (symlinks resolved).  ``explain``: saliency
     maps for up to that many misclassified images (Grad-CAM in the dygraph mode; 0: none)."""
-    from .safe_io import check_output_dir, translate_os_errors
-
     out = check_output_dir(out_dir)
     with translate_os_errors(OutputError, action="write the report"):
         out.mkdir(parents=True, exist_ok=True)
@@ -635,9 +629,6 @@ def _explain_section(report: Evaluation, errors, base: Path, limit: int) -> str:
     """Where the model looked on the first misclassified images (inside the folder only):
     Grad-CAM in the dygraph mode (the bundle's checkpoint, or its program rebuilt as a Layer),
     else coarse occlusion in the predictor.  A model that cannot be explained gets a note."""
-    from .engines import load
-    from .errors import ClsvizError
-    from .explain import report_section
 
     picked = [err for err in errors if _within(err.path, base)][:limit]
     if not picked:
@@ -675,7 +666,8 @@ def _write_evaluation_html(report: Evaluation, out: Path, *, max_gallery: int, e
         (out / ("confusion.png" if i == 0 else f"confusion-{m}.png")).write_bytes(png)
         if same and i > 0:
             continue  # identical answers: one matrix says it all
-        matrices.append(f"<img class='chart' style='flex:1 1 440px;max-width:560px;min-width:0' alt='confusion matrix {e(m)}' "
+        matrices.append(f"<img class='chart' style='flex:1 1 440px;max-width:560px;min-width:0' "
+                        f"alt='confusion matrix {e(m)}' "
                         f"src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}'>")
 
     n = len(report.paths)
@@ -689,10 +681,10 @@ def _write_evaluation_html(report: Evaluation, out: Path, *, max_gallery: int, e
     cards += card("data", f"{n} images", f"{len(report.labels)} classes · layout {e(report.layout)}"
                   + (f" · {badge(f'{len(bad)} unreadable', 'warn')}" if bad else ""))
     if report.run is not None:
-        r = report.run
-        cards += card("run", f"{r.images_per_second:.1f} img/s",
-                      e(f"{'Ray' if r.backend == 'ray' else 'local'} · {r.workers} worker(s) × "
-                        f"{r.threads_per_worker} thread(s) · {r.seconds:.1f} s"))
+        run = report.run
+        cards += card("run", f"{run.images_per_second:.1f} img/s",
+                      e(f"{'Ray' if run.backend == 'ray' else 'local'} · {run.workers} worker(s) × "
+                        f"{run.threads_per_worker} thread(s) · {run.seconds:.1f} s"))
 
     counts = report.class_counts()
     heads = "".join(f"<th class='num'>{e(m)}</th>" for m in modes)
@@ -770,8 +762,6 @@ def _write_evaluation_html(report: Evaluation, out: Path, *, max_gallery: int, e
 def evaluate_cli(a) -> int:
     """``python -m clsviz evaluate FOLDER --bundle B [--mode M|a,b|all] [--ray [ADDRESS]] [--workers N]
     [--batch_size N] [--cpu_threads N] [--out DIR] [--json]``."""
-    from .safe_io import check_output_dir
-
     out = Path(a.out or os.path.join("out", "evaluate"))
     check_output_dir(out, what="--out")  # before the evaluation, not after it
     options = {k: v for k, v in (("cpu_threads", getattr(a, "cpu_threads", None)),

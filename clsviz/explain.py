@@ -28,13 +28,19 @@ import html
 import io
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from .errors import BackendUnavailable, OptionError
+from ._paddle import dygraph_mode, paddle
+from .archs.layers import SoftmaxHead
+from .engines import Classifier, load
+from .engines.base import softmax
+from .errors import BackendUnavailable, ClsvizError, OptionError
+from .formats.rebuild import _layer_class
 from .transforms import Preprocess, expand_images, image_name, load_image
 
 METHODS = ("gradcam", "gradcam++", "occlusion")
@@ -231,7 +237,6 @@ def explain(model_or_classifier, images, *, method: str = "gradcam", target=None
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
             raise OptionError(f"{name} must be an integer ≥ 1, got {v!r}")
 
-    from .engines import Classifier, load
 
     own = not isinstance(model_or_classifier, Classifier)
     if own:
@@ -282,8 +287,6 @@ def _check_target(t: int, class_num: int | None) -> None:
 
 
 def _probs(clf, outputs: np.ndarray) -> np.ndarray:
-    from .engines.base import softmax
-
     outputs = np.asarray(outputs, np.float64)
     return outputs if clf.config.softmax else softmax(outputs)
 
@@ -298,7 +301,7 @@ def _fill_targets(targets, probs) -> list[int]:
     return out
 
 
-def _as_nchw(batch: np.ndarray, pre: Preprocess) -> tuple[np.ndarray, object]:
+def _as_nchw(batch: np.ndarray, pre: Preprocess) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
     """A preprocessed batch as a writable NCHW view plus the function that lays an NCHW batch
     out as the engine takes it (NCHW, NHWC or flat, per ``Preprocess.layout``)."""
     h, w = pre.crop_hw
@@ -372,21 +375,17 @@ def _occlusion(clf, originals, names, targets, *, patch, stride, batch_size) -> 
 
 # ----------------------------------------------------------------------------- Grad-CAM
 def _gradient_net(clf, method: str):
-    from ._paddle import paddle
-
     net = getattr(clf, "net", None)
     if not isinstance(net, paddle.nn.Layer):
         raise BackendUnavailable(
             f"{method} needs gradients, and the {clf.mode!r} engine has none",
             hint="use method='occlusion' (forward-only, every mode), or load the model with "
                  "mode='dygraph' (an inference program is rebuilt as a Layer)")
-    from .engines.dygraph import SoftmaxHead
 
     return net.net if isinstance(net, SoftmaxHead) else net  # Grad-CAM explains the logit
 
 
 def _FLOATS():
-    from ._paddle import paddle
 
     return (paddle.float32, paddle.float16, paddle.bfloat16, paddle.float64)
 
@@ -397,12 +396,10 @@ class _Recorder:
 
     def __init__(self, net):
         self.net = net
-        self.records: list[tuple[str, object]] = []
+        self.records: list[tuple[str, Any]] = []
         self._hooks: list = []
 
     def __enter__(self):
-        from .formats.rebuild import _layer_class
-
         if isinstance(self.net, _layer_class()):
             self.net.tap = self._keep
         else:
@@ -454,9 +451,6 @@ class _Recorder:
 
 
 def _gradient_method(clf, originals, names, targets, *, layer, plus) -> list[Explanation]:
-    from ._paddle import dygraph_mode, paddle
-    from .engines.base import softmax
-
     method = "gradcam++" if plus else "gradcam"
     net = _gradient_net(clf, method)
     t0 = time.perf_counter()
@@ -500,7 +494,6 @@ def _gradcam_pp(a: np.ndarray, g: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- for reports and widgets
 def has_gradients(clf) -> bool:
     """Can ``clf`` run the gradient methods (a training-engine Layer)?"""
-    from ._paddle import paddle
 
     return isinstance(getattr(clf, "net", None), paddle.nn.Layer)
 
@@ -533,7 +526,6 @@ def report_section(images, classifiers, *, captions=None, limit: int = 6) -> str
     """HTML for a report: for up to ``limit`` images, the cheap map of each classifier (a dict
     ``{name: Classifier}``) side by side, each explaining that classifier's own top-1.  An
     engine that cannot explain is named, not fatal to the report."""
-    from .errors import ClsvizError
 
     items = list(images)[:limit]
     if not items:

@@ -17,10 +17,25 @@ from pathlib import Path
 import numpy as np
 
 from ._paddle import dygraph_mode, paddle, quiet
-from .bundle import (CHECKPOINT_NAME, CONFIG_NAME, MODEL_PREFIX, BundleConfig, paddlex_model_names, read_labels,
-                     with_checksums, with_default_labels)
+from ._translate import first_line
+from .archs import get_model, paddlex_name
+from .archs.layers import SoftmaxHead
+from .bundle import (
+    CHECKPOINT_NAME,
+    CONFIG_NAME,
+    MODEL_PREFIX,
+    BundleConfig,
+    paddlex_model_names,
+    read_labels,
+    with_checksums,
+    with_default_labels,
+)
+from .checkpoint import infer_class_num, load_into, load_state_dict
+from .engines import load
 from .errors import ArchitectureError, ClsvizError, ExportError, FormatError, OptionError
-from .publish import Target, atomic_write_dir  # noqa: F401  (atomic_write_dir: for migrate)
+from .formats.fluid_names import fluid_to_dygraph_for_arch
+from .publish import Target, atomic_write_dir, read_manifest  # noqa: F401  (atomic_write_dir: for migrate)
+from .results import human_size
 from .schema import MAX_CLASSES, check_image_shape
 from .transforms import Preprocess
 
@@ -74,12 +89,12 @@ class ExportResult:
         if self.labels_note:
             lines.append(f"  {self.labels_note}")
         lines += [f"  warning: {n}" for n in self.notes]
-        lines += [f"  {f.name:<24} {_size(f.size):>9}  {f.role}" for f in self.files]
+        lines += [f"  {f.name:<24} {human_size(f.size):>9}  {f.role}" for f in self.files]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         rows = "".join(f"<tr><td><code>{html.escape(f.name)}</code></td><td style='text-align:right'>"
-                       f"{_size(f.size)}</td><td>{html.escape(f.role)}</td></tr>" for f in self.files)
+                       f"{human_size(f.size)}</td><td>{html.escape(f.role)}</td></tr>" for f in self.files)
         note = f"<br><small>{html.escape(self.labels_note)}</small>" if self.labels_note else ""
         note += "".join(f"<br><small>⚠ {html.escape(n)}</small>" for n in self.notes)
         return (f"<div><b>Exported {html.escape(self._title())}</b> ({self.class_num} classes) → "
@@ -95,18 +110,9 @@ def _is_probabilities(out: np.ndarray) -> bool:
     return out.ndim == 2 and bool((out >= 0).all()) and bool(np.allclose(out.sum(axis=1), 1.0, atol=1e-4))
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-
-
 def list_bundle(folder) -> tuple[BundleFile, ...]:
     """The files of a bundle folder with their roles: those its manifest lists (a folder
     clsviz wrote may hold the user's files too), else every visible file."""
-    from .publish import read_manifest
-
     folder = Path(folder)
     listed = read_manifest(folder)
     out = []
@@ -154,10 +160,6 @@ def export(arch: str, checkpoint, out_dir, *, class_num: int | None = None,
 def _export_into(target: Target, arch, checkpoint, ckpt_path, *, class_num, image_shape, labels, softmax,
                  preprocess, trust, arch_kwargs, include_checkpoint, tolerance, t0,
                  model_name=None) -> ExportResult:
-    from .archs import get_model, paddlex_name
-    from .checkpoint import infer_class_num, load_into, load_state_dict
-    from .engines.dygraph import SoftmaxHead
-
     out_dir = target.given
     if isinstance(checkpoint, dict):
         state = checkpoint
@@ -168,8 +170,6 @@ def _export_into(target: Target, arch, checkpoint, ckpt_path, *, class_num, imag
                               hint="run it as it is (clsviz.load), or convert it with clsviz.migrate")
         state = load_state_dict(ckpt_path, trust=trust)
         if ckpt_path.is_dir():
-            from .formats.fluid_names import fluid_to_dygraph_for_arch
-
             state = fluid_to_dygraph_for_arch(state, arch)
     if class_num is None:
         class_num = infer_class_num(state)
@@ -201,11 +201,9 @@ def _export_into(target: Target, arch, checkpoint, ckpt_path, *, class_num, imag
         try:
             with paddle.no_grad():
                 expected = net(paddle.to_tensor(probe))
-        except Exception as e:  # noqa: BLE001 - Paddle's shape errors: the option does not fit the net
-            from .engines.predictor import _first_line
-
+        except Exception as e:
             raise OptionError(f"{arch!r} does not accept inputs of image_shape {list(image_shape)}: "
-                              f"{_first_line(e)}",
+                              f"{first_line(e)}",
                               hint="C must be the network's input channels (3 for RGB models), H and W "
                                    "large enough for its downsampling") from e
         if not hasattr(expected, "numpy") or tuple(expected.shape) != (2, class_num):
@@ -231,9 +229,7 @@ def _export_into(target: Target, arch, checkpoint, ckpt_path, *, class_num, imag
             except (ClsvizError, OSError):
                 raise  # OSError (a full disk, permissions): clsviz.publish says so and cleans up
             except Exception as e:
-                from .engines.predictor import _first_line
-
-                raise ExportError(f"paddle.jit.save failed: {_first_line(e)}", path=out_dir,
+                raise ExportError(f"paddle.jit.save failed: {first_line(e)}", path=out_dir,
                                   hint="the network must be convertible by paddle.jit.to_static") from e
             if include_checkpoint:
                 paddle.save(net.state_dict(), str(tmp / CHECKPOINT_NAME))
@@ -242,8 +238,6 @@ def _export_into(target: Target, arch, checkpoint, ckpt_path, *, class_num, imag
             return None
 
     def verify(tmp: Path, _):
-        from .engines import load
-
         clf = load(tmp, mode="predictor", ir_optim=False, enable_mkldnn=False)
         got = clf.forward(probe)
         clf.close()

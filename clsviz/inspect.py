@@ -27,9 +27,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 
+from .archs import guess_architecture
+from .bundle import BundleConfig, deploy_check, resolve_config
+from .checkpoint import infer_class_num, load_state_dict
+from .engines import ENGINES, RUNTIMES
 from .errors import ClsvizError, FormatError
 from .formats import detect
+from .formats.fluid_names import guess_arch, is_optimizer_state
+from .formats.pirjson import PirProgram, read_pir
+from .formats.programdesc import Program, read_program
+from .formats.rebuild import (
+    config_from_program,
+    ends_with_softmax,
+    pir_unsupported_ops,
+    read_program_weights,
+    unsupported_ops,
+)
+from .formats.signature import signature_of
+from .formats.tensorfile import is_tensor_file, read_combined, scan_combined
+from .results import human_size
+from .safe_io import read_text
+from .safe_pickle import _sniff, sniff
 
 __all__ = ["inspect", "compare", "InspectReport", "InspectComparison", "FileInfo", "TensorStats",
            "TensorSpec", "ModeSupport", "TensorMatch"]
@@ -65,13 +85,6 @@ def _esc(x) -> str:
     return html.escape(str(x))
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-
-
 @dataclass(frozen=True)
 class FileInfo:
     """One file of a model (or of a folder that should hold one)."""
@@ -103,7 +116,7 @@ class TensorStats:
 
     def summary(self) -> str:
         dt = ", ".join(f"{d} ×{n}" for d, n in self.dtypes)
-        s = f"{self.count} tensors, {self.params:,} values, {_size(self.nbytes)} ({dt})"
+        s = f"{self.count} tensors, {self.params:,} values, {human_size(self.nbytes)} ({dt})"
         if self.optimizer_count:
             s += f"; plus {self.optimizer_count} optimizer-state tensors"
         return s
@@ -165,6 +178,9 @@ class InspectReport:
     problems: tuple = ()
     preprocess: str = ""             # what an image goes through for this model (Preprocess repr)
     deploy_check: tuple | None = None  # why PaddleX would not run it as clsviz does; () = it would
+    program_format: str = ""         # "ProgramDesc", "PIR JSON", or "" without a program
+    program_role: str = ""           # "inference" (the model's own program), "training", or ""
+    softmax: bool = False            # the program ends with a softmax: it outputs probabilities
 
     @property
     def unused(self) -> tuple:
@@ -184,7 +200,8 @@ class InspectReport:
             "files": [f.to_dict() for f in self.files], "unused": list(self.unused),
             "tensors": None if self.tensors is None else self.tensors.to_dict(),
             "inputs": [s.to_dict() for s in self.inputs], "outputs": [s.to_dict() for s in self.outputs],
-            "ops": dict(self.ops), "program": self.program,
+            "ops": dict(self.ops), "program": self.program, "program_format": self.program_format,
+            "program_role": self.program_role, "softmax": self.softmax,
             "modes": {m.mode: {"status": m.status, "detail": m.detail} for m in self.modes},
             "notes": list(self.notes), "problems": list(self.problems),
             "preprocess": self.preprocess,
@@ -198,14 +215,14 @@ class InspectReport:
             lines.append(f"  format  ({self.layout}) {self.title}")
             lines.append(f"  era     {self.era}")
         if self.files:
-            lines.append(f"  files   ({len(self.files)}, {_size(sum(f.size for f in self.files))})")
+            lines.append(f"  files   ({len(self.files)}, {human_size(sum(f.size for f in self.files))})")
             # every unused file, and the first used ones up to max_files
             room = max(0, max_files - len(self.unused))
             shown = [f for f in self.files if not f.used or (room := room - 1) >= 0]
             width = max(len(f.name) for f in shown)
             for f in shown:
                 flag = "" if f.used else "  ← UNUSED"
-                lines.append(f"    {f.name:<{width}}  {_size(f.size):>9}  {f.role}{flag}")
+                lines.append(f"    {f.name:<{width}}  {human_size(f.size):>9}  {f.role}{flag}")
             if len(shown) < len(self.files):
                 lines.append(f"    … and {len(self.files) - len(shown)} more")
         if self.tensors is not None:
@@ -248,12 +265,12 @@ class InspectReport:
             unused_style = " style='background:#fff3e0'"
             rows = "".join(
                 f"<tr{'' if f.used else unused_style}><td><code>{_esc(f.name)}</code></td>"
-                f"<td style='text-align:right'>{_size(f.size)}</td><td>{_esc(f.role)}</td>"
+                f"<td style='text-align:right'>{human_size(f.size)}</td><td>{_esc(f.role)}</td>"
                 f"<td>{'' if f.used else '<b>unused</b>'}</td></tr>" for f in self.files)
             table = f"<table><tr><th>file</th><th>size</th><th>role</th><th></th></tr>{rows}</table>"
             if len(self.files) > 30:   # a fluid folder has hundreds; unused ones are in the notes too
                 table = (f"<details><summary>{len(self.files)} files, "
-                         f"{_size(sum(f.size for f in self.files))}</summary>{table}</details>")
+                         f"{human_size(sum(f.size for f in self.files))}</summary>{table}</details>")
             parts.append(table)
         facts = []
         if self.tensors is not None:
@@ -291,7 +308,7 @@ def _paddle_version(v) -> str:
 def _stats(entries, *, optimizer_count=0) -> TensorStats:
     """``entries``: iterable of (name, dtype, shape)."""
     entries = list(entries)
-    params, nbytes, dtypes = 0, 0, Counter()
+    params, nbytes, dtypes = 0, 0, Counter[str]()
     for _, dtype, shape in entries:
         n = int(np.prod(shape)) if shape else 1
         params += n
@@ -315,8 +332,6 @@ def _info(f: Path, role: str, used: bool = True) -> FileInfo:
 
 
 def _stray_role(f: Path) -> str:
-    from .safe_pickle import sniff
-
     return f"not part of the model: {sniff(f)}"
 
 
@@ -325,9 +340,6 @@ def _guess_arch(state) -> str | None:
 
     ``state``: names → arrays or shapes.
     """
-    from .archs import guess_architecture
-    from .formats.fluid_names import guess_arch
-
     return guess_arch(state) or guess_architecture(state)
 
 
@@ -338,8 +350,6 @@ def _modes(**kw) -> tuple:
 
 def _runtime_modes(predictor) -> tuple:
     """The deployment runtimes run what the predictor runs, through the program's ONNX form."""
-    from .engines import ENGINES, RUNTIMES
-
     out = []
     for m in RUNTIMES:
         ok, why = ENGINES[m].available()
@@ -364,13 +374,10 @@ def _checkpoint_modes(arch: str | None, *, what: str) -> tuple:
 # ------------------------------------------------------------------ per layout
 def _program_facts(mf) -> dict:
     """Program, weights and mode support of an inference model (b, c, d, g, h, bundle)."""
-    from .formats.tensorfile import scan_combined
-
     out: dict = {"notes": [], "problems": []}
     legacy = mf.legacy_program
+    prog: Program | PirProgram
     if legacy:
-        from .formats.programdesc import read_program
-
         prog = read_program(mf.model_file)
         names = prog.persistable_names()
         declared = {n: (prog.vars[n].dtype, prog.vars[n].shape) for n in names}
@@ -384,8 +391,6 @@ def _program_facts(mf) -> dict:
                           f"{len(prog.blocks)} block(s), {sum(hist.values())} ops")
         out["training"] = not feeds or any(t.endswith("_grad") for t in hist)
     else:
-        from .formats.pirjson import read_pir
-
         prog = read_pir(mf.model_file)
         names = prog.persistable_names()
         declared = {n: (d, s) for n, d, s in prog.params}
@@ -428,8 +433,6 @@ def _program_facts(mf) -> dict:
 
 
 def _program_modes(mf, facts) -> tuple:
-    from .formats.rebuild import unsupported_ops
-
     legacy = mf.legacy_program
     prog = facts["prog"]
     if facts["training"]:
@@ -464,12 +467,6 @@ def _program_modes(mf, facts) -> tuple:
 
 def _deploy_check(mf):
     """:func:`clsviz.bundle.deploy_check` of a model folder with an ``inference.yml``."""
-    import yaml
-
-    from .bundle import deploy_check, resolve_config
-    from .formats.rebuild import config_from_program
-    from .formats.signature import signature_of
-    from .safe_io import read_text
 
     try:
         doc = yaml.safe_load(read_text(mf.config_file, what="inference.yml"))
@@ -483,9 +480,6 @@ def _image_path(mf):
     """``(Preprocess, "")`` that turns a real image into this program's input, or ``(None, why)``:
     the input signature (several inputs, a flat input of unknown size, a non-image dtype) or
     the sidecar (an op clsviz cannot reproduce) says an image cannot be fed."""
-    from .bundle import resolve_config
-    from .formats.rebuild import config_from_program
-
     try:
         cfg = resolve_config(mf.config_file)
         cfg = config_from_program(mf, cfg, from_file=mf.config_file is not None)
@@ -495,8 +489,6 @@ def _image_path(mf):
 
 
 def _pir_unsupported(prog):
-    from .formats.rebuild import pir_unsupported_ops
-
     return pir_unsupported_ops(prog)
 
 
@@ -512,7 +504,7 @@ def _inspect_program(p: Path, mf, folder_files) -> InspectReport:
     try:
         facts = _program_facts(mf)
     except ClsvizError as e:  # a program no reader can decode: a report that says so, not a crash
-        what = str(e).split(" [", 1)[0]
+        what = e.message
         return _not_a_model(p, f"{mf.model_file.name} cannot be read ({what})",
                             tuple(_info(f, "program" if f == mf.model_file else "", used=False)
                                   for f in folder_files),
@@ -541,8 +533,6 @@ def _inspect_program(p: Path, mf, folder_files) -> InspectReport:
         if f.name in used:
             files.append(_info(f, used[f.name]))
         else:
-            from .formats.tensorfile import is_tensor_file
-
             role = ("stray tensor file: the program does not reference it" if is_tensor_file(f)
                     else _stray_role(f))
             files.append(_info(f, role, used=False))
@@ -557,13 +547,11 @@ def _inspect_program(p: Path, mf, folder_files) -> InspectReport:
     notes = list(facts["notes"])
     if mf.legacy_program and facts["prog"].version is not None and facts["prog"].version >= 1000000:
         era += f"; written by {_paddle_version(facts['prog'].version)}"
-    from .formats.rebuild import ends_with_softmax
 
-    if not facts["training"] and ends_with_softmax(facts["prog"]):
+    softmax = not facts["training"] and ends_with_softmax(facts["prog"])
+    if softmax:
         notes.append("the program ends with a softmax: it outputs probabilities")
     if mf.config_file is not None:
-        from .bundle import BundleConfig
-
         try:
             cfg = BundleConfig.read(mf.config_file)
             notes.append(f"inference.yml: model {cfg.model_name}, {cfg.class_num} classes, input "
@@ -592,13 +580,12 @@ def _inspect_program(p: Path, mf, folder_files) -> InspectReport:
         verdict += " · PROBLEMS"
     return InspectReport(str(p), mf.kind, layout, title, era, True, verdict, tuple(files),
                          facts["tensors"], facts["inputs"], facts["outputs"], facts["ops"],
-                         facts["program"], modes, tuple(notes), problems, preprocess, deploy)
+                         facts["program"], modes, tuple(notes), problems, preprocess, deploy,
+                         program_format="ProgramDesc" if mf.legacy_program else "PIR JSON",
+                         program_role="inference", softmax=softmax)
 
 
 def _inspect_pdparams(p: Path, mf, folder_files, trust: bool) -> InspectReport:
-    from .checkpoint import infer_class_num, load_state_dict
-    from .formats.fluid_names import is_optimizer_state
-
     notes, problems = [], []
     tensors, arch = None, None
     try:
@@ -619,8 +606,6 @@ def _inspect_pdparams(p: Path, mf, folder_files, trust: bool) -> InspectReport:
         if pdopt.is_file():
             used[pdopt.name] = "optimizer state (velocities, learning rate): not needed for inference"
         try:
-            from .formats.programdesc import read_program
-
             prog_facts = read_program(pdmodel)
         except ClsvizError as e:
             problems.append(f"cannot read the training program: {e}")
@@ -629,7 +614,9 @@ def _inspect_pdparams(p: Path, mf, folder_files, trust: bool) -> InspectReport:
     files = [_info(f, used[f.name]) if f.name in used else _info(f, _stray_role(f), used=False)
              for f in folder_files]
     layout, title, era = _LAYOUT[mf.kind]
-    hist, program, inputs = (), "", ()
+    hist: tuple[tuple[str, int], ...] = ()
+    program = ""
+    inputs: tuple[TensorSpec, ...] = ()
     if prog_facts is not None:
         h = prog_facts.op_histogram()
         hist = tuple(h.items())
@@ -643,14 +630,13 @@ def _inspect_pdparams(p: Path, mf, folder_files, trust: bool) -> InspectReport:
     what = "a checkpoint" if mf.kind == detect.DYGRAPH_CHECKPOINT else "a paddle.static.save checkpoint"
     return InspectReport(str(p), mf.kind, layout, title, era, True, verdict, tuple(files), tensors,
                          inputs, (), hist, program, _checkpoint_modes(arch, what=what), tuple(notes),
-                         tuple(problems))
+                         tuple(problems), program_format="ProgramDesc" if program else "",
+                         program_role="training" if program else "")
 
 
 def _inspect_persistables(p: Path, tensor_files, other_files) -> InspectReport:
-    from .formats.fluid_names import is_optimizer_state
-    from .formats.tensorfile import scan_combined
-
-    weights, optim = [], []
+    weights: list[tuple] = []
+    optim: list[tuple] = []
     for f in tensor_files:
         i = scan_combined(f)[0]
         (optim if is_optimizer_state(f.name) else weights).append((f.name, i.dtype, i.shape))
@@ -688,7 +674,7 @@ def _missing_weights(p: Path, files, error: FormatError) -> InspectReport:
                         used=model is not None and f.name in (model.name, "inference.yml")) for f in files)
     return InspectReport(str(p), "missing_weights", "", "an inference model without its weights", "",
                          False, f"incomplete model: {what}", infos, None, (), (), (), "",
-                         _modes(**{m: no for m in MODES}), (),
+                         _modes(**dict.fromkeys(MODES, no)), (),
                          (f"{what}; copy it beside {model.name if model else 'the program'}, or pass "
                           "params= / -p",))
 
@@ -696,7 +682,7 @@ def _missing_weights(p: Path, files, error: FormatError) -> InspectReport:
 def _not_a_model(p: Path, what: str, files=(), notes=(), hint: str = "") -> InspectReport:
     verdict = f"not a Paddle model: {what}"
     no = ("no", "not a Paddle model" + (f" — {hint}" if hint else ""))
-    modes = _modes(**{m: no for m in MODES})
+    modes = _modes(**dict.fromkeys(MODES, no))
     return InspectReport(str(p), "not_a_model", "", what, "", False, verdict, tuple(files), None,
                          (), (), (), "", modes, tuple(notes) + ((hint,) if hint else ()), ())
 
@@ -708,8 +694,6 @@ _FOREIGN = {
 
 
 def _inspect_file(p: Path, params, trust: bool) -> InspectReport:
-    from .safe_pickle import _sniff
-
     found = _sniff(p)
     if found.kind in ("torch", "onnx"):
         return _not_a_model(p, found.text, (_info(p, found.text, used=False),), hint=_FOREIGN[found.kind])
@@ -732,11 +716,9 @@ def _inspect_file(p: Path, params, trust: bool) -> InspectReport:
         return _not_a_model(p, "one Paddle tensor (a loose persistable file)",
                             (_info(p, found.text, used=False),),
                             hint="it is one variable of a fluid model folder: inspect the folder")
-    if p.name in ("__model__", "model") or found.kind == "tensors" and p.name in ("__params__", "params"):
+    if p.name in ("__model__", "model") or (found.kind == "tensors" and p.name in ("__params__", "params")):
         return inspect(p.parent, params=params, trust=trust)
     if p.suffix == ".pdmodel" and p.with_suffix(".pdparams").is_file():
-        from .formats.programdesc import read_program
-
         try:
             if not read_program(p).feed_targets():   # the training program of a static save (e)
                 return inspect(p.with_suffix(".pdparams"), trust=trust)
@@ -760,9 +742,6 @@ def _inspect_file(p: Path, params, trust: bool) -> InspectReport:
 
 
 def _inspect_dir(p: Path, params, trust: bool) -> InspectReport:
-    from .formats.tensorfile import is_tensor_file
-    from .safe_pickle import _sniff
-
     entries = sorted(p.iterdir())
     files = [f for f in entries if f.is_file() and not f.name.startswith(".")]
     if not files:
@@ -918,21 +897,13 @@ def load_tensors(path, *, params=None, trust: bool = False) -> dict:
     For an inference model these are the program's parameters, named as in the
     program; for a bundle, those of its program (not of its ``model.pdparams``).
     """
-    from .checkpoint import load_state_dict
-    from .formats.fluid_names import is_optimizer_state
-
     mf = detect.resolve(path, params=params)
     if mf.model_file is None:
         state = load_state_dict(mf.checkpoint, trust=trust)
         return {k: v for k, v in state.items() if not is_optimizer_state(k)}
     if mf.legacy_program:
-        from .formats.programdesc import read_program
-        from .formats.rebuild import read_program_weights
-
         return read_program_weights(read_program(mf.model_file), model_file=mf.model_file,
                                     params_file=mf.params_file)
-    from .formats.pirjson import read_pir
-    from .formats.tensorfile import read_combined
 
     return read_combined(mf.params_file, read_pir(mf.model_file).persistable_names())
 
@@ -992,7 +963,7 @@ def match_tensors(ta: dict, tb: dict) -> tuple:
 
 
 def _has_program(r: InspectReport) -> bool:
-    return bool(r.program) and not r.program.startswith("training")
+    return r.program_role == "inference"
 
 
 def compare(a, b, *, trust: bool = False) -> InspectComparison:
@@ -1025,8 +996,9 @@ def compare(a, b, *, trust: bool = False) -> InspectComparison:
         if side == "b" and "inference.yml" in yfiles and "inference.yml" not in xfiles:
             adds.append("a sidecar (inference.yml): preprocessing, labels, model name")
     ops_a, ops_b = dict(ra.ops), dict(rb.ops)
-    bn_like = lambda names: sum(1 for n in names if n.endswith(("_mean", "_variance", ".w_1", ".w_2",
-                                                                 "._mean", "._variance")))
+    def bn_like(names):
+        return sum(1 for n in names if n.endswith(("_mean", "_variance", ".w_1", ".w_2", "._mean", "._variance")))
+
     bn_a, bn_b = bn_like(ta), bn_like(tb)
     has_bn_a = ops_a.get("batch_norm", 0) + ops_a.get("batch_norm_", 0) > 0 or bn_a > 0
     has_bn_b = ops_b.get("batch_norm", 0) + ops_b.get("batch_norm_", 0) > 0 if _has_program(rb) else bn_b > 0
@@ -1035,8 +1007,7 @@ def compare(a, b, *, trust: bool = False) -> InspectComparison:
                        f"and {len(ta) - len(tb)} fewer tensors")
     elif has_bn_b and not has_bn_a and _has_program(ra):
         changes.append("BatchNorm folded in a: a's program has no batch_norm ops")
-    soft_a = any("softmax" in n for n in ra.notes)
-    soft_b = any("softmax" in n for n in rb.notes)
+    soft_a, soft_b = ra.softmax, rb.softmax
     if soft_b and not soft_a:
         changes.append("b ends with a softmax head: it outputs probabilities, a outputs logits")
     elif soft_a and not soft_b:
@@ -1049,8 +1020,8 @@ def compare(a, b, *, trust: bool = False) -> InspectComparison:
         ib = [s.shape for s in rb.inputs]
         if ia != ib:
             changes.append(f"inputs differ: {[str(s) for s in ra.inputs]} vs {[str(s) for s in rb.inputs]}")
-        if ra.program.split(",")[0] != rb.program.split(",")[0]:
-            changes.append(f"program format: {ra.program.split(',')[0]} → {rb.program.split(',')[0]}")
+        if ra.program_format != rb.program_format:
+            changes.append(f"program format: {ra.program_format} → {rb.program_format}")
     dtypes_a = {m.dtype for m in matches if m.name_a}
     dtypes_b = {m.dtype for m in matches if m.name_b}
     if dtypes_a != dtypes_b:
@@ -1063,7 +1034,6 @@ def compare(a, b, *, trust: bool = False) -> InspectComparison:
 def _class_num(r: InspectReport, tensors: dict) -> int | None:
     if r.outputs and r.outputs[0].shape and len(r.outputs[0].shape) == 2 and r.outputs[0].shape[-1] > 0:
         return int(r.outputs[0].shape[-1])
-    from .checkpoint import infer_class_num
 
     return infer_class_num(tensors) if tensors else None
 

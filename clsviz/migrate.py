@@ -28,8 +28,24 @@ from pathlib import Path
 
 import numpy as np
 
+from ._paddle import dygraph_mode, paddle, quiet
+from ._translate import first_line
+from .archs import guess_architecture
+from .bundle import resolve_config
+from .checkpoint import load_state_dict
+from .engines.base import EngineOptions
+from .engines.predictor import PredictorClassifier
 from .errors import ClsvizError, ExportError, FormatError, OptionError
+from .export import export, list_bundle
 from .formats import detect
+from .formats.fluid_names import fluid_to_dygraph_for_arch, guess_arch, is_optimizer_state, uses_legacy_names
+from .formats.pirjson import read_pir
+from .formats.programdesc import read_program
+from .formats.rebuild import infer_config, program_io, program_to_layer, read_program_weights, unsupported_ops
+from .formats.tensorfile import write_combined
+from .publish import Target, atomic_write_dir
+from .results import human_size
+from .transforms import expand_images
 
 __all__ = ["migrate", "MigrateResult", "ROUTES"]
 
@@ -71,22 +87,18 @@ class MigrateResult:
         return s
 
     def __str__(self) -> str:
-        from .export import _size
-
         lines = [f"migrated {self.src} ({self.source_kind.replace('_', ' ')}) → {self.dst}",
                  f"  route {self.route}: {self.program_format}; checked old vs new: {self._checks()} "
                  f"(tolerance {self.tolerance:g} × output scale) in {self.seconds:.1f}s"]
         if self.unsupported_ops:
             lines.append(f"  ops not covered by the rebuild: {', '.join(self.unsupported_ops)}")
         lines += [f"  note: {n}" for n in self.notes]
-        lines += [f"  {f.name:<24} {_size(f.size):>9}  {f.role}" for f in self.files]
+        lines += [f"  {f.name:<24} {human_size(f.size):>9}  {f.role}" for f in self.files]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        from .export import _size
-
         rows = "".join(f"<tr><td><code>{html.escape(f.name)}</code></td><td style='text-align:right'>"
-                       f"{_size(f.size)}</td><td>{html.escape(f.role)}</td></tr>" for f in self.files)
+                       f"{human_size(f.size)}</td><td>{html.escape(f.role)}</td></tr>" for f in self.files)
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
         ops = (f"<br>ops not covered: <code>{html.escape(', '.join(self.unsupported_ops))}</code>"
                if self.unsupported_ops else "")
@@ -97,8 +109,6 @@ class MigrateResult:
 
 
 def _image_batch(images, config) -> tuple[np.ndarray | None, int]:
-    from .transforms import expand_images
-
     if images is None:
         folder = _REPO_SAMPLES
         if not folder.is_dir() or not any(f.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -116,9 +126,6 @@ def _image_batch(images, config) -> tuple[np.ndarray | None, int]:
 
 def _check(old_files, new_dir: Path, config, *, tolerance: float, images, where) -> dict:
     """Predictor on the old files vs predictor on the new bundle: random inputs + sample images."""
-    from .engines.predictor import PredictorClassifier
-    from .engines.base import EngineOptions
-
     opts = EngineOptions(ir_optim=False, enable_mkldnn=False)
     probe = config.preprocess.probe(2)  # the program's own input signature, never a 3-channel default
     batch, n_images = _image_batch(images, config)
@@ -149,9 +156,6 @@ def _check(old_files, new_dir: Path, config, *, tolerance: float, images, where)
 
 
 def _input_spec(program, config):
-    from ._paddle import paddle
-    from .formats.rebuild import program_io
-
     feeds, _ = program_io(program)
     name, shape, dtype = feeds[0]
     if shape and len(shape) >= 2:  # as the program declares it: NCHW, NHWC or flat
@@ -163,9 +167,6 @@ def _input_spec(program, config):
 
 def _legacy_route(files, config, *, fallback: bool):
     """Decide rebuild vs fallback.  Returns (route, net or None, config, unsupported ops, notes)."""
-    from .formats.programdesc import read_program
-    from .formats.rebuild import infer_config, program_to_layer, unsupported_ops
-
     program = read_program(files.model_file)
     if not program.feed_targets():
         raise FormatError("this is a training program (no feed/fetch ops), not an inference model",
@@ -186,25 +187,18 @@ def _legacy_route(files, config, *, fallback: bool):
 
 
 def _fill_rebuild(tmp: Path, net, program, config):
-    from ._paddle import dygraph_mode, paddle, quiet
-
     with dygraph_mode():
         try:
             with quiet():
                 paddle.jit.save(net, str(tmp / _PREFIX), input_spec=_input_spec(program, config))
         except ClsvizError:
             raise
-        except Exception as e:  # noqa: BLE001 - translated
-            from .engines.predictor import _first_line
-
-            raise ExportError(f"paddle.jit.save failed on the rebuilt program: {_first_line(e)}",
+        except Exception as e:
+            raise ExportError(f"paddle.jit.save failed on the rebuilt program: {first_line(e)}",
                               path=tmp) from e
 
 
 def _fill_fallback(tmp: Path, files, program):
-    from .formats.rebuild import read_program_weights
-    from .formats.tensorfile import write_combined
-
     shutil.copyfile(files.model_file, tmp / f"{_PREFIX}.pdmodel")
     if files.params_file is not None:
         shutil.copyfile(files.params_file, tmp / f"{_PREFIX}.pdiparams")
@@ -229,10 +223,6 @@ def migrate(src, dst, *, arch: str | None = None, params=None, class_num: int | 
     :class:`~clsviz.errors.ExportError` (nothing written) when the new bundle
     disagrees with the old model.
     """
-    from .bundle import resolve_config
-    from .export import list_bundle
-    from .publish import Target, atomic_write_dir
-
     t0 = time.perf_counter()
     if tolerance <= 0:
         raise OptionError(f"tolerance must be > 0, got {tolerance}")
@@ -261,9 +251,6 @@ def migrate(src, dst, *, arch: str | None = None, params=None, class_num: int | 
         route, net, config, program, unsupported, extra = _legacy_route(files, config, fallback=fallback)
         notes += extra
     else:
-        from .formats.pirjson import read_pir
-        from .formats.rebuild import infer_config
-
         program = read_pir(files.model_file)
         config = infer_config(program, config, from_file=files.config_file is not None)
         route, net = "copy", None
@@ -279,6 +266,7 @@ def migrate(src, dst, *, arch: str | None = None, params=None, class_num: int | 
         elif route == "fallback":
             _fill_fallback(tmp, files, program)
         else:
+            assert files.model_file is not None and files.params_file is not None  # a Paddle 3 model
             shutil.copyfile(files.model_file, tmp / f"{_PREFIX}.json")
             shutil.copyfile(files.params_file, tmp / f"{_PREFIX}.pdiparams")
         config.write(tmp / "inference.yml")
@@ -297,17 +285,10 @@ def migrate(src, dst, *, arch: str | None = None, params=None, class_num: int | 
 
 def _migrate_checkpoint(files, src, dst, *, arch, class_num, force, labels, preprocess, image_shape,
                         trust, t0, tolerance) -> MigrateResult:
-    from .checkpoint import load_state_dict
-    from .export import export
-    from .formats.fluid_names import fluid_to_dygraph_for_arch, guess_arch, is_optimizer_state, uses_legacy_names
-    from .publish import Target
-
     with Target(dst, force=force, sources=[Path(src), files.checkpoint]):
         pass  # the output folder is checked before the checkpoint is read
     state = load_state_dict(files.checkpoint, trust=trust)
     if arch is None:
-        from .archs import guess_architecture
-
         guess = guess_arch(state) or guess_architecture(state)
         what = {detect.FLUID_PERSISTABLES: "a fluid persistables folder",
                 detect.STATIC_SAVE: "a paddle.static.save checkpoint"}.get(files.kind, "a checkpoint")

@@ -38,8 +38,14 @@ import stat
 import sys
 import warnings
 from pathlib import Path
+from typing import Literal
 
+import yaml
+
+from ._version import __version__
+from .bundle import clsviz_section, sha256_file
 from .errors import ClsvizError, ExportError
+from .safe_io import check_output_dir, os_error, read_text
 
 __all__ = ["Target", "atomic_write_dir", "add_own_files", "MANIFEST", "read_manifest", "owned_files"]
 
@@ -52,8 +58,6 @@ _LEGACY_NAMES = ("inference.json", "inference.pdiparams", "inference.pdmodel",
 
 # ------------------------------------------------------------------ manifest
 def _sha256(path: Path) -> str:
-    from .bundle import sha256_file
-
     return sha256_file(path)
 
 
@@ -64,8 +68,6 @@ def _plain_name(name) -> bool:
 
 def write_manifest(folder: Path) -> dict:
     """Record every regular file of ``folder`` (hidden bookkeeping files excepted)."""
-    from . import __version__
-
     files = {}
     for f in sorted(folder.iterdir()):
         if f.name in (MANIFEST, _INCOMPLETE, _PLAN) or f.is_symlink() or not f.is_file():
@@ -80,8 +82,6 @@ def write_manifest(folder: Path) -> dict:
 def read_manifest(folder: Path) -> dict | None:
     """``{name: {"size", "sha256"}}`` from ``folder``'s manifest; None if absent or malformed
     (a malformed manifest owns nothing, so nothing is replaced on its word)."""
-    from .safe_io import read_text
-
     p = folder / MANIFEST
     if not os.path.lexists(p):
         return None
@@ -98,18 +98,15 @@ def read_manifest(folder: Path) -> dict | None:
 
 def _legacy_owned(folder: Path) -> dict | None:
     """A clsviz bundle written before manifests: ``{name: sha256 or None}`` of its fixed-name files."""
-    import yaml
-
-    from .safe_io import read_text
-
     yml = folder / "inference.yml"
     if yml.is_symlink() or not yml.is_file():
         return None
     try:
         doc = yaml.safe_load(read_text(yml, what="inference.yml"))
-        from .bundle import clsviz_section
 
         marker = clsviz_section(doc)
+        if marker is None:
+            return None
         sums = marker.get("sha256") or {}
     except (ClsvizError, yaml.YAMLError, KeyError, TypeError, AttributeError, RecursionError):
         return None
@@ -124,7 +121,7 @@ def owned_files(folder: Path) -> tuple[set, set]:
     listed = read_manifest(folder)
     if listed is not None:
         expect = {n: (v["size"], v["sha256"]) for n, v in listed.items()}
-        unchanged, changed = {MANIFEST}, set()
+        unchanged, changed = {MANIFEST}, set[str]()
     else:
         legacy = _legacy_owned(folder)
         if legacy is None:
@@ -171,7 +168,7 @@ def _lock(real: Path) -> tuple[int, Path]:
 
 def _flock(fd: int) -> bool:
     try:
-        import fcntl
+        import fcntl  # noqa: PLC0415 - POSIX only
     except ImportError:  # pragma: no cover - not POSIX: no lock, as before
         return True
     try:
@@ -216,8 +213,6 @@ def add_own_files(folder, files: dict) -> bool:
         for name, tmp in files.items():
             os.replace(tmp, real / name)
         if listed is not None:
-            from . import __version__
-
             for name in files:
                 listed[name] = {"size": (real / name).stat().st_size, "sha256": _sha256(real / name)}
             staged = real / f".{MANIFEST}.{secrets.token_hex(4)}"
@@ -236,7 +231,7 @@ def _exchange(a: Path, b: Path) -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        import ctypes
+        import ctypes  # noqa: PLC0415 - Linux only, for renameat2
 
         fn = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):  # glibc < 2.28, musl
@@ -372,13 +367,11 @@ class Target:
         self.force = force
         self.sources = [Path(s) for s in sources if s is not None]
         self.names = set(names)
-        self._lock = None
-        self._tmp = None
+        self._lock: tuple[int, Path] | None = None
+        self._tmp: Path | None = None
 
     # -- claim and release ----------------------------------------------------------------
-    def __enter__(self) -> "Target":
-        from .safe_io import os_error
-
+    def __enter__(self) -> Target:
         try:
             self.real = _real_path(self.given)
             self._check_parents()
@@ -395,7 +388,7 @@ class Target:
             raise os_error(e, ExportError, action="prepare the output folder", path=self.given) from e
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc) -> Literal[False]:
         if self._tmp is not None and self._tmp.exists() and (self._tmp / _INCOMPLETE).exists():
             shutil.rmtree(self._tmp, ignore_errors=True)
         self._tmp = None
@@ -405,8 +398,6 @@ class Target:
         return False
 
     def _check_parents(self) -> None:
-        from .safe_io import check_output_dir
-
         if os.path.lexists(self.real) and not self.real.is_dir():
             raise ExportError("output path exists and is not a folder", path=self.given,
                               hint="choose a folder (new or existing) for the bundle")
@@ -469,8 +460,6 @@ class Target:
     # -- write, verify, publish -----------------------------------------------------------------
     def publish(self, fill, verify=None):
         """``fill(tmp)`` → result; ``verify(tmp, result)`` → result; then publish atomically."""
-        from .safe_io import os_error
-
         real = self.real
         self._moved = False
         tag = f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -511,7 +500,7 @@ class Target:
 
     def _publish(self, tmp: Path, tag: str) -> None:
         real = self.real
-        names = {n for n in os.listdir(tmp)}
+        names = set(os.listdir(tmp))
         for _ in range(3):  # the target may change under us (a folder appearing): re-plan
             how = self._plan(names - {MANIFEST})
             if how == "rename":

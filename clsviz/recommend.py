@@ -11,13 +11,17 @@ recommendation is the fastest candidate whose outputs agree with the reference:
 """
 from __future__ import annotations
 
+import functools
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
+from ._paddle import paddle
+from .engines import load
 from .errors import ClsvizError, OptionError
+from .timing import interleaved, timed
 
 __all__ = ["recommend", "Recommendation", "Candidate", "CANDIDATES"]
 
@@ -151,7 +155,6 @@ class Recommendation:
 
 def machine_line() -> str:
     """One line naming this machine: CPU, vCPUs, bf16 support, Paddle version."""
-    from ._paddle import paddle
     from .bench import machine_info
 
     m = machine_info()
@@ -181,9 +184,6 @@ def recommend(model, images=None, *, candidates: Sequence = CANDIDATES, repeats:
     this CPU, the ``runtimes`` extra missing, a model paddle2onnx cannot convert) are listed
     as unavailable with the reason.  ``progress`` is an optional callable(str).
     """
-    from .engines import load
-    from .timing import interleaved, timed
-
     if rtol <= 0:
         raise OptionError(f"rtol must be > 0, got {rtol}")
     candidates = [tuple(c) for c in candidates]
@@ -216,7 +216,7 @@ def recommend(model, images=None, *, candidates: Sequence = CANDIDATES, repeats:
             checks[key] = (diff, diff / scale, float(np.mean(got.argmax(1) == want.argmax(1))))
         one = np.ascontiguousarray(x[:batch_size] if len(x) >= batch_size else
                                    np.repeat(x[:1], batch_size, axis=0))
-        timing = {f"{m} {p}": timed(lambda c=built[(m, p)]: c.forward(one)) for (m, p) in checks}
+        timing = {f"{m} {p}": timed(functools.partial(built[(m, p)].forward, one)) for (m, p) in checks}
         say(f"timing {len(timing)} engines side by side, {repeats} rounds ...")
         stats = interleaved(timing, repeats=repeats, warmup=warmup, seed=seed)
         ref_p50 = stats["predictor fp32"]["total"].p50

@@ -11,11 +11,16 @@ import html
 import io
 import os
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+
+from PIL import Image
 
 from . import render
+from ._version import __version__
+from .errors import ImageError, OptionError
 from .results import Comparison
+from .transforms import load_image
 
 __all__ = ["write_report", "render_report", "page", "card", "badge", "thumbnail_data_uri", "CSS"]
 
@@ -90,8 +95,6 @@ def badge(text: str, kind: str = "neutral", *, big: bool = False) -> str:
 
 def page(title: str, body: str, *, subtitle: str = "", cards: str = "") -> str:
     """The shared self-contained page shell: hero header, summary cards, sections, footer."""
-    from . import __version__
-
     stamp = time.strftime("%Y-%m-%d %H:%M")
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
@@ -112,11 +115,6 @@ def card(key: str, value: str, sub: str = "", *, value_html: bool = False) -> st
 
 def thumbnail_data_uri(image, *, size: int = 256) -> str | None:
     """A small inline copy of ``image`` (path, PIL image, array or bytes), or None if unreadable."""
-    from PIL import Image
-
-    from .errors import ImageError
-    from .transforms import load_image
-
     try:
         img = load_image(image)
     except ImageError:
@@ -145,8 +143,6 @@ def _aligned(values, images: Sequence[str], what: str) -> list:
         return [(str(p) in values or os.path.basename(str(p)) in values) for p in images]
     values = list(values)
     if len(values) != len(images):
-        from .errors import OptionError
-
         raise OptionError(f"{what} has {len(values)} entries for {len(images)} images",
                           hint="give one per image, or a dict keyed by file name")
     return values
@@ -197,8 +193,6 @@ def render_report(comparison: Comparison, *, title: str = "clsviz report", image
     names = list(cmp.images)
     images = names if images is None else [str(p) if isinstance(p, os.PathLike) else p for p in images]
     if len(images) != len(names):
-        from .errors import OptionError
-
         raise OptionError(f"{len(images)} images given for a comparison of {len(names)}")
     truths = _aligned(true_labels, names, "true_labels")
     hards = [bool(h) for h in _aligned(hard, names, "hard")]
@@ -270,8 +264,8 @@ def render_report(comparison: Comparison, *, title: str = "clsviz report", image
     cards.append(card("build time", f"≤ {slow.build_seconds:.2f} s",
                       _e(" · ".join(f"{m} {r.build_seconds:.2f}s" for m, r in cmp.modes.items()))))
 
-    legend = ("<p class='legend'>Bars: top-{k} scores per mode. Green = the true class, red = a wrong "
-              "top-1, blue = top-1 when no label is known.</p>").format(k=cmp.top_k)
+    legend = (f"<p class='legend'>Bars: top-{cmp.top_k} scores per mode. Green = the true class, red = a wrong "
+              "top-1, blue = top-1 when no label is known.</p>")
     body = [_agreement_section(cmp), _speed_section(cmp),
             f"<section><h2>Images<small>{len(names)} images · {len(modes)} modes</small></h2>{legend}"
             + "".join(rows) + "</section>"]

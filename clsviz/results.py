@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import html
+import os.path
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 
@@ -12,6 +13,16 @@ from . import render
 
 def _esc(x) -> str:
     return html.escape(str(x))
+
+
+
+def human_size(n: float) -> str:
+    """A byte count for people: ``512 B``, ``1.5 KB``, ``3.2 MB`` (powers of 1024)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            break
+        n /= 1024
+    return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
 
 
 @dataclass(frozen=True)
@@ -70,7 +81,7 @@ class StageStats:
     n: int
 
     @classmethod
-    def of(cls, seconds) -> "StageStats":
+    def of(cls, seconds) -> StageStats:
         a = np.asarray(seconds, dtype=np.float64) * 1e3
         if a.size == 0:
             return cls(float("nan"), float("nan"), float("nan"), 0)
@@ -80,7 +91,7 @@ class StageStats:
         return {"p50": round(self.p50, 4), "p90": round(self.p90, 4), "mean": round(self.mean, 4), "n": self.n}
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "StageStats":
+    def from_dict(cls, d: Mapping) -> StageStats:
         return cls(float(d["p50"]), float(d["p90"]), float(d["mean"]), int(d["n"]))
 
 
@@ -184,8 +195,6 @@ class Comparison:
 
     def to_text(self, top: int = 3) -> str:
         """A readable side-by-side table for terminals."""
-        import os.path
-
         names = list(self.modes)
         rows = [["image"] + [f"{m} top-{top}" for m in names]]
         for i, img in enumerate(self.images):

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO
 
 from .errors import ClsvizError, FormatError, OutputError
 
@@ -38,7 +38,7 @@ _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
           (stat.S_ISSOCK, "a socket"))
 
 
-def size_text(n: int) -> str:
+def size_text(n: float) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
             return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
@@ -107,7 +107,7 @@ def check_regular(path, *, what: str = "file", error=FormatError) -> os.stat_res
     return st
 
 
-def open_regular(path, *, what: str = "file", error=FormatError, max_bytes: int | None = None) -> BinaryIO:
+def open_regular(path, *, what: str = "file", error=FormatError, max_bytes: int | None = None) -> io.BufferedReader:
     """Open ``path`` for binary reading if it is a regular file of at most ``max_bytes``.
 
     Opening never blocks (``O_NONBLOCK``, so a FIFO cannot hang us), and the type is
@@ -116,7 +116,7 @@ def open_regular(path, *, what: str = "file", error=FormatError, max_bytes: int 
     """
     extra = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     try:
-        f = open(path, "rb", opener=lambda p, flags: os.open(p, flags | extra))
+        f = open(path, "rb", opener=lambda p, flags: os.open(p, flags | extra))  # noqa: SIM115 - returned to the caller
     except FileNotFoundError as e:
         raise error(f"cannot read {what}: not found", path=path, hint="check the path") from e
     except IsADirectoryError as e:

@@ -43,9 +43,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._paddle import paddle
 from .errors import FormatError, UnsafeCheckpoint
 from .formats.protowire import read_varint as _varint
-from .safe_io import open_regular
+from .formats.tensorfile import scan_combined
+from .safe_io import open_regular, special_kind
 
 __all__ = ["load_pdparams", "sniff", "TRUST_HINT"]
 
@@ -58,8 +60,8 @@ try:  # numpy >= 2 (numpy 1.x pickles say numpy.core, 2.x say numpy._core)
     from numpy._core import multiarray as _multiarray
     from numpy._core import numeric as _numeric
 except ImportError:  # pragma: no cover - numpy 1.x
-    from numpy.core import multiarray as _multiarray
-    from numpy.core import numeric as _numeric
+    from numpy.core import multiarray as _multiarray  # type: ignore[no-redef]
+    from numpy.core import numeric as _numeric  # type: ignore[no-redef]
 
 
 # ---------------------------------------------------------------- allow-list
@@ -86,7 +88,8 @@ class _CheckedArray(np.ndarray):
             raise _Refused("numpy.ndarray.__setstate__", "with a state numpy does not write")
         shape, dtype, _, raw = state[-4:]
         if not isinstance(dtype, np.dtype) or dtype.hasobject:
-            raise _Refused("numpy.ndarray.__setstate__", f"with dtype {dtype!r} (object arrays hold Python objects, not tensors)")
+            raise _Refused("numpy.ndarray.__setstate__",
+                           f"with dtype {dtype!r} (object arrays hold Python objects, not tensors)")
         if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape):
             raise ValueError(f"array shape {str(shape)[:60]} is not a tuple of sizes")
         if not isinstance(raw, (bytes, bytearray)):
@@ -202,7 +205,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 class _Kind(NamedTuple):
     kind: str      # pickle, safetensors, torch, onnx, tensors, program, empty, ...
     text: str      # "a pickle (protocol 4)"
-    count: int = 0
+    count: int = 0  # type: ignore[assignment]  # a field named like tuple.count, by intent
 
 
 _TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
@@ -269,10 +272,8 @@ def _sniff_zip(path: Path) -> _Kind:
 def _sniff_tensors(path: Path) -> _Kind | None:
     """Paddle's binary tensor records back to back (.pdiparams, use_binary_format=True)."""
     try:
-        from .formats.tensorfile import scan_combined
-
         infos = scan_combined(path)
-    except (FormatError, ImportError, OSError, ValueError, struct.error):
+    except (FormatError, OSError, ValueError, struct.error):
         return None
     if not infos:
         return None
@@ -285,8 +286,6 @@ def _sniff_tensors(path: Path) -> _Kind | None:
 
 
 def _sniff(path: Path) -> _Kind:
-    from .safe_io import special_kind
-
     try:
         st = os.stat(path)
         kind = special_kind(st.st_mode)
@@ -302,7 +301,7 @@ def _sniff(path: Path) -> _Kind:
     except FormatError as e:  # an OSError opening it, or swapped for a FIFO/device since the stat
         if isinstance(e.__cause__, OSError):
             return _Kind("unreadable", f"unreadable ({e.__cause__.strerror or e.__cause__})")
-        return _Kind("special", str(e).split(" [", 1)[0])
+        return _Kind("special", e.message)
     except OSError as e:
         return _Kind("unreadable", f"unreadable ({e.strerror or e})")
     if size == 0:
@@ -447,7 +446,7 @@ def _prescan(f, size: int) -> None:
     """
     view = _Bounded(f, size)
     try:
-        for count, (op, arg, pos) in enumerate(pickletools.genops(view)):
+        for count, (op, arg, pos) in enumerate(pickletools.genops(view)):  # type: ignore[arg-type]  # a bounded file-like
             if op.name == "FRAME" and isinstance(arg, int) and arg > size - f.tell():
                 raise _TooLarge(arg, size - f.tell(), pos)
             if count >= MAX_PICKLE_OPS:
@@ -504,8 +503,6 @@ def _restricted_load(path: Path, found: _Kind):
 
 def _paddle_load(path: Path):
     """``paddle.load`` for files the user trusts; tensors come back as numpy."""
-    from ._paddle import paddle
-
     try:
         obj = paddle.load(str(path), return_numpy=True)
     except (EOFError, pickle.UnpicklingError) as e:
@@ -551,13 +548,15 @@ def _to_numpy(obj, seen: dict | None = None):
     if key in seen:
         return seen[key]
     if isinstance(obj, dict):
-        out = seen[key] = {}
+        out: Any = {}
+        seen[key] = out
         # dict.items, not obj.items: pickle's BUILD can set attributes on an OrderedDict
         for k, v in dict.items(obj):
             out[k] = _to_numpy(v, seen)
         return out
     if isinstance(obj, list):
-        out = seen[key] = []
+        out = []
+        seen[key] = out
         out.extend(_to_numpy(v, seen) for v in obj)
         return out
     if len(obj) == 2 and isinstance(obj[0], str) and isinstance(obj[1], np.ndarray):

@@ -63,7 +63,7 @@ def _int(lo: int, hi: int, what: str = "an integer"):
             raise _Bad(allowed)
         return int(v)
 
-    check.allowed = allowed
+    check.allowed = allowed  # type: ignore[attr-defined]  # read by the error messages
     return check
 
 

@@ -19,8 +19,10 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import cast
 
 import numpy as np
+import psutil
 
 from .errors import OptionError
 from .results import StageStats
@@ -34,10 +36,8 @@ Contender = Callable[[], Laps]
 def rss_mb() -> float:
     """Current resident set size of this process in MiB."""
     try:
-        import psutil
-
         return psutil.Process(os.getpid()).memory_info().rss / 2 ** 20
-    except Exception:  # pragma: no cover
+    except (psutil.Error, OSError):  # pragma: no cover
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
@@ -179,7 +179,7 @@ def interleaved_laps(contenders: Mapping[str, Contender], *, repeats: int, warmu
                 if isinstance(dt, (list, tuple)):
                     got.extend(dt)
                 else:
-                    got.append(dt)
+                    got.append(cast(float, dt))
             if on_call is not None:
                 on_call(k, True)
         if progress is not None:

@@ -12,14 +12,15 @@ import os
 import struct
 import warnings
 import zlib
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import BinaryIO, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import FormatError, ImageError, OptionError
+from .errors import BackendUnavailable, FormatError, ImageError, OptionError
 from .safe_io import open_regular
 from .schema import check_preprocess
 
@@ -163,7 +164,7 @@ class Preprocess:
         return ops
 
     @classmethod
-    def from_transform_ops(cls, ops: Sequence[dict], *, where=None, **kw) -> "Preprocess":
+    def from_transform_ops(cls, ops: Sequence[dict], *, where=None, **kw) -> Preprocess:
         """Read PaddleClas/PaddleX ``transform_ops``; an op clsviz cannot reproduce is an error."""
         kw = {"resize_short": None, **kw}
         for op in ops or []:
@@ -231,6 +232,7 @@ class Preprocess:
     # -- the work -----------------------------------------------------------------------
     def _new_size(self, iw: int, ih: int) -> tuple[int, int]:
         # PaddleClas ResizeImage / PaddleX ResizeByShort: Python round of size × short/min
+        assert self.resize_short is not None  # callers resize only when it is set
         s = self.resize_short / min(iw, ih)
         return max(1, round(iw * s)), max(1, round(ih * s))
 
@@ -319,8 +321,6 @@ def _cv2():
     try:
         import cv2
     except ImportError as e:  # pragma: no cover - a core dependency
-        from .errors import BackendUnavailable
-
         raise BackendUnavailable("backend='cv2' needs OpenCV",
                                  hint="pip install opencv-python-headless") from e
     return cv2
@@ -341,8 +341,9 @@ _CV2_INTERP = _Cv2Interp()
 def image_name(image: ImageLike, index: int = 0) -> str:
     if isinstance(image, (str, os.PathLike)):
         return str(image)
-    if isinstance(image, Image.Image) and getattr(image, "filename", ""):
-        return str(image.filename)
+    filename = getattr(image, "filename", "") if isinstance(image, Image.Image) else ""
+    if filename:
+        return str(filename)
     return f"<{type(image).__name__} #{index}>"
 
 
@@ -472,6 +473,7 @@ def load_image(image: ImageLike, *, mode: str = "RGB") -> Image.Image:
             return _to_mode(image, where, mode=mode)
         if isinstance(image, np.ndarray):
             return _to_mode(_from_array(image), where, mode=mode)
+        fh: BinaryIO
         if isinstance(image, (bytes, bytearray)):
             fh = io.BytesIO(image)
         elif isinstance(image, (str, os.PathLike)):

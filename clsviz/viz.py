@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -72,7 +72,7 @@ def topk_bars(predictions, *, true_label: str | None = None, k: int | None = Non
     fig = Figure(figsize=(width or 3.0 * n, 0.26 * k + 0.5), dpi=100, facecolor="white",
                  layout="constrained")
     FigureCanvasAgg(fig)
-    fig.get_layout_engine().set(w_pad=0.08, h_pad=0.02, wspace=0.06)
+    fig.get_layout_engine().set(w_pad=0.08, h_pad=0.02, wspace=0.06)  # type: ignore[union-attr, call-arg]
     axes = fig.subplots(1, n, squeeze=False)[0]
     for ax, (mode, pred) in zip(axes, per_mode.items()):
         top = pred.topk[:k]

@@ -31,12 +31,28 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     raise ImportError("clsviz.widgets needs ipywidgets: pip install 'clsviz[notebooks]'") from None
 
+import re
+
+from . import demo
+from . import inspect as inspect_mod
+from ._paddle import bf16_available
+from .archs import list_models, model_info, model_spec
+from .bundle import BundleConfig
+from .compare import compare
+from .demo import DEMO_CHECKPOINT
+from .demo.train import DEMO_PREPROCESS
 from .engines import ALL_MODES, MODE_HELP, MODES, EngineOptions, load
 from .engines.base import default_threads
 from .errors import ClsvizError, OptionError
+from .explain import report_section
+from .export import export
 from .formats import detect
+from .recommend import CANDIDATES, recommend
 from .render import agreement_badge, failed_list, latency_table, top1_table
 from .render import short_name as _short
+from .results import human_size
+from .transforms import IMAGE_SUFFIXES, expand_images, image_name, load_image
+from .viz import fig_to_data_uri, latency_bars, topk_bars
 
 __all__ = ["Explorer", "ExportPanel", "FormatTour", "FileChooser", "show_error"]
 
@@ -53,7 +69,8 @@ CSS = """
 .clsviz-table{border-collapse:collapse;font-size:12px}
 .clsviz-table td,.clsviz-table th{padding:2px 8px;border-bottom:1px solid #eee;text-align:right}
 .clsviz-table td:first-child,.clsviz-table th:first-child{text-align:left}
-.clsviz-table .badge{display:inline-block;padding:0 6px;border-radius:8px;font-size:11px;background:#dcfce7;color:#16a34a}
+.clsviz-table .badge{display:inline-block;padding:0 6px;border-radius:8px;font-size:11px;
+  background:#dcfce7;color:#16a34a}
 .clsviz-legend{margin:4px 0;color:#616161;max-width:560px}
 </style>
 """
@@ -66,8 +83,6 @@ def _esc(x) -> str:
 
 def _arch_info(name) -> str:
     """One line about a registered architecture: family, PaddleX name, parameters, FLOPs at 224."""
-    from .archs import model_info
-
     if not name or name == FROM_BUNDLE:
         return ""
     try:
@@ -79,15 +94,13 @@ def _arch_info(name) -> str:
         bits.append(f"PaddleX <code>{_esc(i.paddlex_name)}</code>")
     if i.params is not None:
         bits.append(f"{i.params / 1e6:.2f} M params")
-    if i.macs is not None:
+    if i.flops is not None:
         bits.append(f"{i.flops / 1e9:.2f} GFLOPs @224")
     return "<small>" + " · ".join(bits) + "</small>"
 
 
 def _arch_dropdown(options, arch, value=None):
     """The architecture list (every registered network, both naming schemes accepted) + its info line."""
-    from .archs import model_spec
-
     kw = {} if value is None else {"value": value}
     dd = W.Dropdown(options=options, description="arch", layout=W.Layout(width="100%"), **kw)
     if arch is not None:
@@ -104,8 +117,6 @@ def _html_outputs(*fragments: str) -> tuple:
 
 
 def _plain(fragment: str) -> str:
-    import re
-
     return html.unescape(re.sub(r"<style.*?</style>|<[^>]+>", " ", fragment, flags=re.S)).strip()[:2000]
 
 
@@ -119,16 +130,9 @@ def error_html(e: BaseException) -> str:
             f"<br><small>this is not a clsviz error message; please report it</small></div>")
 
 
-def show_error(output: "W.Output", e: BaseException) -> None:
+def show_error(output: W.Output, e: BaseException) -> None:
     """Show ``e`` in ``output`` (replacing what was there)."""
     output.outputs = _html_outputs(error_html(e))
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
 
 
 def _png_uri(data: bytes) -> str:
@@ -136,8 +140,6 @@ def _png_uri(data: bytes) -> str:
 
 
 def _thumbnail(item, size: int) -> bytes:
-    from .transforms import load_image
-
     img = load_image(item).copy()
     img.thumbnail((size, size))
     buf = io.BytesIO()
@@ -161,15 +163,11 @@ def _package_root() -> Path:
 
 def demo_checkpoint() -> Path | None:
     """The bundled demo checkpoint, if this install has one."""
-    from .demo import DEMO_CHECKPOINT
-
     return DEMO_CHECKPOINT if DEMO_CHECKPOINT.is_file() else None
 
 
 def sample_images_folder() -> Path | None:
     """``sample_images/`` of the working tree (cwd, its parent, or beside the package), if it has images."""
-    from .transforms import IMAGE_SUFFIXES
-
     for base in (Path.cwd(), Path.cwd().parent, _package_root().parent):
         p = base / "sample_images"
         if p.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir()):
@@ -278,7 +276,7 @@ class FileChooser(W.VBox):
                 entries.append((f"{mark} {f.name}/", "dir:" + str(f)))
             elif self._wanted(f):
                 try:
-                    size = _size(f.stat().st_size)
+                    size = human_size(f.stat().st_size)
                 except OSError:
                     size = "?"
                 entries.append((f"📄 {f.name}  ({size})", str(f)))
@@ -337,7 +335,6 @@ class Explorer(W.VBox):
                  preprocess=None, modes=MODES, top_k: int = 3, repeats: int = 5, warmup: int = 1,
                  selected=3, chooser_start=None):
         super().__init__(layout=W.Layout(width="100%"))
-        from .archs import list_models
 
         self._engines: dict = {}
         self._exports: dict = {}
@@ -474,8 +471,6 @@ class Explorer(W.VBox):
             return
         kind = files.kind.replace("_", " ")
         if files.config_file is not None:
-            from .bundle import BundleConfig
-
             try:
                 cfg = BundleConfig.read(files.config_file)
                 kind += f" · {cfg.model_name or '?'} · {cfg.class_num or '?'} classes"
@@ -517,8 +512,6 @@ class Explorer(W.VBox):
         size = pre.crop_hw if pre is not None else (int(self.img_size.value),) * 2
         key = (str(Path(path).resolve()), _stamp(Path(path)), arch, labels, size, pre)
         if key not in self._exports:
-            from .export import export
-
             out = self._tmp.path() / f"bundle{len(self._exports)}"
             self._status(f"exporting {Path(path).name} as {arch} …")
             res = export(arch, path, out, labels=labels, image_shape=(3, *size), preprocess=pre)
@@ -558,8 +551,6 @@ class Explorer(W.VBox):
 
         ``selected``: how many to tick (the first N), or the file names to tick; ``None``: all.
         """
-        from .transforms import expand_images, image_name
-
         tiles = []
         if images is not None:
             items = expand_images(images)
@@ -594,14 +585,12 @@ class Explorer(W.VBox):
             t.toggle.value = on
 
     def _uploaded(self, change=None):
-        from .transforms import load_image
-
         new = []
         for f in self.upload.value:
             name = f"<upload> {f['name']}"
             raw = bytes(f["content"])
             img = load_image(raw)
-            img.filename = name
+            img.filename = name  # type: ignore[attr-defined]  # how image_name() names it
             thumb = _thumbnail(img, 96)
             new.append(_Tile(name, img, thumb, True))
         if new:
@@ -631,8 +620,6 @@ class Explorer(W.VBox):
 
         Returns the :class:`clsviz.Comparison` (also in ``value``).  Errors propagate.
         """
-        from .compare import compare
-
         modes = [m for m, cb in self.modes.items() if cb.value]
         if not modes:
             raise OptionError("no mode ticked", hint="tick at least one of " + ", ".join(ALL_MODES))
@@ -687,8 +674,6 @@ class Explorer(W.VBox):
         """:func:`clsviz.recommend` on the current model and the ticked images (threads and batch
         from the controls); shows its table and plot below and returns the
         :class:`~clsviz.recommend.Recommendation`."""
-        from .recommend import CANDIDATES, recommend
-
         images = self.selected_images() or None
         self.progress.bar_style = ""
         self.progress.value, self.progress.max = 0, len(CANDIDATES) + 1
@@ -719,7 +704,6 @@ class Explorer(W.VBox):
 
     def _explain_row(self, cmp, i: int) -> str:
         """Saliency maps of image ``i``, one per mode of the last run (computed once, then cached)."""
-        from .explain import report_section
 
         key = ("explain", i)
         if key not in self._html_cache:
@@ -765,21 +749,14 @@ class Explorer(W.VBox):
 
 def _demo_model():
     """(checkpoint, arch, labels, preprocessing) of the bundled demo; Nones where missing."""
-    from . import demo
-
     if not demo.DEMO_CHECKPOINT.is_file():
         return None, None, None, None
-    try:
-        from .demo.train import DEMO_PREPROCESS as pre
-    except ImportError:
-        pre = None
+    pre = DEMO_PREPROCESS
     labels = demo.DEMO_LABELS if demo.DEMO_LABELS.is_file() else None
     return demo.DEMO_CHECKPOINT, demo.DEMO_ARCH, labels, pre
 
 
 def _precisions() -> list[str]:
-    from .engines.predictor import bf16_available
-
     return ["fp32", "bf16"] if bf16_available()[0] else ["fp32"]
 
 
@@ -811,7 +788,8 @@ class _TmpDir:
     """A temporary folder made on first use and removed by :meth:`remove`."""
 
     def __init__(self, prefix: str):
-        self.prefix, self._path = prefix, None
+        self.prefix = prefix
+        self._path: Path | None = None
 
     def path(self) -> Path:
         if self._path is None:
@@ -841,20 +819,14 @@ def _top1_details(cmp) -> str:
 
 
 def _figure_img(fig, cls: str, width: int) -> str:
-    from .viz import fig_to_data_uri
-
     return f"<img class='clsviz-chart {cls}' src='{fig_to_data_uri(fig)}' style='width:{width}px'>"
 
 
 def _topk_chart(pred) -> str:
-    from .viz import topk_bars
-
     return _figure_img(topk_bars(pred, width=2.4), "clsviz-topk", 250)
 
 
 def _latency_chart(cmp) -> str:
-    from .viz import latency_bars
-
     return _figure_img(latency_bars(cmp), "clsviz-latency-chart", 560)
 
 
@@ -871,7 +843,6 @@ class ExportPanel(W.VBox):
     def __init__(self, checkpoint=None, arch: str | None = None, out_dir=None, *, labels=None,
                  class_num: int | None = None, img_size: int = 224, force: bool = False):
         super().__init__(layout=W.Layout(width="100%"))
-        from .archs import list_models
 
         self.checkpoint = W.Text(value="" if checkpoint is None else str(checkpoint), description="checkpoint",
                                  placeholder="model.pdparams or a fluid persistables folder",
@@ -919,8 +890,6 @@ class ExportPanel(W.VBox):
 
     def export(self):
         """Export with the current settings; shows and returns the :class:`clsviz.ExportResult`."""
-        from .export import export
-
         ckpt = self.checkpoint.value.strip()
         out = self.out_dir.value.strip()
         if not ckpt:
@@ -977,13 +946,11 @@ class FormatTour(W.VBox):
 
     def inspect(self):
         """Inspect the current path (against ``compare_with`` if given); shows and returns the report."""
-        from .inspect import compare, inspect
-
         p = self.path.value.strip()
         if not p:
             raise OptionError("no path given", hint="type a path or use Browse…")
         other = self.compare_with.value.strip()
-        report = compare(p, other) if other else inspect(p)
+        report = inspect_mod.compare(p, other) if other else inspect_mod.inspect(p)
         self.value = report
         self.output.outputs = _html_outputs(report._repr_html_())
         return report

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._paddle import dygraph_mode, paddle
+from .registry import get_model, state_signature
+
 __all__ = ["FlopCount", "count_flops", "count_params", "measure"]
 
 
@@ -40,8 +43,6 @@ def count_flops(net, input_shape=(1, 3, 224, 224)) -> FlopCount:
     Conv-transpose: MACs = input elements × C_out/groups × k_h × k_w.
     Linear: MACs = output elements × in_features.
     """
-    from .._paddle import dygraph_mode, paddle
-
     nn = paddle.nn
     conv = (nn.Conv1D, nn.Conv2D, nn.Conv3D)
     convt = (nn.Conv1DTranspose, nn.Conv2DTranspose, nn.Conv3DTranspose)
@@ -97,8 +98,6 @@ def measure(name: str, *, size: int = 224) -> dict:
 
     What ``clsviz/data/architectures.json`` stores for :func:`clsviz.list_models`.
     """
-    from .registry import get_model, state_signature
-
     net = get_model(name, class_num=1000)
     return {"params": count_params(net), "macs": count_flops(net, (1, 3, size, size)).macs,
             "signature": state_signature({k: tuple(v.shape) for k, v in net.state_dict().items()})}

@@ -8,10 +8,12 @@ each family file only states its own wiring.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from .._paddle import paddle
 from .specs import make_divisible  # noqa: F401  (re-exported for the families)
 
-nn = paddle.nn
+nn: Any = paddle.nn
 F = nn.functional
 
 #: Paddle's ``nn.Hardsigmoid()`` default slope (PP-LCNet's SE gate); MobileNetV3 uses 0.2.
@@ -28,7 +30,7 @@ def activation(name: str | None):
         return nn.LeakyReLU(negative_slope=0.1)
     if name not in table:
         raise ValueError(f"activation {name!r} is not supported; expected one of "
-                         f"{sorted(table) + ['leaky_relu']}")
+                         f"{[*sorted(table), 'leaky_relu']}")
     return table[name]()
 
 
@@ -127,3 +129,14 @@ def expand_head_forward(net: nn.Layer, x):
         if net.dropout is not None:
             x = net.dropout(x)
     return net.fc(net.flatten(x))
+
+
+class SoftmaxHead(nn.Layer):
+    """Wrap a classifier so it outputs probabilities (PaddleClas export's ``save_inference`` head)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return F.softmax(self.net(x), axis=-1)

@@ -16,12 +16,14 @@ not Paddle's default slope of 1/6 that PP-LCNet uses; the head is
 """
 from __future__ import annotations
 
+from typing import Any
+
 from .._paddle import paddle
 from .layers import ConvBN, SqueezeExcite, add_expand_head, expand_head_forward, make_divisible
 from .registry import register_model
 from .specs import MOBILENET_V3, MOBILENET_V3_SCALES, MOBILENET_V3_SQUEEZE
 
-nn = paddle.nn
+nn: Any = paddle.nn
 
 CONFIG = MOBILENET_V3
 SQUEEZE = MOBILENET_V3_SQUEEZE

@@ -21,11 +21,13 @@ dropout defaults to 0 (``downscale_in_infer``, so a checkpoint trained with
 """
 from __future__ import annotations
 
+from typing import Any
+
 from .._paddle import paddle
 from .layers import ConvBN, add_expand_head, expand_head_forward
 from .registry import register_model
 
-nn = paddle.nn
+nn: Any = paddle.nn
 
 #: variant -> (stem channels (mid, out), use_lab,
 #:             stages: (in, mid, out, blocks, downsample, light, kernel, layers))

@@ -16,11 +16,13 @@ which multiplies by 0.8 at inference → ``fc``.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from .._paddle import paddle
 from .layers import ConvBN, SqueezeExcite, add_expand_head, expand_head_forward, make_divisible
 from .registry import register_model
 
-nn = paddle.nn
+nn: Any = paddle.nn
 
 #: stage name -> blocks (kernel, in channels, out channels, stride, SE) at scale 1.0
 BLOCKS = (

@@ -18,11 +18,13 @@ sigmoid.  The head is MobileNet-style with ``Dropout(p=0.2, downscale_in_infer)`
 """
 from __future__ import annotations
 
+from typing import Any
+
 from .._paddle import paddle
 from .layers import ConvBN, SqueezeExcite, activation, add_expand_head, expand_head_forward, make_divisible
 from .registry import register_model
 
-nn = paddle.nn
+nn: Any = paddle.nn
 
 #: stage -> (in channels at scale 1, depthwise kernel, split pointwise, re-param, SE, shortcut)
 STAGES = ((64, 3, False, False, False, False),

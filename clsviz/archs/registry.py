@@ -15,7 +15,9 @@ Parameter counts and FLOPs at 224x224 are measured once by
 """
 from __future__ import annotations
 
+import difflib
 import fnmatch
+import hashlib
 import html
 import importlib
 import inspect
@@ -26,7 +28,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+from .._paddle import dygraph_mode, paddle
 from ..errors import ArchitectureError, UntrustedCode
+from .specs import infer_class_num
 
 STATS_FILE = Path(__file__).resolve().parents[1] / "data" / "architectures.json"
 
@@ -136,7 +140,7 @@ def register_model(name: str | None = None, *, family: str = "", default_input=(
         spellings = [key] + ([paddlex_name] if paddlex_name else []) + list(aliases)
         for s in spellings:
             other = _LOOKUP.get(_norm(s))
-            if other is not None and other != key or key in _REGISTRY:
+            if (other is not None and other != key) or key in _REGISTRY:
                 raise ArchitectureError(f"architecture {s!r} is registered twice"
                                         + (f" (as {other!r})" if other and other != key else ""))
         doc = (inspect.getdoc(fn) or "").splitlines()
@@ -147,10 +151,6 @@ def register_model(name: str | None = None, *, family: str = "", default_input=(
         return fn
 
     return deco
-
-
-def _ensure_builtin():
-    from . import mobilenet_v3, pphgnet_v2, pplcnet, pplcnet_v2, resnet, resnet_vd, vision  # noqa: F401
 
 
 @lru_cache(maxsize=1)
@@ -176,10 +176,6 @@ def state_signature(state) -> str | None:
     (the last ones whose shapes hold the class count) have that dimension masked, so a
     checkpoint fine-tuned to 7 classes signs like the 1000-class network.
     """
-    import hashlib
-
-    from ..checkpoint import infer_class_num
-
     shapes = {k: tuple(int(d) for d in getattr(v, "shape", v)) for k, v in state.items()}
     if not shapes:
         return None
@@ -217,7 +213,6 @@ def list_models(pattern: str = "*") -> ModelList:
     The result is a tuple of registered names; in Jupyter (or ``print``) it is a table
     with each network's parameters, FLOPs at 224x224 and PaddleX name (see ``.info``).
     """
-    _ensure_builtin()
     pat = pattern.lower()
     names = sorted(n for n, s in _REGISTRY.items()
                    if any(fnmatch.fnmatch(x.lower(), pat) for x in (n, s.paddlex_name, *s.aliases) if x))
@@ -226,13 +221,11 @@ def list_models(pattern: str = "*") -> ModelList:
 
 def model_spec(name: str) -> ModelSpec:
     """The registered spec for ``name`` in any of its spellings; :class:`ArchitectureError` if none."""
-    _ensure_builtin()
     if name in _REGISTRY:
         return _REGISTRY[name]
     key = _LOOKUP.get(_norm(name))
     if key is not None:
         return _REGISTRY[key]
-    import difflib
 
     close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.6)
     raise ArchitectureError(
@@ -278,8 +271,6 @@ def refuse_code_from_files(name, *, where=None, field: str = "Global.model_name"
 
 def get_model(name: str, class_num: int = 1000, **kwargs):
     """Build a network by registry name, ``paddle.vision:NAME`` or ``module:callable``."""
-    from .._paddle import dygraph_mode, paddle
-
     if not isinstance(class_num, int) or isinstance(class_num, bool) or class_num < 1:
         raise ArchitectureError(f"class_num must be a positive integer, got {class_num!r}")
     if ":" in name:
@@ -300,7 +291,6 @@ def get_model(name: str, class_num: int = 1000, **kwargs):
 def _import_callable(ref: str):
     mod_name, _, attr = ref.partition(":")
     if mod_name in ("paddle.vision", "vision"):
-        _ensure_builtin()
         key = f"paddle.vision:{attr}"
         if key in _REGISTRY:
             return _REGISTRY[key].builder

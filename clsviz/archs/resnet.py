@@ -20,12 +20,14 @@ feature maps.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from .._paddle import paddle
 from .layers import ConvBN
 from .registry import register_model
 from .specs import RESNET_DEPTHS, RESNET_VD_DEPTHS
 
-nn = paddle.nn
+nn: Any = paddle.nn
 
 #: depth -> (block kind, blocks per stage); shared with formats.fluid_names
 DEPTHS = RESNET_VD_DEPTHS
@@ -104,7 +106,7 @@ class ResNet(nn.Layer):
         cin = input_image_channel or in_channels
 
         def w(c):
-            return max(4, int(round(c * width_mult)))
+            return max(4, round(c * width_mult))
 
         stem = ([(cin, w(64), 7, stride_list[0])] if version == "vb" else
                 [(cin, w(32), 3, stride_list[0]), (w(32), w(32), 3, 1), (w(32), w(64), 3, 1)])

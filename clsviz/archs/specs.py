@@ -40,3 +40,14 @@ def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> 
     min_value = divisor if min_value is None else min_value
     new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
     return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+def infer_class_num(state: dict) -> int | None:
+    """Number of classes from the last layer: ``fc.weight`` [C, N], else the last 2-D weight."""
+    for key in ("fc.weight", "head.fc.weight", "classifier.weight", "fc_0.w_0", "out.weight"):
+        if key in state and getattr(state[key], "ndim", 0) == 2:
+            return int(state[key].shape[1])
+    two_d = [k for k, v in state.items() if getattr(v, "ndim", 0) == 2]
+    if two_d:
+        return int(state[two_d[-1]].shape[1])
+    return None

@@ -30,8 +30,8 @@ from .fixtures import SAMPLE_IMAGES, bench_images, prepare_bundle, synthetic_jpe
 from .lab import preprocessing_check, run_bench, sweep_configs
 from .machine import machine_info
 from .overhead import overhead, overhead_only
-from .rows import ColdStart, LatencyRow, OverheadRow, SweepRow
 from .report import BenchReport
+from .rows import ColdStart, LatencyRow, OverheadRow, SweepRow
 
 __all__ = ["run_bench", "BenchReport", "overhead", "overhead_only", "preprocessing_check", "machine_info",
            "count_flops", "FlopCount", "interleaved", "interleaved_laps", "sweep_configs", "prepare_bundle",

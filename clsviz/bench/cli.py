@@ -5,21 +5,22 @@ import json
 import sys
 from pathlib import Path
 
-
+from ..engines import MODES, RUNTIMES, engine_available
 from .lab import run_bench
 from .overhead import overhead_only
 from .report import _jsonable
 
+
 def bench_modes(runtimes: bool = False) -> tuple:
     """Paddle's three modes, plus the installed deployment runtimes when ``runtimes``."""
-    from ..engines import MODES, RUNTIMES, engine_available
-
     return tuple(MODES) + (tuple(m for m in RUNTIMES if engine_available(m)[0]) if runtimes else ())
 
 
 def bench_cli(a) -> int:
     """``python -m clsviz bench [--model M] [--overhead] [--runtimes] [--json] [--repeats N] [--out DIR]``."""
-    log = (lambda s: print(f"[bench] {s}", file=sys.stderr, flush=True))
+    def log(s):
+        print(f"[bench] {s}", file=sys.stderr, flush=True)
+
     modes = bench_modes(getattr(a, "runtimes", False))
     if a.overhead:
         res = overhead_only(a.model, repeats=a.repeats, modes=modes)

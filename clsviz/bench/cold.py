@@ -8,10 +8,13 @@ import sys
 import time
 
 import numpy as np
+import psutil
 
+from ..engines import load
 from ..timing import _vm_hwm_mb, clock, peak_rss_mb, rss_mb
 from ..timing import reset_peak_rss as _reset_peak_rss
 from .rows import ColdStart
+
 
 def cold_start(bundle, mode: str, *, timeout: float = 600, **options) -> ColdStart:
     """Build ``mode`` from ``bundle`` in a fresh Python process; build time, first runs, RSS."""
@@ -26,10 +29,7 @@ def cold_start(bundle, mode: str, *, timeout: float = 600, **options) -> ColdSta
 
 
 def _cold_worker(bundle: str, mode: str, options: str) -> None:
-    import psutil
-
     t_import = time.time() - psutil.Process().create_time()  # interpreter + numpy + paddle + clsviz
-    from ..engines import load
 
     rss_before = rss_mb()
     reset = _reset_peak_rss()

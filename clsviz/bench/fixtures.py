@@ -4,8 +4,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
 
+from .._paddle import dygraph_mode, paddle
+from ..archs import get_model
+from ..bundle import BundleConfig
+from ..demo import DEMO_ARCH, DEMO_CHECKPOINT
+from ..demo.run import export_demo
+from ..demo.samples import write_sample_images
 from ..errors import OptionError
+from ..export import export
+from ..formats import detect
+from ..transforms import IMAGE_SUFFIXES
 
 SAMPLE_IMAGES = Path(__file__).resolve().parents[2] / "sample_images"
 
@@ -14,26 +24,16 @@ def prepare_bundle(model: str, workdir, *, image_size: int = 224, seed: int = 0)
     """An inference bundle for ``model``: an existing bundle path, ``"demo"`` (the bundled demo
     checkpoint), or an architecture name (random weights, seeded) exported at ``image_size``
     into ``workdir``.  Returns ``(bundle, arch)``."""
-    from .._paddle import dygraph_mode, paddle
-    from ..archs import get_model
-    from ..export import export
-
     p = Path(model)
     if p.exists():
-        from ..bundle import BundleConfig
-        from ..formats import detect
-
         files = detect.resolve(p)
         arch = BundleConfig.read(files.config_file).model_name if files.config_file else None
         return p, arch or "?"
     out = Path(workdir) / f"{model.replace(':', '_').replace('/', '_')}_{image_size}"
     if model == "demo":  # the bundled checkpoint, with its own labels and preprocessing
-        from ..demo import DEMO_ARCH, DEMO_CHECKPOINT
-
         if not DEMO_CHECKPOINT.exists():
             raise OptionError(f"the demo model is not there ({DEMO_CHECKPOINT})",
                               hint="train it with `python -m clsviz train-demo`, or pick an architecture")
-        from ..demo.run import export_demo
 
         export_demo(out)
         return out, DEMO_ARCH
@@ -51,8 +51,6 @@ def bench_images(n: int, workdir, *, folder=None) -> tuple[list[Path], str]:
     ``sample_images/`` when it holds images; else the same set written by
     :mod:`clsviz.demo.samples` into ``workdir``; else generated 640×480 JPEGs.
     """
-    from ..transforms import IMAGE_SUFFIXES
-
     def images_in(d: Path) -> list[Path]:
         return sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if d.is_dir() else []
 
@@ -60,12 +58,10 @@ def bench_images(n: int, workdir, *, folder=None) -> tuple[list[Path], str]:
     found, source = images_in(folder), str(folder)
     if not found and folder == SAMPLE_IMAGES:
         try:
-            from ..demo.samples import write_sample_images
-
             target = Path(workdir) / "sample_images"
             write_sample_images(target)
             found, source = images_in(target), "sample_images/ as written by clsviz.demo.samples"
-        except Exception:  # the demo package is optional here
+        except Exception:  # noqa: BLE001 - the demo images are optional here
             found = []
     if not found:
         found = [synthetic_jpeg(Path(workdir) / f"synthetic_{i}.jpg", (640, 480), seed=i) for i in range(n)]
@@ -75,8 +71,6 @@ def bench_images(n: int, workdir, *, folder=None) -> tuple[list[Path], str]:
 
 def synthetic_jpeg(path, size=(1920, 1080), *, seed: int = 0, quality: int = 90) -> Path:
     """A photo-like JPEG (smooth gradients, shapes, mild noise) — pure noise would decode unfairly slowly."""
-    from PIL import Image, ImageDraw, ImageFilter
-
     w, h = size
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)

@@ -2,17 +2,27 @@
 bf16 agreement, the preprocessing check; :func:`run_bench` runs them all."""
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import PIL
+import psutil
+from PIL import Image
 
+from .._paddle import paddle
 from ..archs.flops import count_flops
+from ..engines import load
+from ..engines.base import default_threads
+from ..engines.predictor import bf16_available
 from ..timing import interleaved, staged, timed, timed_cpu
+from ..transforms import _to_mode, image_name, load_image
 from .cold import cold_start
 from .fixtures import bench_images, prepare_bundle, synthetic_jpeg
 from .machine import machine_info
@@ -25,9 +35,6 @@ STAGES = ("preprocess", "forward", "postprocess")
 
 def sweep_configs(*, threads=None, bf16: bool | None = None) -> list[tuple[str, dict]]:
     """Predictor configurations to sweep: threads × oneDNN × IR optim × precision."""
-    from ..engines.base import default_threads
-    from ..engines.predictor import bf16_available
-
     if threads is None:
         threads = sorted({1, default_threads()})
     if bf16 is None:
@@ -52,15 +59,12 @@ def _same_config(opts, kw) -> bool:
 def _agreement(a: np.ndarray, b: np.ndarray) -> dict:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     cos = np.sum(a * b, 1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
-    return {"top1_agree": float(np.mean(a.argmax(1) == b.argmax(1))), "n": int(len(a)),
+    return {"top1_agree": float(np.mean(a.argmax(1) == b.argmax(1))), "n": len(a),
             "max_abs_diff": float(np.abs(a - b).max()), "min_cosine": float(cos.min())}
 
 
 def _draft_preprocess(pre, path):
     """What-if: let the JPEG decoder downscale in the DCT domain (``Image.draft``) first."""
-    from PIL import Image
-
-    from ..transforms import _to_mode
 
     with Image.open(path) as im:
         if pre.resize_short and im.format == "JPEG":
@@ -75,8 +79,6 @@ def _draft_preprocess(pre, path):
 
 def preprocessing_check(default_clf, *, workdir, repeats: int, warmup: int = 3, seed: int = 0) -> dict:
     """Decode + resize + crop + normalise of a 1920×1080 JPEG vs the predictor's forward (batch 1)."""
-    from ..transforms import load_image
-
     pre = default_clf.config.preprocess
     jpg = synthetic_jpeg(Path(workdir) / "photo_1920x1080.jpg", (1920, 1080), seed=seed)
     x = pre(jpg)[None]
@@ -106,7 +108,7 @@ def preprocessing_check(default_clf, *, workdir, repeats: int, warmup: int = 3, 
 def run_bench(model: str = "ResNet50_vd", *, repeats: int = 30, warmup: int = 3, out=None,
               image_size: int = 224, batch_sizes=(1, 8), modes=("predictor", "dygraph", "executor"),
               repeats_batch: int | None = None, sweep=True, threads=None, cold=True, images=None,
-              fixed_cost: bool = True, workdir=None, seed: int = 0, log=None) -> "BenchReport":
+              fixed_cost: bool = True, workdir=None, seed: int = 0, log=None) -> BenchReport:
     """The whole lab on one model; writes ``bench.json``, ``bench.md``, ``bench.png`` into ``out``.
 
     ``model``: an architecture name (random weights), ``"demo"`` or a bundle path.
@@ -114,16 +116,12 @@ def run_bench(model: str = "ResNet50_vd", *, repeats: int = 30, warmup: int = 3,
     8× longer).  ``sweep``: ``True`` for :func:`sweep_configs`, ``False`` for none, or a
     list of ``(name, options)``.  ``log`` is an optional callable(str) for progress lines.
     """
-    from ..engines import load
-    from ..engines.predictor import bf16_available
-    from ..transforms import image_name
-
     say = log or (lambda s: None)
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     background = _BackgroundLoad()
     tmp = tempfile.TemporaryDirectory(prefix="clsviz-bench-") if workdir is None else None
-    workdir = Path(workdir or tmp.name)
+    workdir = Path(tmp.name if tmp is not None else workdir)
     try:
         say(f"preparing {model} ...")
         bundle, arch = prepare_bundle(model, workdir, image_size=image_size, seed=seed)
@@ -140,7 +138,7 @@ def run_bench(model: str = "ResNet50_vd", *, repeats: int = 30, warmup: int = 3,
                 cold_rows[m] = cold_start(bundle, m)
 
         say("building engines ...")
-        clfs = {m: load(bundle, mode=m) for m in modes}
+        clfs: dict[str, Any] = {m: load(bundle, mode=m) for m in modes}
         default = clfs.get("predictor") or load(bundle, mode="predictor")
         shape = default.config.image_shape
 
@@ -149,7 +147,8 @@ def run_bench(model: str = "ResNet50_vd", *, repeats: int = 30, warmup: int = 3,
             net = clfs["dygraph"].net
             flops = count_flops(getattr(net, "net", net), (1, *shape))
 
-        mode_rows, st = {}, {}
+        mode_rows: dict[str, dict] = {}
+        st: dict = {}
         for b in batch_sizes:
             n = repeats if b == 1 else (repeats_batch or max(5, repeats // 3))
             say(f"per-stage latency, {len(clfs)} modes, batch {b}, {n} interleaved rounds ...")
@@ -174,7 +173,7 @@ def run_bench(model: str = "ResNet50_vd", *, repeats: int = 30, warmup: int = 3,
                     default_name, built[name] = name, default
                 else:
                     built[name] = load(bundle, mode="predictor", **kw)
-            sw = interleaved({n: timed_cpu(lambda c=c: c.forward(x1)) for n, c in built.items()},
+            sw = interleaved({n: timed_cpu(functools.partial(c.forward, x1)) for n, c in built.items()},
                              repeats=repeats, warmup=warmup, seed=seed)
             for (name, kw) in configs:
                 s = sw[name]["total"]
@@ -188,7 +187,7 @@ def run_bench(model: str = "ResNet50_vd", *, repeats: int = 30, warmup: int = 3,
                 ref = default.forward(xb)
                 for name in lowp:
                     agreements[name] = _agreement(built[name].forward(xb), ref)
-            for name, c in built.items():
+            for c in built.values():
                 if c is not default:
                     c.close()
 
@@ -229,8 +228,6 @@ class _BackgroundLoad:
     """How busy the machine was with *other* work while the lab ran (a shared machine's noise)."""
 
     def __init__(self):
-        import psutil
-
         self._psutil = psutil
         self._t0 = time.perf_counter()
         self._sys0 = psutil.cpu_times()
@@ -255,8 +252,5 @@ class _BackgroundLoad:
 
 
 def _versions() -> dict:
-    import PIL
-
-    from .._paddle import paddle
 
     return {"paddle": paddle.__version__, "numpy": np.__version__, "pillow": PIL.__version__}

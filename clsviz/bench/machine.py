@@ -6,6 +6,7 @@ import platform
 import re
 import subprocess
 
+from ..engines.base import default_threads
 
 
 def _cpuinfo() -> dict:
@@ -53,8 +54,6 @@ def machine_info() -> dict:
     a 512-bit FMA runs as two halves on 256-bit pipes, so its real datapath peak is half
     the AVX-512 formula; ``peak_gflops_fp32_datapath`` states that corrected figure.
     """
-    from ..engines.base import default_threads
-
     ci = _cpuinfo()
     flags = set(ci.get("flags", "").split())
     cores = default_threads()

@@ -1,20 +1,23 @@
 """What clsviz adds around each engine: ``Classifier.forward`` vs the engine's raw call."""
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
+from ..engines import Classifier, load
 from ..results import StageStats
-from ..timing import clock, interleaved_laps, timed
+from ..timing import Contender, clock, interleaved_laps, timed
 from .fixtures import bench_images, prepare_bundle
 from .machine import machine_info
 from .rows import OverheadRow
 
-def overhead(classifiers: Mapping[str, object], batch: np.ndarray, *, repeats: int = 30,
+
+def overhead(classifiers: Mapping[str, Classifier], batch: np.ndarray, *, repeats: int = 30,
              warmup: int = 5, seed: int = 0) -> dict:
     """``Classifier.forward`` vs the raw Paddle loop, side by side on the same engine and input.
 
@@ -43,8 +46,8 @@ def overhead(classifiers: Mapping[str, object], batch: np.ndarray, *, repeats: i
             return {"total": dt, "_out": out}
 
         same = float(np.max(np.abs(np.asarray(clf.forward(batch)) - np.asarray(raw_timed()["_out"]))))
-        contenders = {"clsviz": timed(lambda clf=clf: clf.forward(batch)),
-                      "raw": lambda f=raw_timed: {"total": f()["total"]}}
+        contenders: dict[str, Contender] = {"clsviz": timed(functools.partial(clf.forward, batch)),
+                                            "raw": functools.partial(_total_only, raw_timed)}
         laps = interleaved_laps(contenders, repeats=repeats, warmup=warmup, seed=seed)
         lc, lr = np.asarray(laps["clsviz"]["total"]), np.asarray(laps["raw"]["total"])
         c, r = StageStats.of(lc), StageStats.of(lr)
@@ -78,8 +81,6 @@ def fixed_costs(workdir, *, modes=("predictor", "dygraph", "executor"), rounds: 
     ``rounds`` interleaved rounds: the median of the per-round differences clsviz − raw.
     On a big network the same cost hides inside run-to-run noise of several percent.
     """
-    from ..engines import load
-
     bundle, _ = prepare_bundle(FIXED_COST_ARCH, Path(workdir) / "fixed_cost", image_size=FIXED_COST_SIZE,
                                seed=seed)
     clfs = {m: load(bundle, mode=m) for m in modes}
@@ -99,11 +100,9 @@ def _with_bounds(ovh: dict[str, OverheadRow], fixed: dict) -> dict[str, Overhead
 def overhead_only(model: str = "ResNet50_vd", *, repeats: int = 30, image_size: int = 224,
                   modes=("predictor", "dygraph", "executor"), seed: int = 0, workdir=None) -> dict:
     """Just the overhead check (what ``bench --overhead`` runs)."""
-    from ..engines import load
-
     tmp = tempfile.TemporaryDirectory(prefix="clsviz-bench-") if workdir is None else None
     try:
-        wd = Path(workdir or tmp.name)
+        wd = Path(tmp.name if tmp is not None else workdir)
         bundle, arch = prepare_bundle(model, wd, image_size=image_size, seed=seed)
         clfs = {m: load(bundle, mode=m) for m in modes}
         paths, _ = bench_images(1, wd)
@@ -122,3 +121,8 @@ def overhead_only(model: str = "ResNet50_vd", *, repeats: int = 30, image_size: 
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+def _total_only(timed_call) -> dict:
+    """A contender that keeps only the ``total`` stage of a timed call."""
+    return {"total": timed_call()["total"]}

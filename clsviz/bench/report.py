@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -38,13 +38,15 @@ class BenchReport:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "BenchReport":
+    def from_dict(cls, d: dict) -> BenchReport:
         """Rebuild a report from its ``to_dict()`` (``bench.json``), e.g. to re-render it."""
         return cls(model=d["model"], arch=d["arch"], image_shape=tuple(d["image_shape"]), started=d["started"],
                    finished=d["finished"], method=d["method"], machine=d["machine"], versions=d["versions"],
                    cold={m: ColdStart.from_dict(m, v) for m, v in d["cold_start"].items()},
-                   modes={m: {b: LatencyRow.from_dict(m, b, r) for b, r in rows.items()} for m, rows in d["modes"].items()},
-                   sweep={k: SweepRow.from_dict(k, v) for k, v in d["sweep"].items()}, default_config=d["default_config"], agreement=d["agreement"],
+                   modes={m: {b: LatencyRow.from_dict(m, b, r) for b, r in rows.items()}
+                          for m, rows in d["modes"].items()},
+                   sweep={k: SweepRow.from_dict(k, v) for k, v in d["sweep"].items()},
+                   default_config=d["default_config"], agreement=d["agreement"],
                    overhead={m: OverheadRow.from_dict(m, r) for m, r in d["overhead"].items()},
                    preprocessing=d["preprocessing"],
                    flops=d["flops"], bf16_supported=d.get("bf16_supported", False))
@@ -119,8 +121,9 @@ class BenchReport:
             "overhead_ratio": {m: v.ratio for m, v in self.overhead.items()},
             "cold_start": {m: v.to_dict() for m, v in self.cold.items()},
             "modes": {m: {b: row.to_dict() for b, row in rows.items()} for m, rows in self.modes.items()},
-            "sweep": {k: v.to_dict() for k, v in self.sweep.items()}, "default_config": self.default_config, "agreement": self.agreement,
-            "overhead": {m: v.to_dict() for m, v in self.overhead.items()}, "preprocessing": self.preprocessing, "flops": self.flops,
+            "sweep": {k: v.to_dict() for k, v in self.sweep.items()}, "default_config": self.default_config,
+            "agreement": self.agreement, "overhead": {m: v.to_dict() for m, v in self.overhead.items()},
+            "preprocessing": self.preprocessing, "flops": self.flops,
             "gflops": self.gflops(), "bf16_supported": self.bf16_supported, **self.extra,
         }
 
@@ -166,9 +169,9 @@ class BenchReport:
                      "| note |")
             L.append("|---|---:|---:|---:|---:|---:|---:|---|")
             d = self.sweep[self.default_config].ms.p50 if self.default_config else None
-            for name, row in sorted(self.sweep.items(), key=lambda kv: kv[1].ms.p50):
+            for name, srow in sorted(self.sweep.items(), key=lambda kv: kv[1].ms.p50):
                 notes = []
-                if row.default:
+                if srow.default:
                     notes.append("**default**")
                 if name == best_name:
                     notes.append("best fp32")
@@ -176,10 +179,10 @@ class BenchReport:
                     a = self.agreement[name]
                     notes.append(f"vs default: top-1 {a['top1_agree']:.0%} of {a['n']}, "
                                  f"max abs diff {a['max_abs_diff']:.2g}, cos ≥ {a['min_cosine']:.5f}")
-                rel = f"{row.ms.p50 / d:.2f}×" if d else ""
-                cpu = row.cpu_ms.p50 if row.cpu_ms is not None else float("nan")
-                L.append(f"| {name} | {row.ms.p50:.2f} | {row.ms.p90:.2f} | {row.ms.mean:.2f} | "
-                         f"{cpu:.1f} | {rel} | {row.build_s:.2f} | {'; '.join(notes)} |")
+                rel = f"{srow.ms.p50 / d:.2f}×" if d else ""
+                cpu = srow.cpu_ms.p50 if srow.cpu_ms is not None else float("nan")
+                L.append(f"| {name} | {srow.ms.p50:.2f} | {srow.ms.p90:.2f} | {srow.ms.mean:.2f} | "
+                         f"{cpu:.1f} | {rel} | {srow.build_s:.2f} | {'; '.join(notes)} |")
             L.append("")
             L.append("CPU ms = process CPU time during the run. It counts every thread of the process, "
                      "including OpenMP workers that other predictors in the sweep started, so a 1-thread row "
@@ -196,7 +199,7 @@ class BenchReport:
                      + f"| {v:.3f} | ≤ 1.05 |")
         for mode, v in r.get("overhead_bound", {}).items():
             L.append(f"| overhead from the fixed cost per call, {mode}: 1 + "
-                     f"{self.overhead[mode].fixed_cost_ms * 1e3:.0f} µs / raw p50 | {v:.4f} | ≤ 1.05 |")
+                     f"{(self.overhead[mode].fixed_cost_ms or 0.0) * 1e3:.0f} µs / raw p50 | {v:.4f} | ≤ 1.05 |")
         if "default_vs_best_fp32" in r:
             L.append(f"| default predictor p50 / best fp32 p50 ({r['best_fp32_config']}) | "
                      f"{r['default_vs_best_fp32']:.3f} | ≤ 1.10 |")
@@ -209,6 +212,7 @@ class BenchReport:
         g = self.gflops()
         if g:
             f = self.flops
+            assert f is not None  # gflops() needs it
             L.append("")
             L.append(f"Work: {f['gmacs']:.3f} GMACs = {f['gflops']:.3f} GFLOPs per image (conv + linear, counted "
                      f"by forward hooks). Peak: {m['cores']} cores × {m['mhz'] / 1e3:.3f} GHz × {m['fp32_lanes']} "
@@ -237,7 +241,7 @@ class BenchReport:
 
     def figure(self):
         """A matplotlib ``Figure`` (Agg; no pyplot state): stages per mode, the sweep, GFLOP/s vs peak."""
-        from matplotlib.figure import Figure
+        from matplotlib.figure import Figure  # noqa: PLC0415 - matplotlib loads only for the figure
 
         fig = Figure(figsize=(13, 4.4), dpi=100, layout="constrained")
         axes = fig.subplots(1, 3, width_ratios=[1, 1.35, 1])

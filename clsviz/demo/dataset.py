@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Union
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -157,7 +158,8 @@ def _color_with_luminance(rng: np.random.Generator, target: float) -> tuple[floa
         c = c * (target / max(lum, 1e-6))
     else:
         c = c + (1 - c) * ((target - lum) / max(1 - lum, 1e-6))
-    return tuple(float(v) for v in np.clip(c, 0, 1))
+    r, g, b = (float(v) for v in np.clip(c, 0, 1))
+    return r, g, b
 
 
 def _band_color(rng, light: bool):
@@ -258,7 +260,7 @@ def random_shape(name: str, rng: np.random.Generator, size: Size = 96, *, light:
         angle=float(rng.uniform(0, 2 * math.pi)),
         aspect=aspect,
         color=_band_color(rng, light),
-        detail=None if lo_d is None else float(rng.uniform(lo_d, hi_d)),
+        detail=None if lo_d is None or hi_d is None else float(rng.uniform(lo_d, hi_d)),
         shading=float(rng.uniform(0, 0.5)) if rng.random() < 0.5 else 0.0,
     )
 
@@ -297,7 +299,7 @@ def render(shapes: Sequence[Shape], rng: np.random.Generator, size: Size = 96, *
     for s in shapes:
         a = shape_mask(s, w, h)[..., None]
         ink = np.array(s.color, np.float32)
-        if s.shading:
+        if s.shading and x is not None and y is not None:
             theta = rng.uniform(0, 2 * math.pi)
             t = ((x - s.cx) * math.cos(theta) + (y - s.cy) * math.sin(theta)) / (2 * s.radius)
             ink = ink * (1 + s.shading * 0.5 * np.clip(t, -1, 1))[..., None]
@@ -391,7 +393,7 @@ def write_folder(folder, n_per_class: int, seed: int, *, layout: str = "folders"
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     written: list[tuple[Path, str]] = []
-    count = {c: 0 for c in CLASSES}
+    count = dict.fromkeys(CLASSES, 0)
     for i, (img, y) in enumerate(iter_images(n_per_class * len(CLASSES), seed, size)):
         name = CLASSES[y]
         if layout == "folders":

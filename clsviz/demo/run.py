@@ -7,19 +7,31 @@ every labelled, non-hard sample right in every mode, and the modes agreeing.
 """
 from __future__ import annotations
 
+import html
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
+from ..compare import compare
+from ..engines import MODES, load
+from ..errors import FormatError
+from ..explain import report_section
+from ..export import export
+from ..render import latency_text
+from ..results import human_size
+from ..transforms import IMAGE_SUFFIXES
 from . import DEMO_ARCH as ARCH
 from . import DEMO_CHECKPOINT as CHECKPOINT
 from . import DEMO_DIR as HERE
 from . import DEMO_LABELS as LABELS
-from ..render import latency_text
+from . import samples
+from .train import DEMO_PREPROCESS
 
 TOLERANCE = 1e-4
 
@@ -28,15 +40,11 @@ __all__ = ["run_demo", "export_demo", "sample_dir", "read_sample_labels", "demo_
 
 def demo_preprocess():
     """The preprocessing the demo model was trained with (from :mod:`clsviz.demo.train`)."""
-    from .train import DEMO_PREPROCESS
-
     return DEMO_PREPROCESS
 
 
 def export_demo(out_dir, *, checkpoint=None, labels=None, preprocess=None, force: bool = True):
     """Export the bundled demo checkpoint (with its labels and preprocessing) into ``out_dir``."""
-    from ..export import export
-
     pre = preprocess or demo_preprocess()
     h, w = pre.crop_hw
     return export(ARCH, Path(checkpoint or CHECKPOINT), out_dir, labels=Path(labels or LABELS),
@@ -49,16 +57,7 @@ def sample_dir(out_dir=None) -> Path:
     repo = HERE.parent.parent / "sample_images"
     if repo.is_dir() and _images(repo):
         return repo
-    try:
-        from . import samples
-    except ImportError:
-        from ..errors import FormatError
-
-        raise FormatError("sample_images/ is missing and clsviz.demo.samples is not installed",
-                          path=repo, hint="run from a full checkout of clsviz") from None
     if out_dir is None:
-        import tempfile
-
         out_dir = tempfile.mkdtemp(prefix="clsviz-samples-")
     target = Path(out_dir) / "sample_images"
     samples.write_sample_images(target)
@@ -66,8 +65,6 @@ def sample_dir(out_dir=None) -> Path:
 
 
 def _images(folder: Path) -> list[Path]:
-    from ..transforms import IMAGE_SUFFIXES
-
     return sorted(p for p in folder.iterdir()
                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
@@ -83,8 +80,6 @@ def read_sample_labels(folder) -> dict[str, tuple[str, bool]]:
         if not parts:
             continue
         if len(parts) < 2:
-            from ..errors import FormatError
-
             raise FormatError(f"line {n}: expected 'filename class [hard]', found {line!r}", path=path)
         out[parts[0]] = (parts[1], "hard" in (p.lower() for p in parts[2:]))
     return out
@@ -128,7 +123,6 @@ def run_demo(out_dir="out/demo", *, repeats: int = 5, checkpoint=None, labels=No
     default to the bundled demo model, its labels, ``sample_images/`` and its training
     preprocessing; override them to run the same story on another small classifier.
     """
-    from .. import MODES, compare, load
     from ..report import write_report
 
     t_start = time.perf_counter()
@@ -167,7 +161,7 @@ def run_demo(out_dir="out/demo", *, repeats: int = 5, checkpoint=None, labels=No
         for c in clfs.values():
             c.close()
 
-    samples_info = []
+    samples_info: list[dict[str, Any]] = []
     problems = []
     for i, name in enumerate(cmp.images):
         base = os.path.basename(name)
@@ -189,7 +183,7 @@ def run_demo(out_dir="out/demo", *, repeats: int = 5, checkpoint=None, labels=No
 
     n_lab = sum(1 for s in samples_info if s["true_label"] and not s["hard"])
     n_ok = sum(1 for s in samples_info if s["true_label"] and not s["hard"] and all(s["correct"].values()))
-    hard = [s for s in samples_info if s["hard"]]
+    hard_cases = [s for s in samples_info if s["hard"]]
     subtitle = (f"{ARCH} · {exp.class_num} classes · input {h}×{w} · {len(images)} sample images · "
                 f"modes: {', '.join(cmp.modes)}")
     extra = ([("Why did it say that? Hard and misclassified images", why)] if why else []) \
@@ -214,7 +208,8 @@ def run_demo(out_dir="out/demo", *, repeats: int = 5, checkpoint=None, labels=No
 
     print()
     print(f"{n_ok}/{n_lab} labelled samples right in every mode"
-          + (f"; hard cases right: {sum(all(s['correct'].values()) for s in hard)}/{len(hard)}" if hard else ""))
+          + (f"; hard cases right: {sum(all(s['correct'].values()) for s in hard_cases)}/{len(hard_cases)}"
+             if hard_cases else ""))
     verdict = "AGREE" if cmp.agree else "DISAGREE"
     print(f"modes {verdict}: max|Δ| {cmp.max_abs_diff:.2e} (tolerance {TOLERANCE:g})")
     print(f"report:  {report}")
@@ -230,9 +225,7 @@ def run_demo(out_dir="out/demo", *, repeats: int = 5, checkpoint=None, labels=No
 def _explain_section(cmp, clfs, truth_by_name, *, limit: int = 6) -> str:
     """Saliency maps of the hard and misclassified samples: Grad-CAM (dygraph) beside occlusion
     (predictor), cheap enough for every demo run (well under a second in all)."""
-    import html
 
-    from ..explain import report_section
 
     picked, captions = [], []
     for i, name in enumerate(cmp.images):
@@ -249,11 +242,7 @@ def _explain_section(cmp, clfs, truth_by_name, *, limit: int = 6) -> str:
 
 
 def _bundle_html(exp) -> str:
-    import html
-
-    from ..export import _size
-
-    rows = "".join(f"<tr><td><code>{html.escape(f.name)}</code></td><td class='num'>{_size(f.size)}</td>"
+    rows = "".join(f"<tr><td><code>{html.escape(f.name)}</code></td><td class='num'>{human_size(f.size)}</td>"
                    f"<td>{html.escape(f.role)}</td></tr>" for f in exp.files)
     return (f"<p>Exported <b>{html.escape(exp.model_name)}</b> ({exp.class_num} classes) in "
             f"{exp.seconds:.1f}s to <code>{html.escape(str(exp.out_dir))}</code>; the saved program was "

@@ -10,6 +10,7 @@ deliberately hard cases.  :func:`write_sample_images` writes them with
 """
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,11 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from .._paddle import dygraph_mode, paddle
+from ..archs import get_model
+from . import DEMO_ARCH, DEMO_CHECKPOINT
 from .dataset import CLASSES, Occluder, Shape, render, shape_mask
+from .train import DEMO_PREPROCESS
 
 SAMPLE_SEED = 2024
 
@@ -229,11 +234,6 @@ def check_samples(folder, checkpoint=None, *, arch: str | None = None, preproces
     preprocessing (EXIF transpose and RGB conversion included).  One dict per image:
     ``file, label, hard, pred, score, correct``.
     """
-    from .._paddle import dygraph_mode, paddle
-    from ..archs import get_model
-    from . import DEMO_ARCH, DEMO_CHECKPOINT
-    from .train import DEMO_PREPROCESS
-
     root = Path(folder)
     pre = preprocess or DEMO_PREPROCESS
     rows = []
@@ -257,8 +257,6 @@ def check_samples(folder, checkpoint=None, *, arch: str | None = None, preproces
 
 
 def main(argv=None) -> int:
-    import argparse
-
     ap = argparse.ArgumentParser(prog="python -m clsviz.demo.samples", description=write_sample_images.__doc__)
     ap.add_argument("folder", nargs="?", default="sample_images")
     ap.add_argument("--check", action="store_true", help="then classify them with the demo checkpoint")

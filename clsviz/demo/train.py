@@ -31,6 +31,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from .._paddle import dygraph_mode, paddle
+from ..archs import get_model
+from ..archs.flops import count_params
 from ..errors import OptionError
 from ..transforms import Preprocess
 from . import DEMO_ARCH
@@ -134,16 +137,14 @@ def _lr_at(step: int, total: int, peak: float, warmup: int) -> float:
 
 def _accuracy(model, crops: np.ndarray, labels: np.ndarray, pre: Preprocess,
               batch_size: int = 250) -> tuple[float, np.ndarray]:
-    from .._paddle import paddle
-
     model.eval()
-    pred = []
+    parts = []
     with paddle.no_grad():
         for i in range(0, len(crops), batch_size):
             logits = model(paddle.to_tensor(normalize_batch(crops[i:i + batch_size], pre)))
-            pred.append(logits.numpy().argmax(1))
-    pred = np.concatenate(pred) if pred else np.zeros(0, np.int64)
-    return float((pred == labels).mean()) if len(labels) else float("nan"), pred
+            parts.append(logits.numpy().argmax(1))
+    pred = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    return float(np.mean(pred == labels)) if len(labels) else float("nan"), pred
 
 
 def _command(out_dir, seed, epochs, extra: dict) -> str:
@@ -166,10 +167,6 @@ def train_demo(out_dir, *, seed: int = DEFAULT_SEED, epochs: int = DEFAULT_EPOCH
     all follow it).  ``n_heldout`` images drawn with ``seed + HELDOUT_SEED_OFFSET``
     give ``heldout_accuracy``.
     """
-    from .._paddle import dygraph_mode, paddle
-    from ..archs.flops import count_params
-    from ..archs import get_model
-
     for name, v, lo in (("epochs", epochs, 1), ("n_train", n_train, len(CLASSES)),
                         ("n_heldout", n_heldout, 0), ("batch_size", batch_size, 1)):
         if not isinstance(v, int) or v < lo:

@@ -8,13 +8,25 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from pathlib import Path
 
-from ..bundle import BundleConfig, resolve_config, with_default_labels
-from ..errors import FormatError, OptionError
+from ..archs import guess_architecture
+from ..archs.registry import refuse_code_from_files
+from ..bundle import BundleConfig, resolve_config, verify_checksums, with_default_labels
+from ..checkpoint import infer_class_num, load_state_dict
+from ..errors import BackendUnavailable, FormatError, OptionError
 from ..formats import detect
+from ..formats.fluid_names import fluid_to_dygraph_for_arch, guess_arch
+from ..formats.rebuild import config_from_program
 from .base import Classifier, EngineOptions
-
+from .dygraph import DygraphClassifier
+from .executor import ExecutorClassifier
+from .legacy import (
+    LegacyExecutorClassifier,
+    dygraph_from_program,  # rebuilds the program op by op as a Layer
+)
+from .onnxruntime import OnnxRuntimeClassifier
+from .openvino import OpenVINOClassifier
+from .predictor import PredictorClassifier
 
 
 @dataclass(frozen=True)
@@ -122,8 +134,6 @@ def load(path, *, mode: str = "predictor", arch: str | None = None, params=None,
                  trust_code=trust or not name_from_file)
     if config is None and files.config_file is not None and cfg.checksums:
         # after the build, so damaged files get the engines' more specific errors first
-        from ..bundle import verify_checksums
-
         used = [files.checkpoint] if mode == "dygraph" else [files.model_file, files.params_file]
         try:
             verify_checksums(cfg, [p for p in used if p is not None and p.parent == files.config_file.parent])
@@ -141,8 +151,6 @@ def _resolve(path, *, params, arch, class_num, labels, preprocess, config, image
     if files.has_program:
         # the input signature (channels, layout, dtype, fixed size) always comes from the
         # program; without an inference.yml also the class count and a softmax head
-        from ..formats.rebuild import config_from_program
-
         cfg = config_from_program(files, cfg, from_file=config is not None or files.config_file is not None)
     return files, cfg
 
@@ -155,8 +163,6 @@ def load_config(path, *, arch: str | None = None, params=None, class_num: int | 
     files, cfg = _resolve(path, params=params, arch=arch, class_num=class_num, labels=labels,
                           preprocess=preprocess, config=config, image_shape=image_shape, output=output)
     if cfg.class_num is None and files.checkpoint is not None and not files.has_program:
-        from ..checkpoint import infer_class_num, load_state_dict
-
         n = infer_class_num(load_state_dict(files.checkpoint, trust=trust))
         if n is not None:
             cfg = cfg.with_class_num(n)
@@ -173,14 +179,9 @@ def _build(files, cfg, opts, *, mode, source, trust, trust_code=True) -> Classif
                                 "or `python -m clsviz export`")
         ok, why = ENGINES[mode].available()
         if not ok:
-            from ..errors import BackendUnavailable
-
             raise BackendUnavailable(f"mode {mode!r} {why.split(':')[0]}", hint=why.split(": ", 1)[-1])
         if mode == "openvino":
-            from .openvino import OpenVINOClassifier
-
             return OpenVINOClassifier(files, cfg, opts, source=source)
-        from .onnxruntime import OnnxRuntimeClassifier
 
         return OnnxRuntimeClassifier(files, cfg, opts, source=source)
     if mode in ("predictor", "executor"):
@@ -190,43 +191,26 @@ def _build(files, cfg, opts, *, mode, source, trust, trust_code=True) -> Classif
                 path=path, hint="export it first: clsviz.export(arch, checkpoint, out_dir) "
                                 "or `python -m clsviz export`; or use mode='dygraph' with arch=")
         if mode == "predictor":
-            from .predictor import PredictorClassifier
-
             return PredictorClassifier(files, cfg, opts, source=source)
         if files.legacy_program:
-            from .legacy import LegacyExecutorClassifier
-
             return LegacyExecutorClassifier(files, cfg, opts, source=source)
-        from .executor import ExecutorClassifier
 
         return ExecutorClassifier(files, cfg, opts, source=source)
 
     # dygraph: network code + weights
-    from ..checkpoint import infer_class_num, load_state_dict
-    from .dygraph import DygraphClassifier
-
     if files.checkpoint is None:
-        from .legacy import dygraph_from_program  # rebuilds the program op by op as a Layer
-
         return dygraph_from_program(files, cfg, opts, source=source)
     arch = cfg.arch or cfg.model_name  # the sidecar's architecture when the model name is PaddleX's
     if arch is not None and not trust_code:  # before reading anything a file names
-        from ..archs.registry import refuse_code_from_files
-
         refuse_code_from_files(arch, where=files.config_file or files.checkpoint)
     state = load_state_dict(files.checkpoint, trust=trust)
     if arch is None:
-        from ..archs import guess_architecture
-        from ..formats.fluid_names import guess_arch
-
         guess = guess_arch(state) or guess_architecture(state)
         raise OptionError("mode 'dygraph' rebuilds the network from code, and no architecture is known",
                           hint="pass arch= (CLI: --arch / -m), "
                                + (f"e.g. {guess!r}: the checkpoint's names and shapes are its"
                                   if guess else "e.g. 'ResNet50_vd'; see clsviz.list_models()"))
     if files.kind == detect.FLUID_PERSISTABLES:
-        from ..formats.fluid_names import fluid_to_dygraph_for_arch
-
         state = fluid_to_dygraph_for_arch(state, arch)
     if cfg.class_num is None:
         n = infer_class_num(state)

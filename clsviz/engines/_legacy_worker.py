@@ -46,7 +46,7 @@ def main():
         warnings.simplefilter("ignore")
         import paddle
     paddle.enable_static()
-    state = {}
+    state: dict = {}
     while True:
         header, payload = _recv(inp)
         if header is None or header.get("cmd") == "exit":
@@ -75,7 +75,7 @@ def main():
                 _send(proto_out, {"ok": True}, buf.getvalue())
             else:
                 _send(proto_out, {"ok": False, "error": f"unknown command {header['cmd']!r}"})
-        except Exception as e:  # reported to the parent, which translates it
+        except Exception as e:  # noqa: BLE001 - reported to the parent, which translates it
             _send(proto_out, {"ok": False, "type": type(e).__name__, "error": str(e)[-4000:]})
 
 

@@ -1,6 +1,8 @@
 """Shared by the engines that run the ONNX form of a program (OpenVINO, ONNX Runtime)."""
 from __future__ import annotations
 
+import importlib
+
 from ..errors import BackendUnavailable, FormatError
 from .base import Classifier
 from .convert import RUNTIMES_HINT, onnx_for
@@ -8,8 +10,6 @@ from .convert import RUNTIMES_HINT, onnx_for
 
 def require(module: str, what: str):
     """Import a runtime's module, or say which extra installs it (one line, no trace)."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as e:

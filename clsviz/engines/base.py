@@ -6,17 +6,19 @@ shared, so the three modes differ in exactly one place.
 from __future__ import annotations
 
 import contextlib
+import html
 import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 import numpy as np
 
+from .._paddle import gpu_available
 from .._paddle import threads_scope as _threads_scope
 from ..bundle import BundleConfig, with_default_labels
-from ..errors import EngineError, ImageError, OptionError
+from ..errors import BackendUnavailable, EngineError, ImageError, OptionError
 from ..results import Prediction, TopK
 from ..timing import rss_mb
 from ..transforms import expand_images, image_name
@@ -41,16 +43,12 @@ def require_fp32_engine_options(options, mode: str) -> None:
 
     Raises :class:`BackendUnavailable` rather than falling back silently.
     """
-    from ..errors import BackendUnavailable
-
     if options.use_tensorrt:
         raise BackendUnavailable("use_tensorrt applies to the predictor mode only")
     if options.precision != "fp32":
         raise BackendUnavailable(f"the {mode} mode runs fp32 only (asked for {options.precision})",
                                  hint="use mode='predictor' for bf16/fp16/int8")
     if options.use_gpu:
-        from .predictor import gpu_available
-
         ok, why = gpu_available()
         if not ok:
             raise BackendUnavailable(f"use_gpu requested but {why}")
@@ -113,7 +111,7 @@ class EngineOptions:
                               hint="more threads than cores only slow the engines down")
 
     @classmethod
-    def from_kwargs(cls, **kw) -> "EngineOptions":
+    def from_kwargs(cls, **kw) -> EngineOptions:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(kw) - known)
         if unknown:
@@ -265,7 +263,7 @@ class Classifier:
     def explain(self, images, *, method: str = "gradcam", target=None, layer: str | None = None, **options):
         """Saliency maps of ``images`` with this engine: :func:`clsviz.explain` (gradcam,
         gradcam++ in the dygraph mode; occlusion in every mode)."""
-        from ..explain import explain
+        from ..explain import explain  # noqa: PLC0415 - a task above the engines (see pyproject)
 
         return explain(self, images, method=method, target=target, layer=layer, **options)
 
@@ -279,7 +277,8 @@ class Classifier:
         _check_top_k(top_k)
         items = expand_images(images)
         pre = self.config.preprocess
-        arrays, errors = [], []
+        arrays: list[np.ndarray] = []
+        errors: list[str | None] = []
         for item in items:
             try:
                 arrays.append(pre(item))
@@ -310,8 +309,6 @@ class Classifier:
                 f"classes={self.config.class_num} build={self.build_seconds:.2f}s>")
 
     def _repr_html_(self) -> str:
-        import html
-
         o = self.options
         return (f"<div><b>{html.escape(self.mode)}</b> classifier · model "
                 f"<code>{html.escape(str(self.config.model_name))}</code> · {self.config.class_num} classes"

@@ -20,6 +20,7 @@ migrated (:func:`clsviz.migrate`) into the cache, then converted like any bundle
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -27,10 +28,17 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import yaml
+
+from ..bundle import clsviz_section, sha256_file
 from ..errors import BackendUnavailable, EngineError
 from ..formats import detect
+from ..formats.pirjson import read_pir
+from ..publish import add_own_files
+from ..safe_io import read_text
 
 ONNX_NAME = "inference.onnx"
 SIDECAR = "inference.yml"
@@ -73,18 +81,17 @@ def converter() -> Path:
 
 
 def _sha256(path: Path) -> str:
-    from ..bundle import sha256_file
-
     return sha256_file(path)
 
 
 def _source_files(files: detect.ModelFiles) -> list[Path]:
+    assert files.model_file is not None  # an inference program
     if files.params_file is not None:
         return [files.model_file, files.params_file]
     # fluid: loose parameter files beside __model__
-    return [files.model_file] + sorted(p for p in files.model_file.parent.iterdir()
-                                       if p.is_file() and not p.is_symlink() and p != files.model_file
-                                       and not p.name.startswith(".") and p.suffix not in (".yml", ".onnx"))
+    return [files.model_file, *sorted(p for p in files.model_file.parent.iterdir()
+                                      if p.is_file() and not p.is_symlink() and p != files.model_file
+                                      and not p.name.startswith(".") and p.suffix not in (".yml", ".onnx"))]
 
 
 def _digest(sources) -> str:
@@ -93,15 +100,13 @@ def _digest(sources) -> str:
 
 # ------------------------------------------------------------------ the sidecar record
 def _read_record(sidecar: Path) -> dict | None:
-    import yaml
-
-    from ..safe_io import read_text
-
     try:
         doc = yaml.safe_load(read_text(sidecar, what="inference.yml"))
-        from ..bundle import clsviz_section
 
-        rec = clsviz_section(doc)["onnx"]
+        section = clsviz_section(doc)
+        if section is None:
+            return None
+        rec = section["onnx"]
         return rec if isinstance(rec, dict) else None
     except Exception:  # noqa: BLE001 - no usable record means convert again
         return None
@@ -126,8 +131,6 @@ def _record(onnx: Path, sources) -> dict:
 
 
 def _p2o_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("paddle2onnx")
     except PackageNotFoundError:  # pragma: no cover
@@ -138,8 +141,6 @@ def _p2o_version() -> str:
 def _unsupported_ops(model_file: Path) -> list[str]:
     """Ops of a PIR program that are not in paddle2onnx's list (asked in a child process,
     as importing paddle2onnx's module imports Paddle's extension machinery)."""
-    from ..formats.pirjson import read_pir
-
     try:
         ops = set(read_pir(model_file).op_histogram())
         out = subprocess.run([sys.executable, "-c",
@@ -155,8 +156,10 @@ def _unsupported_ops(model_file: Path) -> list[str]:
     return sorted(op for op in ops - known - structural if op.rstrip("_") not in known)
 
 
-def _convert(model_file: Path, params_file: Path, out: Path) -> None:
+def _convert(model_file: Path | None, params_file: Path | None, out: Path) -> None:
     """Run paddle2onnx: ``model_file`` + ``params_file`` (same folder) → ``out``."""
+    if model_file is None or params_file is None:
+        raise EngineError("paddle2onnx needs a program and a combined parameters file", path=out.parent)
     cmd = [str(converter()), "--model_dir", str(model_file.parent),
            "--model_filename", model_file.name, "--params_filename", params_file.name,
            "--save_file", str(out),
@@ -184,9 +187,10 @@ def _convert(model_file: Path, params_file: Path, out: Path) -> None:
 
 def _migrated(files: detect.ModelFiles, sources, root: Path) -> detect.ModelFiles:
     """A legacy program migrated into ``root`` (the cache), migrated once."""
-    from ..migrate import migrate
+    from ..migrate import migrate  # noqa: PLC0415 - a task above the engines (see pyproject)
 
     dst = root / "migrated"
+    assert files.model_file is not None  # a legacy program
     if not (dst / SIDECAR).is_file():
         shutil.rmtree(dst, ignore_errors=True)  # a half-written one from a killed run
         migrate(files.model_file if files.params_file is not None or files.model_file.name != "__model__"
@@ -201,6 +205,9 @@ def onnx_for(files: detect.ModelFiles) -> OnnxFile:
     convert the model (naming the ops it does not support).
     """
     t0 = time.perf_counter()
+    if files.model_file is None:
+        raise EngineError("an ONNX runtime needs an inference program, and this model has none",
+                          path=files.root, hint="export the checkpoint first (clsviz.export)")
     srcs = _source_files(files)
     sources = tuple((p.name, _sha256(p)) for p in srcs)
     key = _digest(sources)
@@ -228,8 +235,6 @@ def onnx_for(files: detect.ModelFiles) -> OnnxFile:
     onnx = root / ONNX_NAME
     rec_file = root / "record.json"
     if onnx.is_file() and rec_file.is_file():
-        import json
-
         try:
             rec = json.loads(rec_file.read_text())
         except ValueError:
@@ -245,7 +250,6 @@ def onnx_for(files: detect.ModelFiles) -> OnnxFile:
         os.replace(staged, onnx)
     finally:
         staged.unlink(missing_ok=True)
-    import json
 
     tmp = root / f".record.{secrets.token_hex(4)}"
     tmp.write_text(json.dumps(_record(onnx, sources), indent=1))
@@ -265,17 +269,14 @@ def _stage(folder: Path) -> Path | None:
 
 def _publish(bundle: Path, staged: Path, sources) -> bool:
     """Move ``staged`` into the bundle as ``inference.onnx`` and record it in the sidecar."""
-    import yaml
-
-    from ..publish import add_own_files
-    from ..safe_io import read_text
-
     sidecar = bundle / SIDECAR
     try:
         doc = yaml.safe_load(read_text(sidecar, what="inference.yml"))
-        from ..bundle import clsviz_section
 
-        clsviz_section(doc, create=True)["onnx"] = _record(staged, sources)
+        section = clsviz_section(doc, create=True)
+        if section is None:  # not a mapping
+            return False
+        section["onnx"] = _record(staged, sources)
     except Exception:  # noqa: BLE001 - a sidecar clsviz cannot edit: use the cache
         return False
     new_sidecar = bundle / f".{SIDECAR}.{secrets.token_hex(4)}"

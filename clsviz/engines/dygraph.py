@@ -4,21 +4,12 @@ from __future__ import annotations
 import numpy as np
 
 from .._paddle import dygraph_mode, on_place, paddle
+from .._translate import run_error
 from ..archs import get_model
+from ..archs.layers import SoftmaxHead
 from ..checkpoint import load_into, load_state_dict
 from ..errors import EngineError
 from .base import Classifier, RawCall, require_fp32_engine_options
-
-
-class SoftmaxHead(paddle.nn.Layer):
-    """Wrap a classifier so it outputs probabilities (PaddleClas export's ``save_inference`` head)."""
-
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        return paddle.nn.functional.softmax(self.net(x), axis=-1)
 
 
 class DygraphClassifier(Classifier):
@@ -41,7 +32,8 @@ class DygraphClassifier(Classifier):
             if self._net is None:
                 state = self._state if self._state is not None else load_state_dict(self._checkpoint,
                                                                                      trust=self._trust)
-                net = get_model(self.arch, class_num=self.config.class_num, **dict(self.config.arch_kwargs))
+                net = get_model(self.arch, class_num=self.config.class_num,  # type: ignore[arg-type]  # None: ArchitectureError
+                                **dict(self.config.arch_kwargs))
                 load_into(net, state, path=self._checkpoint)
                 self._state = None  # the network owns the weights now
             else:
@@ -58,11 +50,8 @@ class DygraphClassifier(Classifier):
                                      place=self.place)
                 out = self.net(x)
             except Exception as e:
-                from .predictor import _first_line
-
-                raise EngineError(f"dygraph forward failed on input {list(batch.shape)}: {_first_line(e)}",
-                                  path=self.source,
-                                  hint=f"the model expects {list(self.config.image_shape)} per image") from e
+                raise run_error(e, "dygraph forward", batch.shape, path=self.source,
+                                image_shape=self.config.image_shape) from e
             if isinstance(out, (list, tuple)):
                 out = out[0]
             if isinstance(out, dict):

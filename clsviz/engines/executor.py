@@ -9,8 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from .._paddle import paddle, pir_enabled, quiet, static_mode
+from .._translate import load_error, run_error
 from ..errors import EngineError
 from .base import Classifier, RawCall, require_fp32_engine_options
+from .probe import ensure_loadable
 
 
 class ExecutorClassifier(Classifier):
@@ -25,7 +27,6 @@ class ExecutorClassifier(Classifier):
         require_fp32_engine_options(o, self.mode)
         place = paddle.CUDAPlace(o.gpu_id) if o.use_gpu else paddle.CPUPlace()
         f = self.files
-        from .probe import ensure_loadable
 
         ensure_loadable(f, mode="executor", options=o,  # Paddle segfaults on some malformed programs
                         image_shape=self.config.preprocess.item_shape,
@@ -39,9 +40,7 @@ class ExecutorClassifier(Classifier):
                     self.program, self.feed_names, self.fetch_targets = paddle.static.load_inference_model(
                         prefix, self.exe)
             except Exception as e:
-                from .predictor import _translate
-
-                raise _translate(e, f) from e
+                raise load_error(e, f) from e
         if len(self.feed_names) != 1:
             raise EngineError(f"the model has {len(self.feed_names)} inputs ({', '.join(self.feed_names)}); "
                               "clsviz feeds an image classifier with exactly one image input",
@@ -59,11 +58,8 @@ class ExecutorClassifier(Classifier):
                                     fetch_list=list(self.fetch_targets))
                 out = outs[self.config.output_index]
             except Exception as e:
-                from .predictor import _first_line
-
-                raise EngineError(f"executor run failed on input {list(batch.shape)}: {_first_line(e)}",
-                                  path=self.files.model_file,
-                                  hint=f"the model expects {list(self.config.image_shape)} per image") from e
+                raise run_error(e, "executor run", batch.shape, path=self.files.model_file,
+                                image_shape=self.config.image_shape) from e
         return np.asarray(out)
 
     def raw_call(self) -> RawCall:

@@ -10,7 +10,6 @@ batch and of the output per call.
 from __future__ import annotations
 
 import io
-import json
 import os
 import subprocess
 import sys
@@ -18,8 +17,12 @@ import threading
 
 import numpy as np
 
-from ..errors import EngineError, FormatError
+from .._translate import LEGACY_LOAD_RULES, first_line, load_error, timeout_error
+from ..errors import EngineError
+from ..formats.rebuild import program_to_layer
+from ._legacy_worker import _recv, _send
 from .base import Classifier, require_fp32_engine_options
+from .dygraph import DygraphClassifier
 
 
 class _Worker:
@@ -34,13 +37,12 @@ class _Worker:
         self.lock = threading.Lock()
 
     def _drain(self):
+        assert self.proc.stderr is not None  # stderr=PIPE
         for line in self.proc.stderr:
             self._stderr.append(line.decode(errors="replace"))
             del self._stderr[:-50]
 
     def request(self, header: dict, payload: bytes = b"", *, where=None):
-        from ._legacy_worker import _recv, _send
-
         with self.lock:
             try:
                 _send(self.proc.stdin, header, payload)
@@ -48,7 +50,12 @@ class _Worker:
             except (BrokenPipeError, OSError, ValueError):
                 reply, data = None, b""
             if reply is None:
-                code = self.proc.wait(timeout=10)
+                try:
+                    code = self.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired as e:  # it closed its pipe but hangs: end it
+                    self.proc.kill()
+                    raise timeout_error(e, "the legacy executor process (after closing its pipe)",
+                                        path=where, hint="your session is unaffected") from e
                 tail = "".join(self._stderr[-3:]).strip().splitlines()[-1:] or [""]
                 raise EngineError(f"the legacy executor process died (exit {code}) during "
                                   f"{header.get('cmd')}: {tail[0][:200]}", path=where,
@@ -58,26 +65,20 @@ class _Worker:
     def close(self):
         if self.proc.poll() is None:
             try:
-                from ._legacy_worker import _send
-
-                _send(self.proc.stdin, {"cmd": "exit"})
-                self.proc.stdin.close()
+                stdin = self.proc.stdin
+                if stdin is not None:
+                    _send(stdin, {"cmd": "exit"})
+                    stdin.close()
                 self.proc.wait(timeout=5)
-            except Exception:
+            except (OSError, ValueError, subprocess.TimeoutExpired):  # gone, or hangs: end it
                 self.proc.kill()
 
 
 def _worker_error(reply: dict, files, what: str) -> Exception:
-    from .predictor import _first_line
-
-    msg = _first_line(Exception(reply.get("error", "")))
-    low = reply.get("error", "").lower()
+    e = RuntimeError(reply.get("error", ""))
     if what == "load":
-        if any(s in low for s in ("parse", "protobuf", "deserial", "magic")):
-            return FormatError(f"cannot read the legacy program: {msg}", path=files.model_file)
-        return FormatError(f"cannot load the legacy model: {msg}", path=files.params_file or files.root,
-                           hint="are the parameters truncated or from another model?")
-    return EngineError(f"legacy executor run failed: {msg}", path=files.model_file)
+        return load_error(e, files, LEGACY_LOAD_RULES)
+    return EngineError(f"legacy executor run failed: {first_line(e)}", path=files.model_file)
 
 
 class LegacyExecutorClassifier(Classifier):
@@ -88,7 +89,7 @@ class LegacyExecutorClassifier(Classifier):
 
     def __init__(self, files, config, options, *, source=""):
         self.files = files
-        self.worker = None
+        self.worker: _Worker | None = None
         super().__init__(config, options, source=source)
 
     def _build(self):
@@ -96,13 +97,13 @@ class LegacyExecutorClassifier(Classifier):
         require_fp32_engine_options(o, self.mode)
         if f.model_file.suffix == ".pdmodel" and f.params_file is not None \
                 and f.params_file.name == f.model_file.with_suffix(".pdiparams").name:
-            req = {"path": str(f.model_file.with_suffix(""))}
+            req: dict[str, str | None] = {"path": str(f.model_file.with_suffix(""))}
         else:  # fluid layout: a folder + file names (params None = loose files)
             req = {"path": str(f.model_file.parent), "model_filename": f.model_file.name,
                    "params_filename": None if f.params_file is None else os.path.relpath(
                        f.params_file, f.model_file.parent)}
-        self.worker = _Worker()
-        reply, _ = self.worker.request(dict(req, cmd="load", use_gpu=o.use_gpu, gpu_id=o.gpu_id),
+        self.worker = worker = _Worker()
+        reply, _ = worker.request(dict(req, cmd="load", use_gpu=o.use_gpu, gpu_id=o.gpu_id),
                                        where=f.model_file)
         if not reply.get("ok"):
             self.close()
@@ -117,6 +118,8 @@ class LegacyExecutorClassifier(Classifier):
     def forward(self, batch: np.ndarray) -> np.ndarray:
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(batch, dtype=self.config.preprocess.dtype), allow_pickle=False)
+        if self.worker is None:
+            raise EngineError("this classifier is closed", path=self.files.model_file)
         reply, data = self.worker.request({"cmd": "run", "fetch": self.config.output_index}, buf.getvalue(),
                                           where=self.files.model_file)
         if not reply.get("ok"):
@@ -134,19 +137,11 @@ class LegacyExecutorClassifier(Classifier):
     def __del__(self):
         try:
             self.close()
-        except Exception:
+        except Exception:  # noqa: BLE001 - at interpreter exit anything may be gone already
             pass
 
 
 def dygraph_from_program(files, config, options, *, source=""):
     """``dygraph`` mode for an inference model with no checkpoint: rebuild the program as a Layer."""
-    try:
-        from ..formats.rebuild import program_to_layer
-    except ImportError:  # pragma: no cover - until the rebuild lands
-        raise FormatError(f"mode 'dygraph' needs the network code and a checkpoint; this is a "
-                          f"{files.kind.replace('_', ' ')} with no .pdparams", path=files.root,
-                          hint="pass a checkpoint and arch=, or use mode='predictor'/'executor'")
-    from .dygraph import DygraphClassifier
-
     net, cfg = program_to_layer(files, config)
     return DygraphClassifier(f"program:{files.model_file.name}", None, cfg, options, net=net, source=source)

@@ -3,36 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._paddle import paddle, quiet, threads_scope
-from ..errors import BackendUnavailable, EngineError, FormatError
+from .._paddle import bf16_available, gpu_available, paddle, quiet, tensorrt_available, threads_scope
+from .._translate import load_error, run_error
+from ..errors import BackendUnavailable, EngineError
 from .base import Classifier, RawCall
-
-
-def gpu_available() -> tuple[bool, str]:
-    if not paddle.is_compiled_with_cuda():
-        return False, "this paddlepaddle build has no CUDA (install paddlepaddle-gpu; see README)"
-    try:
-        n = paddle.device.cuda.device_count()
-    except Exception as e:  # pragma: no cover - needs a GPU build
-        return False, f"CUDA query failed: {e}"
-    return (n > 0, "no CUDA device is visible" if n == 0 else "")
-
-
-def tensorrt_available() -> tuple[bool, str]:
-    try:
-        ver = tuple(paddle.inference.get_trt_compile_version())
-    except Exception:  # pragma: no cover
-        ver = (0, 0, 0)
-    if ver == (0, 0, 0):
-        return False, "this paddlepaddle build was compiled without TensorRT"
-    return True, ""
-
-
-def bf16_available() -> tuple[bool, str]:
-    core = paddle.base.core
-    if not core.supports_bfloat16():
-        return False, "this CPU has no bf16 support (needs AVX-512 BF16 or AMX)"
-    return True, ""
+from .probe import ensure_loadable
 
 
 class PredictorClassifier(Classifier):
@@ -99,7 +74,6 @@ class PredictorClassifier(Classifier):
 
     def _build(self):
         cfg = self._config()
-        from .probe import ensure_loadable
 
         ensure_loadable(self.files, mode="predictor", options=self.options,  # Paddle segfaults on
                         image_shape=self.config.preprocess.item_shape,
@@ -108,7 +82,7 @@ class PredictorClassifier(Classifier):
             with quiet(), threads_scope(None):  # building sets the process-wide count: put it back
                 self.predictor = paddle.inference.create_predictor(cfg)
         except Exception as e:
-            raise _translate(e, self.files) from e
+            raise load_error(e, self.files) from e
         names = self.predictor.get_input_names()
         if len(names) != 1:
             raise EngineError(f"the model has {len(names)} inputs ({', '.join(names)}); clsviz feeds an "
@@ -126,9 +100,8 @@ class PredictorClassifier(Classifier):
                 self.predictor.run()
             return self._out.copy_to_cpu()
         except Exception as e:
-            raise EngineError(f"predictor run failed on input {list(batch.shape)}: {_first_line(e)}",
-                              path=self.files.model_file,
-                              hint=f"the model expects {list(self.config.image_shape)} per image") from e
+            raise run_error(e, "predictor run", batch.shape, path=self.files.model_file,
+                            image_shape=self.config.image_shape) from e
 
     def raw_call(self) -> RawCall:
         inp, out, pred = self._in, self._out, self.predictor
@@ -156,37 +129,3 @@ def _pick(names: list, config, where) -> str:
     if not 0 <= i < len(names):
         raise EngineError(f"the model has {len(names)} outputs; output #{i} was asked for", path=where)
     return names[i]
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    for ln in text.splitlines():
-        ln = ln.strip()
-        if ln and not ln.startswith(("C++ Traceback", "---", "0 ", "1 ", "2 ")) and "Error Message Summary" not in ln:
-            if ln.startswith(("InvalidArgumentError", "NotFoundError", "PreconditionNotMetError",
-                              "UnavailableError", "FatalError", "ExternalError", "OutOfRangeError")):
-                return ln
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    for ln in lines:
-        if "Error:" in ln and "Traceback" not in ln:
-            return ln[:300]
-    return (lines[-1] if lines else type(e).__name__)[:300]
-
-
-def _translate(e: Exception, files) -> Exception:
-    msg = _first_line(e)
-    low = str(e).lower()
-    # Tensor-stream errors name C++ sources such as dense_tensor_serialize.cc; test them first,
-    # or their "version" would blame the program for damaged parameters.
-    if files.params_file is not None and any(s in low for s in (
-            "dense_tensor", "save_load_parameters", "load_combine", "is.good()", "fin.eof()")):
-        return FormatError(f"cannot load the parameters: {msg}", path=files.params_file,
-                           hint="are the parameters truncated or from another model?")
-    if isinstance(e, UnicodeDecodeError) or any(s in low for s in (
-            "parse", "protobuf", "json", "deserial", "version", "magic", "codec")):
-        return FormatError(f"cannot read the model program: {msg}", path=files.model_file,
-                           hint="is the model file damaged or from an unsupported Paddle version?")
-    if any(s in low for s in ("params", "tensor", "size", "read", "eof", "stream", "load")):
-        return FormatError(f"cannot load the parameters: {msg}", path=files.params_file or files.root,
-                           hint="are the parameters truncated or from another model?")
-    return EngineError(f"cannot build the predictor: {msg}", path=files.model_file)

@@ -36,8 +36,14 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+from .._translate import load_error
 from ..errors import FormatError
+from ..formats.pirjson import load_json
+from ..formats.programdesc import read_program
+from ..formats.tensorfile import scan_combined
+from ..safe_io import check_regular
 
 __all__ = ["ensure_loadable", "check_files", "probe", "PROBE_TIMEOUT"]
 
@@ -108,8 +114,6 @@ def ensure_loadable(files, *, mode: str = "predictor", options=None, image_shape
 
 def check_files(files) -> bool:
     """Cheap checks.  Raise for proven damage; return whether the program is confirmed well-formed."""
-    from ..safe_io import check_regular
-
     model = Path(files.model_file)
     params = None if files.params_file is None else Path(files.params_file)
     for f, what in ((model, "model file"), (params, "parameters file")):
@@ -127,9 +131,7 @@ def check_files(files) -> bool:
 
 def _pir_params(model: Path):
     """``([(name, shape)], confirmed)`` for a PIR JSON program; raise if it is not JSON at all."""
-    from ..formats.pirjson import load_json
-
-    doc = load_json(model)
+    doc: Any = load_json(model)
     try:
         if doc["base_code"]["magic"] != "pir":
             return None, False
@@ -195,8 +197,6 @@ def _pir_well_formed(block) -> bool:
 
 
 def _legacy_params(model: Path):
-    from ..formats.programdesc import read_program
-
     try:
         program = read_program(model)
         names = program.persistable_names()
@@ -214,7 +214,9 @@ def _references_resolve(program) -> bool:
     """
     blocks = {b.idx: b for b in program.blocks}
     for block in program.blocks:
-        known, b, seen = set(), block, set()
+        known: set[str] = set()
+        seen: set[int] = set()
+        b = block
         while b is not None and b.idx not in seen:
             seen.add(b.idx)
             known.update(v.name for v in b.vars)
@@ -249,13 +251,11 @@ def _ops_match_registry(program) -> bool:
 
 
 def _check_params(params: Path, declared, model: Path) -> None:
-    from ..formats.tensorfile import scan_combined
-
     try:
         infos = scan_combined(params)
     except FormatError:
         raise  # already names the file and what is wrong with it
-    except Exception as e:  # noqa: BLE001 - absurd sizes in a damaged header (MemoryError, …)
+    except Exception as e:
         raise FormatError(f"damaged parameters file ({type(e).__name__} reading its headers)",
                           path=params, hint="export the model again") from e
     if not declared:
@@ -309,11 +309,9 @@ def probe(files, *, mode: str = "predictor", options=None, image_shape=None, dty
                           "tried it in a separate process first, so this session is unaffected",
                           path=model, hint="a .pdmodel/__model__/model file must be a ProgramDesc "
                                            "written by Paddle; is this another format?")
-    from .predictor import _translate
-
     lines = [ln for ln in p.stderr.splitlines() if ln.startswith("CLSVIZ-PROBE-ERROR ")]
     text = lines[-1][len("CLSVIZ-PROBE-ERROR "):].replace(" | ", "\n") if lines else p.stderr[-2000:]
-    err = _translate(RuntimeError(text), files)
+    err = load_error(RuntimeError(text), files)
     if isinstance(err, FormatError):
         raise err
     raise FormatError(f"Paddle cannot read this model: {err}", path=model)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import FormatError
+from ..safe_io import check_regular, special_kind, translate_os_errors
+from .tensorfile import is_tensor_file, read_tensor_file
 
 # kinds
 BUNDLE = "bundle"                    # clsviz/PaddleClas export folder (has inference.yml)
@@ -60,8 +62,6 @@ def _inference_pair(model: Path, params: Path | None) -> ModelFiles:
                 params = cand
                 break
     if params is None and os.path.lexists(model.with_suffix(".pdiparams")):
-        from ..safe_io import check_regular
-
         check_regular(model.with_suffix(".pdiparams"), what="parameters file")  # a FIFO, a device…
     if params is None and kind != FLUID_INFERENCE:
         raise FormatError(f"no parameters file next to {model.name}: {model.with_suffix('.pdiparams').name} "
@@ -69,8 +69,6 @@ def _inference_pair(model: Path, params: Path | None) -> ModelFiles:
                           hint=f"copy {model.with_suffix('.pdiparams').name} beside it, or pass -p PARAMS_FILE")
     if params is not None and not params.is_file():
         if params.exists():
-            from ..safe_io import check_regular
-
             check_regular(params, what="parameters file")
         raise FormatError("parameters file not found", path=params)
     cfg = root / "inference.yml"
@@ -79,8 +77,6 @@ def _inference_pair(model: Path, params: Path | None) -> ModelFiles:
 
 def resolve(path, *, params=None) -> ModelFiles:
     """What is at ``path``, as far as the engines are concerned."""
-    from ..safe_io import special_kind, translate_os_errors
-
     p = Path(path)
     with translate_os_errors(FormatError):
         if not p.exists():
@@ -115,20 +111,18 @@ def _resolve(p: Path, params: Path | None) -> ModelFiles:
     odd = sorted(f.name for f in entries if f.name in _MODEL_NAMES and f.exists() and not f.is_file()
                  and not f.is_dir())
     if odd:  # a FIFO or device where a model file belongs: never handed to a reader
-        from ..safe_io import check_regular
-
         check_regular(p / odd[0], what="model file" if "param" not in odd[0] else "parameters file")
     files = {f.name: f for f in entries if f.is_file()}
     if not files:
         raise FormatError("folder is empty", path=p, hint="point at a bundle or model folder")
-    cfg = files.get("inference.yml")
+    config_file = files.get("inference.yml")
     for stem in ("inference", "model"):
         for suffix in (".json", ".pdmodel"):
             if stem + suffix in files:
                 mf = _inference_pair(files[stem + suffix], params)
                 ckpt = files.get("model.pdparams")
-                kind = BUNDLE if cfg is not None else mf.kind
-                return ModelFiles(kind, p, mf.model_file, mf.params_file, ckpt, cfg)
+                kind = BUNDLE if config_file is not None else mf.kind
+                return ModelFiles(kind, p, mf.model_file, mf.params_file, ckpt, config_file)
     jsons = [f for n, f in files.items() if n.endswith(".json") and f.with_suffix(".pdiparams").is_file()]
     pdmodels = [f for n, f in files.items() if n.endswith(".pdmodel") and f.with_suffix(".pdiparams").is_file()]
     if len(jsons) + len(pdmodels) == 1:
@@ -140,10 +134,9 @@ def _resolve(p: Path, params: Path | None) -> ModelFiles:
     ckpts = [f for n, f in files.items() if n.endswith(".pdparams")]
     if len(ckpts) == 1:
         return _resolve(ckpts[0], None)
-    from . import looks_like_persistables
 
     if looks_like_persistables(p):
-        return ModelFiles(FLUID_PERSISTABLES, p, None, None, p, cfg)
+        return ModelFiles(FLUID_PERSISTABLES, p, None, None, p, config_file)
     odd = sorted(f.name for f in p.iterdir() if f.exists() and not f.is_file() and not f.is_dir())
     if odd:
         raise FormatError(f"folder holds no Paddle model I recognise; {', '.join(odd[:3])} "
@@ -154,3 +147,23 @@ def _resolve(p: Path, params: Path | None) -> ModelFiles:
                       f"{', '.join(sorted(files)[:5])}{'…' if len(files) > 5 else ''})", path=p,
                       hint="expected inference.json/.pdmodel + .pdiparams, __model__, model + params, "
                            "a .pdparams checkpoint or a folder of fluid tensor files")
+
+
+def looks_like_persistables(folder) -> bool:
+    """A folder of loose LoDTensor files (fluid 1.x ``save_persistables``)."""
+    files = [f for f in Path(folder).iterdir() if f.is_file()]
+    return bool(files) and all(is_tensor_file(f) for f in files)
+
+
+def load_checkpoint_folder(folder) -> dict:
+    """Read a fluid 1.x persistables folder into ``{name: ndarray}`` (fluid names)."""
+
+    folder = Path(folder)
+    programs = sorted(f.name for f in folder.iterdir() if f.is_file() and (
+        f.name in ("__model__", "model") or f.suffix in (".pdmodel", ".json")))
+    if programs:
+        raise FormatError(f"this folder holds an inference model ({', '.join(programs)}), not a "
+                          "checkpoint", path=folder,
+                          hint="run it as it is (mode='predictor', 'executor' or 'dygraph'), or turn it "
+                               "into a Paddle 3 bundle with clsviz.migrate(src, dst)")
+    return {f.name: read_tensor_file(f) for f in sorted(folder.iterdir()) if f.is_file()}

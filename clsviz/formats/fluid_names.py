@@ -61,11 +61,17 @@ width; the scale is told from the shapes (``conv_last_weights`` channels).
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from functools import cache
 
-from ..archs.specs import (MOBILENET_V3, MOBILENET_V3_SCALES, MOBILENET_V3_SQUEEZE, RESNET_DEPTHS,
-                           RESNET_VD_DEPTHS, make_divisible)
+from ..archs.specs import (
+    MOBILENET_V3,
+    MOBILENET_V3_SCALES,
+    MOBILENET_V3_SQUEEZE,
+    RESNET_DEPTHS,
+    RESNET_VD_DEPTHS,
+    make_divisible,
+)
 from ..errors import CheckpointMismatch
 
 __all__ = ["fluid_to_dygraph", "dygraph_to_fluid", "fluid_to_dygraph_for_arch", "name_table",
@@ -107,7 +113,7 @@ def _conv_bn(fluid: str, dygraph: str, bn: str | None = None) -> list[tuple[str,
     return pairs
 
 
-@lru_cache(maxsize=None)
+@cache
 def name_table(depth: int) -> tuple[tuple[str, str], ...]:
     """``((fluid name, dygraph name), …)`` for ResNet{depth}_vd, in network order."""
     if depth not in DEPTHS:
@@ -116,7 +122,7 @@ def name_table(depth: int) -> tuple[tuple[str, str], ...]:
     return _resnet_table(depth, vd=True)
 
 
-@lru_cache(maxsize=None)
+@cache
 def resnet_table(depth: int) -> tuple[tuple[str, str], ...]:
     """``((fluid name, dygraph name), …)`` for the plain ResNet{depth}, in network order."""
     if depth not in RESNET_DEPTHS:
@@ -147,7 +153,7 @@ def _resnet_table(depth: int, *, vd: bool) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-@lru_cache(maxsize=None)
+@cache
 def mobilenet_v3_table(size: str) -> tuple[tuple[str, str], ...]:
     """``((fluid name, dygraph name), …)`` for MobileNetV3 ``size`` ("small"/"large"), any width."""
     if size not in MOBILENET_V3:
@@ -352,6 +358,7 @@ def fluid_to_dygraph_for_arch(state, arch: str | None, *, strict: bool = True) -
                 f"({len(keys)} names, e.g. {_listing(keys, 4)})",
                 hint="pass arch= (e.g. 'ResNet50_vd')")
         table = legacy_table(arch)
+        assert table is not None  # guess_arch names only architectures that have a table
     dygraph_names = {d for _, d in table}
     weights = [k for k in keys if not is_optimizer_state(k)]
     if weights and all(k in dygraph_names for k in weights):

@@ -22,9 +22,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..errors import FormatError
+from ..safe_io import PROGRAM_LIMIT, read_bytes
 
 __all__ = ["PirProgram", "PirOp", "read_pir", "parse_pir", "PIR_DTYPES"]
 
@@ -156,8 +156,6 @@ def load_json(path, *, what: str = "program") -> object:
     """The parsed JSON of a ``.json`` program: a regular file of at most
     :data:`~clsviz.safe_io.PROGRAM_LIMIT`, UTF-8, not nested beyond Python's recursion limit.
     Raises :class:`FormatError` for anything else."""
-    from ..safe_io import PROGRAM_LIMIT, read_bytes
-
     data = read_bytes(path, what=f"{what} file", max_bytes=PROGRAM_LIMIT)
     try:
         return json.loads(data.decode("utf-8"))

@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import struct
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import FormatError
-from .tensorfile import DTYPES
+from ..safe_io import PROGRAM_LIMIT, read_bytes
 from .protowire import WireError as _DecodeError
 from .protowire import read_varint as _varint
 from .protowire import signed64 as _signed
+from .tensorfile import DTYPES
 
 __all__ = ["Program", "BlockDesc", "VarDesc", "OpDesc", "read_program", "parse_program",
            "VAR_KINDS", "ATTR_TYPES"]
@@ -194,6 +196,7 @@ def _fields(buf, schema: dict) -> Iterator[tuple[int, int, Any]]:
     this message (damage, or not a ProgramDesc at all).
     """
     pos, n = 0, len(buf)
+    value: int | bytes
     while pos < n:
         key, pos = _varint(buf, pos)
         number, wire = key >> 3, key & 7
@@ -280,13 +283,14 @@ def _repeated_bool(wire, value, out: list) -> None:
 
 
 def _tensor_desc(buf) -> tuple[str | None, tuple]:
-    code, dims = None, []
+    code: int | None = None
+    dims: list[int] = []
     for num, wire, value in _fields(buf, _TENSOR_DESC):
         if num == 1:
             code = value
         elif num == 2:
             _repeated_int(wire, value, dims)
-    dtype = DTYPES.get(code, None if code is None else f"type{code}")
+    dtype = None if code is None else DTYPES.get(code, f"type{code}")
     return dtype, tuple(dims)
 
 
@@ -333,8 +337,12 @@ def _var_desc(buf) -> VarDesc:
     return VarDesc(kind=kind, dtype=dtype, shape=shape, lod_level=lod_level, **kw)
 
 
-def _scalar(buf):
-    kind, b, i, r, c = None, None, None, None, None
+def _scalar(buf) -> Any:
+    kind: Any = None
+    b: bool | None = None
+    i: int | None = None
+    r: float | None = None
+    c: complex | None = None
     for num, _, value in _fields(buf, _SCALAR):
         if num == 1:
             kind = value
@@ -353,12 +361,14 @@ def _scalar(buf):
                     im = _F64.unpack(v2)[0]
             c = complex(re, im)
     # Scalar.Type: 1 BOOLEAN, 2 LONG, 3 FLOAT64, 4 COMPLEX128
-    return {1: b, 2: i, 3: r, 4: c}.get(kind, next((x for x in (b, i, r, c) if x is not None),
+    values: dict[Any, Any] = {1: b, 2: i, 3: r, 4: c}
+    return values.get(kind, next((x for x in (b, i, r, c) if x is not None),
                                                    None))
 
 
 def _attr(buf) -> tuple[str, str, Any]:
-    name, type_code = None, None
+    name: str | None = None
+    type_code: int | None = None
     scalars: dict[int, Any] = {}
     lists: dict[int, list] = {}
     for num, wire, value in _fields(buf, _ATTR):
@@ -392,7 +402,7 @@ def _attr(buf) -> tuple[str, str, Any]:
             lists.setdefault(num, []).append(_scalar(value))
     if name is None:
         raise _DecodeError("an attribute has no name")
-    type_name = ATTR_TYPES.get(type_code, f"type{type_code}")
+    type_name = ATTR_TYPES.get(type_code, f"type{type_code}") if type_code is not None else "typeNone"
     slot = {"INT": 3, "FLOAT": 4, "STRING": 5, "BOOLEAN": 10, "BLOCK": 12, "LONG": 13,
             "VAR": 17, "FLOAT64": 19, "SCALAR": 20}.get(type_name)
     if slot is not None:
@@ -503,8 +513,6 @@ def parse_program(data: bytes, *, path=None) -> Program:
 
 def read_program(path) -> Program:
     """Read ``__model__`` / ``model`` / ``*.pdmodel`` into a :class:`Program`."""
-    from ..safe_io import PROGRAM_LIMIT, read_bytes
-
     data = read_bytes(path, what="program file", max_bytes=PROGRAM_LIMIT)
     if not data:
         raise FormatError("program file is empty", path=path)

@@ -24,10 +24,17 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import FormatError, OptionError
+from .._paddle import dygraph_mode, paddle
+from ..archs.layers import SoftmaxHead
+from ..bundle import BundleConfig
+from ..errors import ClsvizError, FormatError, OptionError, UnsupportedOps
+from . import detect
+from .pirjson import PirProgram, read_pir
 from .programdesc import OpDesc, Program, read_program
+from .signature import apply_signature, program_io, read_signature
+from .tensorfile import read_combined, read_tensor_file
 
-__all__ = ["program_to_layer", "ProgramLayer", "SUPPORTED_OPS", "unsupported_ops",
+__all__ = ["program_to_layer", "SUPPORTED_OPS", "unsupported_ops",
            "read_program_weights", "infer_config", "config_from_program", "program_io",
            "ends_with_softmax", "PIR_SUPPORTED_OPS", "pir_unsupported_ops"]
 
@@ -48,8 +55,6 @@ def _op(*names):
 # Each handler gets (op, env) and writes its outputs into env.  env maps
 # variable names to tensors; parameters are in it from the start.
 def _F():
-    from .._paddle import paddle
-
     return paddle, paddle.nn.functional
 
 
@@ -85,7 +90,7 @@ def _padding(op: OpDesc, paddings):
 
 @_op("conv2d", "depthwise_conv2d")
 def _conv2d(op, env):
-    paddle, F = _F()
+    _paddle, F = _F()
     x, w = _in(op, env, "Input"), _in(op, env, "Filter")
     b = _in(op, env, "Bias") if op.input("Bias") else None
     y = F.conv2d(x, w, bias=b, stride=op.attr("strides", [1, 1]),
@@ -97,7 +102,7 @@ def _conv2d(op, env):
 
 @_op("batch_norm")
 def _batch_norm(op, env):
-    paddle, F = _F()
+    _paddle, F = _F()
     y = F.batch_norm(_in(op, env, "X"), _in(op, env, "Mean"), _in(op, env, "Variance"),
                      weight=_in(op, env, "Scale"), bias=_in(op, env, "Bias"), training=False,
                      epsilon=float(op.attr("epsilon", 1e-5)),
@@ -107,7 +112,7 @@ def _batch_norm(op, env):
 
 @_op("pool2d")
 def _pool2d(op, env):
-    paddle, F = _F()
+    _paddle, F = _F()
     x = _in(op, env, "X")
     kind = op.attr("pooling_type", "max")
     fmt = _data_format(op)
@@ -377,20 +382,16 @@ def unsupported_ops(program: Program) -> dict[str, int]:
 
 def _unsupported_error(missing: dict, path) -> FormatError:
     listing = ", ".join(f"{k} ×{v}" if v > 1 else k for k, v in sorted(missing.items()))
-    err = FormatError(
+    return UnsupportedOps(
         f"cannot rebuild this program as a dygraph Layer: {len(missing)} op type(s) not covered: "
-        f"{listing}", path=path,
+        f"{listing}", path=path, unsupported_ops=sorted(missing),
         hint="run it with mode='predictor' or mode='executor'; clsviz.migrate falls back to a "
              "Paddle 2 bundle (.pdmodel + .pdiparams) for such programs")
-    err.unsupported_ops = tuple(sorted(missing))
-    return err
 
 
 # ------------------------------------------------------------------ weights and I/O
 def read_program_weights(program: Program, *, model_file, params_file=None) -> dict[str, np.ndarray]:
     """``{name: array}`` of a legacy program's persistables, from a combined file or loose files."""
-    from .tensorfile import read_combined, read_tensor_file
-
     names = program.persistable_names()
     if params_file is not None:
         weights = read_combined(params_file, names)
@@ -413,28 +414,8 @@ def read_program_weights(program: Program, *, model_file, params_file=None) -> d
     return weights
 
 
-def program_io(program) -> tuple[list[tuple], list[tuple]]:
-    """``([(feed name, shape, dtype)], [(fetch name, shape, dtype)])`` of an inference program.
-
-    ``program`` is a legacy :class:`~clsviz.formats.programdesc.Program` or a
-    :class:`~clsviz.formats.pirjson.PirProgram`.
-    """
-    from .pirjson import PirProgram
-
-    if isinstance(program, PirProgram):
-        return [tuple(i) for i in program.inputs], [tuple(o) for o in program.outputs]
-
-    def spec(name):
-        v = program.vars.get(name)
-        return (name, None if v is None else v.shape, None if v is None else v.dtype)
-
-    return [spec(n) for n in program.feed_targets()], [spec(n) for n in program.fetch_targets()]
-
-
 def ends_with_softmax(program) -> bool:
     """Whether the (first) output is a softmax over the class axis: the program outputs probabilities."""
-    from .pirjson import PirProgram
-
     if isinstance(program, PirProgram):
         fetches = program.fetch_ops()
         op = program.producer(fetches[0].inputs[0]) if fetches and fetches[0].inputs else None
@@ -455,10 +436,7 @@ def infer_config(program, config=None, *, from_file: bool = False):
     dimension; ``softmax`` from a final softmax op (whatever a sidecar says: PaddleX's and
     PaddleClas's do not say it).  ``from_file``: the config came from an ``inference.yml``.
     """
-    from ..bundle import BundleConfig
-
     config = config or BundleConfig()
-    from .signature import apply_signature, read_signature
 
     sig = read_signature(program, output=config.output)
     config = apply_signature(config, sig, where=getattr(program, "path", None))
@@ -472,17 +450,15 @@ def infer_config(program, config=None, *, from_file: bool = False):
 
 def config_from_program(files, config, *, from_file: bool | None = None):
     """:func:`infer_config` for a resolved model, best effort: a program that cannot be
-    read leaves ``config`` as it is (the engine reports the damage when it loads)."""
+    read, or holds odd values, leaves ``config`` as it is (the engine reports the damage when it
+    loads).  A declared input size beyond clsviz's limits is refused here, before anything
+    allocates for it."""
+    if files.model_file is None:
+        return config
+    program: Program | PirProgram
     try:
-        if files.model_file is None:
-            return config
-        if files.legacy_program:
-            program = read_program(files.model_file)
-        else:
-            from .pirjson import read_pir
-
-            program = read_pir(files.model_file)
-    except Exception:  # noqa: BLE001 - damaged programs are the engines' business
+        program = read_program(files.model_file) if files.legacy_program else read_pir(files.model_file)
+    except FormatError:  # damaged: the engine that loads it says what is wrong, in its own terms
         return config
     try:
         if from_file is None:
@@ -490,7 +466,7 @@ def config_from_program(files, config, *, from_file: bool | None = None):
         return infer_config(program, config, from_file=from_file)
     except (FormatError, OptionError):
         raise  # an input size over clsviz's limits, a signature clsviz cannot fill, output=: say so now
-    except Exception:  # noqa: BLE001 - odd programs are the engines' business
+    except (ClsvizError, TypeError, ValueError, IndexError, KeyError):  # odd values: the engines' business
         return config
 
 
@@ -618,8 +594,6 @@ def _safe_name(name: str, taken: set) -> str:
 
 
 def _make_layer_class():
-    from .._paddle import paddle
-
     class ProgramLayer(paddle.nn.Layer):
         """A program replayed op by op; parameters keep the program's names."""
 
@@ -707,23 +681,19 @@ def program_to_layer(files, config=None):
     (``__model__``, ``model``, ``*.pdmodel``) with loose or combined weights, or
     a Paddle 3 PIR ``*.json``.  ``config`` is filled from the program where it
     lacks values (:func:`infer_config`).  A program ending in a softmax comes
-    back wrapped in :class:`~clsviz.engines.dygraph.SoftmaxHead` (with
+    back wrapped in :class:`~clsviz.archs.layers.SoftmaxHead` (with
     ``config.softmax`` True), so the dygraph engine does not add another.
     Ops outside :data:`SUPPORTED_OPS` (:data:`PIR_SUPPORTED_OPS`) raise
-    :class:`FormatError` naming them all, with ``.unsupported_ops`` set.
+    :class:`~clsviz.errors.UnsupportedOps` naming them all (``.unsupported_ops``).
     """
-    from .._paddle import dygraph_mode
-    from . import detect
-
     if not isinstance(files, detect.ModelFiles):
         files = detect.resolve(files)
     if files.model_file is None:
         raise FormatError(f"a {files.kind.replace('_', ' ')} holds no program to rebuild",
                           path=files.root, hint="pass arch= to rebuild the network from code")
     if config is None and files.config_file is not None:
-        from ..bundle import BundleConfig
-
         config = BundleConfig.read(files.config_file)
+    program: Program | PirProgram
     if files.legacy_program:
         program = read_program(files.model_file)
         feeds, fetches = program.feed_targets(), program.fetch_targets()
@@ -743,9 +713,6 @@ def program_to_layer(files, config=None):
         ops, feed, fetch = ([op for op in program.ops if op.type not in _IGNORED], feeds[0],
                             fetches[config.output_index])
     else:
-        from .pirjson import read_pir
-        from .tensorfile import read_combined
-
         program = read_pir(files.model_file)
         if len(program.inputs) != 1 or not program.outputs:
             raise FormatError(f"the program has {len(program.inputs)} inputs and "
@@ -765,8 +732,6 @@ def program_to_layer(files, config=None):
     with dygraph_mode():
         net = _layer_class()(weights, ops, feed=feed, fetch=fetch, source=str(files.model_file))
         if strip:
-            from ..engines.dygraph import SoftmaxHead
-
             net = SoftmaxHead(net)
         net.eval()
     return net, config

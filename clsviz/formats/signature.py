@@ -12,9 +12,14 @@ says so and names them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from ..errors import FormatError, OptionError
+from ..schema import check_image_shape
+from ..transforms import _DTYPES
+from .pirjson import PirProgram, read_pir
+from .programdesc import Program, read_program
 
 __all__ = ["InputSpec", "Signature", "read_signature", "signature_of", "LAYOUTS"]
 
@@ -123,8 +128,6 @@ def _pick_output(outputs, output) -> int:
 
 def read_signature(program, *, output=None) -> Signature:
     """The :class:`Signature` of a decoded program (``PirProgram`` or ``Program``)."""
-    from .rebuild import program_io
-
     feeds, fetches = program_io(program)
 
     def spec(t):
@@ -141,22 +144,16 @@ def signature_of(files, *, output=None) -> Signature | None:
     (a checkpoint, or a damaged program the engines will report)."""
     if files.model_file is None:
         return None
+    program: Program | PirProgram
     try:
-        if files.legacy_program:
-            from .programdesc import read_program
-
-            program = read_program(files.model_file)
-        else:
-            from .pirjson import read_pir
-
-            program = read_pir(files.model_file)
-    except Exception:  # noqa: BLE001 - damaged programs are the engines' business
+        program = read_program(files.model_file) if files.legacy_program else read_pir(files.model_file)
+    except FormatError:  # damaged: the engines report it when they load it
         return None
     return read_signature(program, output=output)
 
 
 def _square_side(n: int) -> int | None:
-    side = int(round(n ** 0.5))
+    side = round(n ** 0.5)
     return side if side > 0 and side * side == n else None
 
 
@@ -185,11 +182,6 @@ def apply_signature(config, sig: Signature, *, where=None):
     """``config`` (a ``BundleConfig``) whose preprocessing produces what ``sig``'s input takes:
     channels, layout and dtype from the program; a fixed H and W from the program, dynamic ones
     (-1) from the config's crop; a flat input's image size per :func:`flat_image_shape`."""
-    from dataclasses import replace
-
-    from ..schema import check_image_shape
-    from ..transforms import _DTYPES
-
     inp = sig.input
     if inp.dtype not in _DTYPES:
         raise FormatError(f"the program's input {inp} has dtype {inp.dtype}; clsviz feeds images as "
@@ -197,6 +189,7 @@ def apply_signature(config, sig: Signature, *, where=None):
                           hint="this program does not take an image")
     layout = inp.layout
     pre = config.preprocess
+    c: int | None
     if layout == "flat":
         c, h, w = flat_image_shape(inp.flat_dim, config.image_shape if config.image_shape_given else None,
                                    where=where)
@@ -206,9 +199,25 @@ def apply_signature(config, sig: Signature, *, where=None):
         ch, cw = pre.crop_hw
         h, w = ph or ch, pw or cw
     check_image_shape((c, h, w), field="the program's input shape", error=FormatError, where=where)
-    changes = {"channels": c, "layout": layout, "dtype": inp.dtype}
+    changes: dict[str, Any] = {"channels": c, "layout": layout, "dtype": inp.dtype}
     if (h, w) != pre.crop_hw:
         changes["crop_size"] = h if h == w else (h, w)
         changes["resize_short"] = round(min(h, w) * 256 / 224) if pre.resize_short else None
     return replace(config, preprocess=replace(pre, **changes), image_shape=(c, h, w),
                    output_index=sig.output_index, input_name=inp.name)
+
+
+def program_io(program) -> tuple[list[tuple], list[tuple]]:
+    """``([(feed name, shape, dtype)], [(fetch name, shape, dtype)])`` of an inference program.
+
+    ``program`` is a legacy :class:`~clsviz.formats.programdesc.Program` or a
+    :class:`~clsviz.formats.pirjson.PirProgram`.
+    """
+    if isinstance(program, PirProgram):
+        return [tuple(i) for i in program.inputs], [tuple(o) for o in program.outputs]
+
+    def spec(name):
+        v = program.vars.get(name)
+        return (name, None if v is None else v.shape, None if v is None else v.dtype)
+
+    return [spec(n) for n in program.feed_targets()], [spec(n) for n in program.fetch_targets()]

@@ -31,12 +31,14 @@ import io
 import math
 import os
 import struct
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Sequence
+from typing import BinaryIO
 
 import numpy as np
 
 from ..errors import FormatError
+from ..safe_io import open_regular
 from .protowire import encode_varint as _varint
 from .protowire import read_varint as _read_varint
 from .protowire import signed64 as _signed64
@@ -158,8 +160,6 @@ def decode_tensor_desc(buf: bytes) -> tuple[int, tuple]:
 
 # --------------------------------------------------------------------- reading
 def _open(path):
-    from ..safe_io import open_regular
-
     return open_regular(path, what="tensor file")
 
 
@@ -326,7 +326,7 @@ def read_combined(path, names: Sequence[str] | None = None):
 
 def scan_combined(path) -> list[TensorInfo]:
     """Headers of every tensor in a (combined or loose) file, skipping the data."""
-    infos = []
+    infos: list[TensorInfo] = []
     with _open(path) as f:
         size = os.fstat(f.fileno()).st_size
         index = 0
