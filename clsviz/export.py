@@ -33,7 +33,8 @@ from .bundle import (
 from .checkpoint import infer_class_num, load_into, load_state_dict
 from .engines import load
 from .errors import ArchitectureError, ClsvizError, ExportError, FormatError, OptionError
-from .formats.fluid_names import fluid_to_dygraph_for_arch
+from .formats import detect
+from .formats.fluid_names import clsviz_state
 from .publish import Target, atomic_write_dir, read_manifest  # noqa: F401  (atomic_write_dir: for migrate)
 from .results import human_size
 from .schema import MAX_CLASSES, check_image_shape
@@ -164,13 +165,11 @@ def _export_into(target: Target, arch, checkpoint, ckpt_path, *, class_num, imag
     if isinstance(checkpoint, dict):
         state = checkpoint
     else:
-        if ckpt_path.is_file() and (ckpt_path.suffix in (".json", ".pdmodel", ".pdiparams")
-                                    or ckpt_path.name in ("__model__", "model", "params", "__params__")):
+        if detect.is_inference_file(ckpt_path):
             raise FormatError("this is already an inference model, not a checkpoint", path=ckpt_path,
                               hint="run it as it is (clsviz.load), or convert it with clsviz.migrate")
-        state = load_state_dict(ckpt_path, trust=trust)
-        if ckpt_path.is_dir():
-            state = fluid_to_dygraph_for_arch(state, arch)
+        state, _ = clsviz_state(load_state_dict(ckpt_path, trust=trust), arch,
+                                kind=detect.checkpoint_kind(ckpt_path))
     if class_num is None:
         class_num = infer_class_num(state)
         if class_num is None:

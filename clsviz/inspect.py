@@ -32,7 +32,7 @@ import yaml
 from .archs import guess_architecture
 from .bundle import BundleConfig, deploy_check, resolve_config
 from .checkpoint import infer_class_num, load_state_dict
-from .engines import ENGINES, RUNTIMES
+from .engines import ENGINES, RUNTIMES, capability
 from .errors import ClsvizError, FormatError
 from .formats import detect
 from .formats.fluid_names import guess_arch, is_optimizer_state
@@ -46,7 +46,7 @@ from .formats.rebuild import (
     unsupported_ops,
 )
 from .formats.signature import signature_of
-from .formats.tensorfile import is_tensor_file, read_combined, scan_combined
+from .formats.tensorfile import is_tensor_file, read_combined, scan_combined, shape_fits
 from .results import human_size
 from .safe_io import read_text
 from .safe_pickle import _sniff, sniff
@@ -343,20 +343,21 @@ def _guess_arch(state) -> str | None:
     return guess_arch(state) or guess_architecture(state)
 
 
-def _modes(**kw) -> tuple:
+def _modes(mf=None, **kw) -> tuple:
     rows = [ModeSupport(m, *kw[m]) for m in MODES]
-    return tuple(rows) + _runtime_modes(kw["predictor"])
+    return tuple(rows) + _runtime_modes(kw["predictor"], mf)
 
 
-def _runtime_modes(predictor) -> tuple:
+def _runtime_modes(predictor, mf) -> tuple:
     """The deployment runtimes run what the predictor runs, through the program's ONNX form."""
     out = []
     for m in RUNTIMES:
-        ok, why = ENGINES[m].available()
         if predictor[0] != "ready":
             out.append(ModeSupport(m, *predictor))
-        elif not ok:
-            out.append(ModeSupport(m, "needs", why))
+            continue
+        cap = capability(mf, m)
+        if not cap.available:
+            out.append(ModeSupport(m, cap.status, f"{cap.detail}: {cap.hint}"))
         else:
             out.append(ModeSupport(m, "ready", ENGINES[m].help + "; converted once, cached as inference.onnx"))
     return tuple(out)
@@ -411,8 +412,7 @@ def _program_facts(mf) -> dict:
                 f"{len(names)} parameters: they are not from the same export")
         for n, i in zip(names, infos):
             want = declared.get(n, (None, None))[1]
-            if want is not None and (len(want) != len(i.shape) or
-                                     any(w >= 0 and w != g for w, g in zip(want, i.shape))):
+            if want is not None and not shape_fits(want, i.shape):
                 out["problems"].append(f"{n} is {list(i.shape)} in {mf.params_file.name} but "
                                        f"{list(want)} in the program")
             entries.append((n, i.dtype, i.shape))
@@ -461,7 +461,7 @@ def _program_modes(mf, facts) -> tuple:
     export = ("no", "already an inference model (export turns a checkpoint into one); "
                     "use migrate to convert it" + (", or re-export from model.pdparams with --arch"
                                                   if mf.checkpoint is not None else ""))
-    return _modes(predictor=("ready", "paddle.inference predictor"), executor=executor,
+    return _modes(mf, predictor=("ready", "paddle.inference predictor"), executor=executor,
                   dygraph=dygraph, export=export, migrate=migrate)
 
 

@@ -38,7 +38,10 @@ from .engines.predictor import PredictorClassifier
 from .errors import ClsvizError, ExportError, FormatError, OptionError
 from .export import export, list_bundle
 from .formats import detect
-from .formats.fluid_names import fluid_to_dygraph_for_arch, guess_arch, is_optimizer_state, uses_legacy_names
+from .formats.fluid_names import (
+    clsviz_state,
+    guess_arch,
+)
 from .formats.pirjson import read_pir
 from .formats.programdesc import read_program
 from .formats.rebuild import infer_config, program_io, program_to_layer, read_program_weights, unsupported_ops
@@ -298,12 +301,9 @@ def _migrate_checkpoint(files, src, dst, *, arch, class_num, force, labels, prep
             hint="pass arch= (CLI: --arch), " + (f"e.g. {guess}: the names are its" if guess
                                                   else "see clsviz.list_models()"))
     notes = []
-    if files.kind == detect.FLUID_PERSISTABLES or (files.kind == detect.STATIC_SAVE
-                                                   and uses_legacy_names(state, arch)):
-        state = fluid_to_dygraph_for_arch(state, arch)
+    state, mapped = clsviz_state(state, arch, kind=files.kind)
+    if mapped:
         notes.append("fluid parameter names mapped to clsviz's")
-    else:
-        state = {k: v for k, v in state.items() if not is_optimizer_state(k)}
     if image_shape is None and preprocess is not None:
         h, w = preprocess.crop_hw
         image_shape = (3, h, w)

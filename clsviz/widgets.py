@@ -56,8 +56,7 @@ from .viz import fig_to_data_uri, latency_bars, topk_bars
 
 __all__ = ["Explorer", "ExportPanel", "FormatTour", "FileChooser", "show_error"]
 
-MODEL_SUFFIXES = (".json", ".pdmodel", ".pdiparams", ".pdparams", ".yml")
-MODEL_NAMES = ("__model__", "model", "params", "__params__")
+MODEL_SUFFIXES, MODEL_NAMES = detect.MODEL_SUFFIXES, detect.MODEL_NAMES
 FROM_BUNDLE = "(from the bundle)"
 MAX_ENGINES = 6  # engines an Explorer keeps built; the least recently used is closed first
 CSS = """
@@ -145,16 +144,6 @@ def _thumbnail(item, size: int) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
-
-
-def _is_model_folder(p: Path) -> bool:
-    try:
-        names = {f.name for f in p.iterdir()}
-    except OSError:
-        return False
-    return ("inference.yml" in names or "__model__" in names or {"model", "params"} <= names
-            or any(n.endswith((".json", ".pdmodel")) and n.rsplit(".", 1)[0] + ".pdiparams" in names
-                   for n in names))
 
 
 def _package_root() -> Path:
@@ -272,7 +261,7 @@ class FileChooser(W.VBox):
             if f.name.startswith("."):
                 continue
             if f.is_dir():
-                mark = "📦" if _is_model_folder(f) else "📁"
+                mark = "📦" if detect.looks_like_model_folder(f) else "📁"
                 entries.append((f"{mark} {f.name}/", "dir:" + str(f)))
             elif self._wanted(f):
                 try:
@@ -285,7 +274,7 @@ class FileChooser(W.VBox):
         self.listing.value = None
         self.listing.observe(self._entry_changed, names="value")
         self.note.value = ("<small>📦 this folder is a model — <b>Select</b> uses it</small>"
-                           if _is_model_folder(cwd) else "")
+                           if detect.looks_like_model_folder(cwd) else "")
 
     def _folder_changed(self, change) -> None:
         if change["new"]:

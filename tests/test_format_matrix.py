@@ -35,6 +35,23 @@ def test_cell(model, kind, mode, workdir):
     M.check_cell(fx, mode, workdir)
 
 
+@pytest.mark.parametrize("model", M.MODELS)
+def test_capability_agrees_with_the_oracle(model):
+    """``clsviz.engines.capability`` (what load, inspect and the widgets ask) says of every
+    layout what the hand-written oracle says, for the modes that run programs."""
+    from clsviz.engines import capability
+    from clsviz.formats import detect
+
+    for kind in FX.KINDS:
+        files = detect.resolve(FX.shared(model)[kind].path)
+        for mode in ("predictor", "executor"):
+            want, got = M.expect(model, kind, mode), capability(files, mode)
+            assert got.available == want.ok, (kind, mode, got)
+            if not want.ok:
+                assert got.error is not None and got.error.__name__ == want.error, (kind, mode, got)
+                assert want.match in f"mode {mode!r} {got.detail}", (kind, mode, got)
+
+
 def test_docs_table_is_current():
     assert M.docs_section() == M.render_markdown(), \
         "docs/formats.md is stale: run python benchmarks/format_matrix.py --write"

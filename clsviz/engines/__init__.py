@@ -13,9 +13,9 @@ from ..archs import guess_architecture
 from ..archs.registry import refuse_code_from_files
 from ..bundle import BundleConfig, resolve_config, verify_checksums, with_default_labels
 from ..checkpoint import infer_class_num, load_state_dict
-from ..errors import BackendUnavailable, FormatError, OptionError
+from ..errors import BackendUnavailable, ClsvizError, FormatError, OptionError
 from ..formats import detect
-from ..formats.fluid_names import fluid_to_dygraph_for_arch, guess_arch
+from ..formats.fluid_names import clsviz_state, guess_arch
 from ..formats.rebuild import config_from_program
 from .base import Classifier, EngineOptions
 from .dygraph import DygraphClassifier
@@ -40,10 +40,15 @@ class Engine:
     converts: bool = False         # runs a converted form (ONNX via paddle2onnx), cached
     needs: tuple = ()              # Python modules of the extra it needs
     extra: str | None = None       # the pip extra that installs them
+    program: bool = True           # runs an inference program (else a checkpoint + code, or a rebuild)
+
+    def missing(self) -> tuple[str, ...]:
+        """The modules of its extra that are not installed."""
+        return tuple(m for m in self.needs if not _importable(m))
 
     def available(self) -> tuple[bool, str]:
         """``(True, "")``, or ``(False, why)`` when its extra is not installed."""
-        missing = [m for m in self.needs if not _importable(m)]
+        missing = self.missing()
         if missing:
             return False, f"needs {', '.join(missing)}: pip install 'clsviz[{self.extra}]'"
         return True, ""
@@ -54,6 +59,24 @@ def _importable(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):  # a module blocked in sys.modules, a broken package
         return False
+@dataclass(frozen=True)
+class Capability:
+    """Whether one mode can run one model, and if not why: the answer of :func:`capability`."""
+
+    mode: str
+    status: str                                # "ready", "needs" (an extra or an argument), "no"
+    detail: str                                # what runs it, or what is missing
+    hint: str = ""                             # what to do about it
+    error: type[ClsvizError] | None = None     # what load() raises when it is not ready
+
+    @property
+    def available(self) -> bool:
+        return self.status == "ready"
+
+    def raise_for(self, path) -> None:
+        """Raise :attr:`error` when the mode cannot run the model (``load`` does, before building)."""
+        if not self.available and self.error is not None:
+            raise self.error(f"mode {self.mode!r} {self.detail}", path=path, hint=self.hint or None)
 
 
 _PROGRAM = "an inference program: PIR .json, .pdmodel, fluid __model__ or model/params"
@@ -61,7 +84,7 @@ ENGINES = {e.name: e for e in (
     Engine("predictor", "inference engine (paddle.inference) + inference model", _PROGRAM,
            ("fp32", "bf16")),
     Engine("dygraph", "training engine + checkpoint (network rebuilt from code)",
-           "a checkpoint (.pdparams, persistables) + arch, or a rebuilt program"),
+           "a checkpoint (.pdparams, persistables) + arch, or a rebuilt program", program=False),
     Engine("executor", "training engine + inference model (load_inference_model + Executor)", _PROGRAM),
     Engine("openvino", "OpenVINO Runtime + the model's ONNX form (paddle2onnx)", _PROGRAM,
            ("fp32", "bf16"), converts=True, needs=("openvino", "paddle2onnx"), extra="runtimes"),
@@ -77,7 +100,8 @@ RUNTIMES = tuple(n for n, e in ENGINES.items() if e.converts)
 MODE_HELP = {n: e.help for n, e in ENGINES.items()}
 
 __all__ = ["load", "load_config", "Classifier", "EngineOptions", "MODES", "ALL_MODES", "RUNTIMES",
-           "MODE_HELP", "ENGINES", "Engine", "engine_available", "check_modes"]
+           "MODE_HELP", "ENGINES", "Engine", "engine_available", "check_modes", "Capability", "capability",
+           "capabilities"]
 
 
 def engine_available(mode: str) -> tuple[bool, str]:
@@ -85,6 +109,33 @@ def engine_available(mode: str) -> tuple[bool, str]:
     if mode not in ENGINES:
         return False, f"unknown mode {mode!r}"
     return ENGINES[mode].available()
+
+
+_EXPORT_FIRST = "export it first: clsviz.export(arch, checkpoint, out_dir) or `python -m clsviz export`"
+
+
+def capability(files: detect.ModelFiles, mode: str) -> Capability:
+    """Can ``mode`` run the model ``files`` describes (:func:`clsviz.formats.detect.resolve`)?
+
+    The one answer to "which modes run this, and why not": a mode that runs programs needs
+    one, a runtime needs its extra.  ``load`` raises what it says; ``inspect``, the widgets
+    and the format-matrix test ask it too.  A new engine is a row of :data:`ENGINES`.
+    """
+    e = ENGINES[check_modes([mode])[0]]
+    if e.program and not files.has_program:
+        return Capability(mode, "no", f"needs an inference model, but this is a {files.kind.replace('_', ' ')}",
+                          _EXPORT_FIRST + ("" if e.converts else "; or use mode='dygraph' with arch="),
+                          FormatError)
+    missing = e.missing()
+    if missing:
+        return Capability(mode, "needs", f"needs {', '.join(missing)}", f"pip install 'clsviz[{e.extra}]'",
+                          BackendUnavailable)
+    return Capability(mode, "ready", e.help)
+
+
+def capabilities(files: detect.ModelFiles) -> tuple[Capability, ...]:
+    """:func:`capability` of every engine, in :data:`ENGINES` order."""
+    return tuple(capability(files, m) for m in ENGINES)
 
 
 def check_modes(modes) -> tuple[str, ...]:
@@ -171,25 +222,13 @@ def load_config(path, *, arch: str | None = None, params=None, class_num: int | 
 
 def _build(files, cfg, opts, *, mode, source, trust, trust_code=True) -> Classifier:
     path = source
+    capability(files, mode).raise_for(path)
     if mode in RUNTIMES:
-        if not files.has_program:
-            raise FormatError(
-                f"mode {mode!r} needs an inference model, but this is a {files.kind.replace('_', ' ')}",
-                path=path, hint="export it first: clsviz.export(arch, checkpoint, out_dir) "
-                                "or `python -m clsviz export`")
-        ok, why = ENGINES[mode].available()
-        if not ok:
-            raise BackendUnavailable(f"mode {mode!r} {why.split(':')[0]}", hint=why.split(": ", 1)[-1])
         if mode == "openvino":
             return OpenVINOClassifier(files, cfg, opts, source=source)
 
         return OnnxRuntimeClassifier(files, cfg, opts, source=source)
     if mode in ("predictor", "executor"):
-        if not files.has_program:
-            raise FormatError(
-                f"mode {mode!r} needs an inference model, but this is a {files.kind.replace('_', ' ')}",
-                path=path, hint="export it first: clsviz.export(arch, checkpoint, out_dir) "
-                                "or `python -m clsviz export`; or use mode='dygraph' with arch=")
         if mode == "predictor":
             return PredictorClassifier(files, cfg, opts, source=source)
         if files.legacy_program:
@@ -210,8 +249,7 @@ def _build(files, cfg, opts, *, mode, source, trust, trust_code=True) -> Classif
                           hint="pass arch= (CLI: --arch / -m), "
                                + (f"e.g. {guess!r}: the checkpoint's names and shapes are its"
                                   if guess else "e.g. 'ResNet50_vd'; see clsviz.list_models()"))
-    if files.kind == detect.FLUID_PERSISTABLES:
-        state = fluid_to_dygraph_for_arch(state, arch)
+    state, _ = clsviz_state(state, arch, kind=files.kind)
     if cfg.class_num is None:
         n = infer_class_num(state)
         if n is None:

@@ -36,13 +36,12 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from .._translate import load_error
 from ..errors import FormatError
-from ..formats.pirjson import load_json
+from ..formats.pirjson import declared_params, load_json
 from ..formats.programdesc import read_program
-from ..formats.tensorfile import scan_combined
+from ..formats.tensorfile import scan_combined, shape_fits
 from ..safe_io import check_regular
 
 __all__ = ["ensure_loadable", "check_files", "probe", "PROBE_TIMEOUT"]
@@ -131,69 +130,7 @@ def check_files(files) -> bool:
 
 def _pir_params(model: Path):
     """``([(name, shape)], confirmed)`` for a PIR JSON program; raise if it is not JSON at all."""
-    doc: Any = load_json(model)
-    try:
-        if doc["base_code"]["magic"] != "pir":
-            return None, False
-        regions = doc["program"]["regions"]
-        block = regions[0]["blocks"][0]
-        ops = block["ops"]
-    except (KeyError, IndexError, TypeError):
-        return None, False
-    try:
-        declared = [(str(op["A"][3]), tuple(int(d) for d in op["O"]["TT"]["D"][1]))
-                    for op in ops if isinstance(op, dict) and op.get("#") == "p"]
-    except (KeyError, IndexError, TypeError, ValueError):
-        declared = None  # a layout we do not know: let Paddle judge the parameters
-    return declared, len(regions) == 1 and len(regions[0]["blocks"]) == 1 and _pir_well_formed(block)
-
-
-def _pir_well_formed(block) -> bool:
-    """Every op has the keys Paddle's deserializer reads, and reads only values defined before it.
-
-    Paddle 3.3 segfaults on, for example, a parameter op without its ``OA`` list.  Anything
-    unusual here (sub-regions, another serialisation layout) only means "probe it".
-    """
-    def tensor_ok(v) -> bool:
-        if not (isinstance(v, dict) and isinstance(v.get("%"), int)):
-            return False
-        tt = v.get("TT")
-        if tt is None:
-            return True
-        d = tt.get("D") if isinstance(tt, dict) else None
-        return isinstance(d, list) and len(d) >= 2 and isinstance(d[1], list) and \
-            all(isinstance(x, int) for x in d[1])
-
-    try:
-        defined = {0}  # id 0: an absent optional input
-        for arg in block.get("args", []):
-            if not tensor_ok(arg):
-                return False
-            defined.add(arg["%"])
-        for op in block["ops"]:
-            if not isinstance(op, dict) or not isinstance(op.get("#"), str) or "regions" in op:
-                return False
-            if op["#"] == "p":
-                if not {"A", "DA", "O", "OA", "QA"} <= set(op) or not tensor_ok(op["O"]):
-                    return False
-                if not (isinstance(op["A"], list) and len(op["A"]) >= 4 and isinstance(op["A"][3], str)):
-                    return False
-                defined.add(op["O"]["%"])
-                continue
-            if not {"A", "I", "O", "OA"} <= set(op):
-                return False
-            if not all(isinstance(a, list) for a in (op["A"], op["I"], op["O"], op["OA"])):
-                return False
-            for v in op["I"]:
-                if not isinstance(v, dict) or v.get("%") not in defined:
-                    return False
-            for v in op["O"]:
-                if not tensor_ok(v):
-                    return False
-                defined.add(v["%"])
-    except (KeyError, TypeError, AttributeError):
-        return False
-    return True
+    return declared_params(load_json(model))
 
 
 def _legacy_params(model: Path):
@@ -266,7 +203,7 @@ def _check_params(params: Path, declared, model: Path) -> None:
                           f"{model.name} declares {len(declared)}", path=params, hint=hint)
     for (name, want), info in zip(sorted(declared, key=lambda t: t[0].encode("utf-8")), infos):
         got = tuple(info.shape)
-        if len(want) != len(got) or any(w >= 0 and w != g for w, g in zip(want, got)):
+        if not shape_fits(want, got):
             raise FormatError(f"the parameters do not belong to this program: {name} is "
                               f"{list(want)} in {model.name} but tensor #{info.index} in the "
                               f"parameters file is {list(got)}", path=params, hint=hint)

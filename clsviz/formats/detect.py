@@ -25,6 +25,11 @@ FLUID_PERSISTABLES = "fluid_persistables"  # folder of loose tensor files
 
 _MODEL_NAMES = {"inference.json", "inference.pdmodel", "inference.pdiparams", "inference.yml", "model.pdparams",
                 "__model__", "__params__", "model", "params"}
+#: what a model's files are called: the suffixes and the fixed (fluid) names
+MODEL_SUFFIXES = (".json", ".pdmodel", ".pdiparams", ".pdparams", ".yml")
+MODEL_NAMES = ("__model__", "model", "params", "__params__")
+#: the files of an inference model (program or combined parameters), as opposed to a checkpoint
+INFERENCE_SUFFIXES = (".json", ".pdmodel", ".pdiparams")
 INFERENCE_KINDS = (PADDLE3_INFERENCE, PADDLE2_INFERENCE, FLUID_INFERENCE)
 CHECKPOINT_KINDS = (DYGRAPH_CHECKPOINT, STATIC_SAVE, FLUID_PERSISTABLES)
 
@@ -94,8 +99,7 @@ def _resolve(p: Path, params: Path | None) -> ModelFiles:
         if p.suffix in (".json", ".pdmodel") or p.name in ("__model__", "model"):
             return _inference_pair(p, params)
         if p.suffix == ".pdparams":
-            sibling = p.with_suffix(".pdmodel")
-            kind = STATIC_SAVE if sibling.is_file() else DYGRAPH_CHECKPOINT
+            kind = checkpoint_kind(p)
             cfg = p.parent / "inference.yml"
             return ModelFiles(kind, p.parent, None, None, p, cfg if cfg.is_file() else None)
         if p.suffix == ".pdiparams":
@@ -167,3 +171,30 @@ def load_checkpoint_folder(folder) -> dict:
                           hint="run it as it is (mode='predictor', 'executor' or 'dygraph'), or turn it "
                                "into a Paddle 3 bundle with clsviz.migrate(src, dst)")
     return {f.name: read_tensor_file(f) for f in sorted(folder.iterdir()) if f.is_file()}
+
+
+def checkpoint_kind(path) -> str:
+    """The kind of a checkpoint: a folder of tensor files (fluid persistables), a
+    ``paddle.static.save`` ``.pdparams`` (a ``.pdmodel`` beside it), or a dygraph state dict."""
+    p = Path(path)
+    if p.is_dir():
+        return FLUID_PERSISTABLES
+    return STATIC_SAVE if p.with_suffix(".pdmodel").is_file() else DYGRAPH_CHECKPOINT
+
+
+def is_inference_file(path) -> bool:
+    """A file of an inference model (a program or its combined parameters), not a checkpoint."""
+    p = Path(path)
+    return p.is_file() and (p.suffix in INFERENCE_SUFFIXES or p.name in MODEL_NAMES)
+
+
+def looks_like_model_folder(folder) -> bool:
+    """A cheap look at the names in ``folder``: a bundle, a fluid inference model, or a program
+    with its ``.pdiparams``.  (:func:`resolve` says for sure.)"""
+    try:
+        names = {f.name for f in Path(folder).iterdir()}
+    except OSError:
+        return False
+    return ("inference.yml" in names or "__model__" in names or {"model", "params"} <= names
+            or any(n.endswith((".json", ".pdmodel")) and n.rsplit(".", 1)[0] + ".pdiparams" in names
+                   for n in names))

@@ -73,6 +73,7 @@ from ..archs.specs import (
     make_divisible,
 )
 from ..errors import CheckpointMismatch
+from .detect import FLUID_PERSISTABLES, STATIC_SAVE
 
 __all__ = ["fluid_to_dygraph", "dygraph_to_fluid", "fluid_to_dygraph_for_arch", "name_table",
            "resnet_table", "mobilenet_v3_table", "legacy_table", "guess_arch", "uses_legacy_names",
@@ -380,3 +381,17 @@ def dygraph_to_fluid_for_arch(state_dict, arch: str, *, strict: bool = True) -> 
                                  hint=f"families with legacy names: {', '.join(LEGACY_FAMILIES)}")
     return _convert(state_dict, {d: f for f, d in table}, arch, "dygraph", strict=strict,
                     skip_optimizer=False)
+
+
+def clsviz_state(state: Mapping, arch: str | None, *, kind: str | None) -> tuple[dict, bool]:
+    """The one rule for a checkpoint's names: ``(state with clsviz names, whether they were mapped)``.
+
+    A fluid persistables folder always holds fluid names; a ``paddle.static.save`` checkpoint
+    holds them when its names are ``arch``'s legacy ones.  Those are mapped with
+    :func:`fluid_to_dygraph_for_arch`; anything else keeps its names.  Optimizer state is
+    dropped either way.  ``kind`` is a :mod:`clsviz.formats.detect` kind (``None``: a state
+    dict from the caller).
+    """
+    if kind == FLUID_PERSISTABLES or (kind == STATIC_SAVE and uses_legacy_names(state, arch)):
+        return fluid_to_dygraph_for_arch(state, arch), True
+    return {k: v for k, v in state.items() if not is_optimizer_state(k)}, False

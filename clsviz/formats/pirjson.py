@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import FormatError
 from ..safe_io import PROGRAM_LIMIT, read_bytes
@@ -174,3 +175,74 @@ def load_json(path, *, what: str = "program") -> object:
 def read_pir(path) -> PirProgram:
     """Read ``inference.json`` (or any ``paddle.jit.save`` PIR program) into a :class:`PirProgram`."""
     return parse_pir(load_json(path), path=path)
+
+
+def declared_params(doc: Any) -> tuple[list[tuple[str, tuple]] | None, bool]:
+    """What a parsed PIR JSON document declares, read defensively (for the load-safety probe):
+    ``([(parameter name, shape)] or None when the layout is unknown, well-formed)``.
+
+    Well-formed means one region and block whose ops carry the keys Paddle's deserializer reads
+    and use only values defined before them (see :func:`_well_formed`).
+    """
+    try:
+        if doc["base_code"]["magic"] != "pir":
+            return None, False
+        regions = doc["program"]["regions"]
+        block = regions[0]["blocks"][0]
+        ops = block["ops"]
+    except (KeyError, IndexError, TypeError):
+        return None, False
+    try:
+        declared = [(str(op["A"][3]), tuple(int(d) for d in op["O"]["TT"]["D"][1]))
+                    for op in ops if isinstance(op, dict) and op.get("#") == "p"]
+    except (KeyError, IndexError, TypeError, ValueError):
+        declared = None  # a layout we do not know: let Paddle judge the parameters
+    return declared, len(regions) == 1 and len(regions[0]["blocks"]) == 1 and _well_formed(block)
+
+
+def _well_formed(block) -> bool:
+    """Every op has the keys Paddle's deserializer reads, and reads only values defined before it.
+
+    Paddle 3.3 segfaults on, for example, a parameter op without its ``OA`` list.  Anything
+    unusual here (sub-regions, another serialisation layout) only means "probe it".
+    """
+    def tensor_ok(v) -> bool:
+        if not (isinstance(v, dict) and isinstance(v.get("%"), int)):
+            return False
+        tt = v.get("TT")
+        if tt is None:
+            return True
+        d = tt.get("D") if isinstance(tt, dict) else None
+        return isinstance(d, list) and len(d) >= 2 and isinstance(d[1], list) and \
+            all(isinstance(x, int) for x in d[1])
+
+    try:
+        defined = {0}  # id 0: an absent optional input
+        for arg in block.get("args", []):
+            if not tensor_ok(arg):
+                return False
+            defined.add(arg["%"])
+        for op in block["ops"]:
+            if not isinstance(op, dict) or not isinstance(op.get("#"), str) or "regions" in op:
+                return False
+            if op["#"] == "p":
+                if not {"A", "DA", "O", "OA", "QA"} <= set(op) or not tensor_ok(op["O"]):
+                    return False
+                if not (isinstance(op["A"], list) and len(op["A"]) >= 4 and isinstance(op["A"][3], str)):
+                    return False
+                defined.add(op["O"]["%"])
+                continue
+            if not {"A", "I", "O", "OA"} <= set(op):
+                return False
+            if not all(isinstance(a, list) for a in (op["A"], op["I"], op["O"], op["OA"])):
+                return False
+            for v in op["I"]:
+                if not isinstance(v, dict) or v.get("%") not in defined:
+                    return False
+            for v in op["O"]:
+                if not tensor_ok(v):
+                    return False
+                defined.add(v["%"])
+    except (KeyError, TypeError, AttributeError):
+        return False
+    return True

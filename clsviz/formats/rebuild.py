@@ -32,7 +32,7 @@ from . import detect
 from .pirjson import PirProgram, read_pir
 from .programdesc import OpDesc, Program, read_program
 from .signature import apply_signature, program_io, read_signature
-from .tensorfile import read_combined, read_tensor_file
+from .tensorfile import read_combined, read_tensor_file, shape_fits
 
 __all__ = ["program_to_layer", "SUPPORTED_OPS", "unsupported_ops",
            "read_program_weights", "infer_config", "config_from_program", "program_io",
@@ -406,8 +406,7 @@ def read_program_weights(program: Program, *, model_file, params_file=None) -> d
         weights = {n: read_tensor_file(folder / n) for n in names}
     for n, arr in weights.items():
         want = program.vars[n].shape
-        if want is not None and (len(want) != arr.ndim or
-                                 any(w >= 0 and w != g for w, g in zip(want, arr.shape))):
+        if want is not None and not shape_fits(want, arr.shape):
             raise FormatError(f"parameter {n} is {list(arr.shape)} on disk but {list(want)} in the "
                               "program", path=params_file or model_file,
                               hint="the parameters belong to another model")

@@ -422,3 +422,12 @@ def write_combined(path, arrays) -> None:
     with open(path, "wb") as f:
         for arr in arrays:
             write_tensor(f, arr)
+
+
+def shape_fits(declared, stored) -> bool:
+    """Whether a stored tensor's shape is what a program declares (``-1``: any size).
+
+    The one weights-vs-program shape check: the load-safety probe, ``inspect`` and the
+    program rebuild all ask it.
+    """
+    return len(declared) == len(stored) and all(w < 0 or w == g for w, g in zip(declared, stored))
