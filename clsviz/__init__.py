@@ -45,10 +45,11 @@ from .inspect import InspectComparison, InspectReport
 from .migrate import MigrateResult, migrate
 from .recommend import Recommendation, recommend
 from .results import Agreement, Comparison, ModeReport, Prediction, StageStats, TopK
-from .transforms import Preprocess, load_image
+from .transforms import Images, PathLike, Preprocess, load_image
 
 
-def predict(images, model, *, mode: str = "predictor", top_k: int = 5, **kwargs):
+def predict(images: Images, model: PathLike, *, mode: str = "predictor", top_k: int = 5,
+            **kwargs) -> list[Prediction]:
     """One-shot convenience: ``load(model, mode=mode, **kwargs).predict(images, top_k)``."""
     with load(model, mode=mode, **kwargs) as clf:
         return clf.predict(images, top_k=top_k)

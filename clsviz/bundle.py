@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -21,7 +22,7 @@ import yaml
 from .errors import FormatError, OptionError
 from .safe_io import open_regular, read_text
 from .schema import check_image_shape, validate_sidecar
-from .transforms import Preprocess
+from .transforms import PathLike, Preprocess
 
 CONFIG_NAME = "inference.yml"
 MODEL_PREFIX = "inference"
@@ -94,7 +95,7 @@ class BundleConfig:
         }
 
     @classmethod
-    def from_yaml_dict(cls, d: dict, *, where=None) -> BundleConfig:
+    def from_yaml_dict(cls, d: dict, *, where: PathLike | None = None) -> BundleConfig:
         validate_sidecar(d, where=where)  # every value below is known to be well-formed
         g = d.get("Global") or {}
         # clsviz's section: top level since PaddleX compatibility, under Global before
@@ -127,14 +128,14 @@ class BundleConfig:
             image_shape_given=extra.get("image_shape") is not None,
         )
 
-    def write(self, path) -> Path:
+    def write(self, path: PathLike) -> Path:
         path = Path(path)
         with open(path, "w", encoding="utf-8") as f:
             yaml.safe_dump(self.to_yaml_dict(), f, sort_keys=False, allow_unicode=True)
         return path
 
     @classmethod
-    def read(cls, path) -> BundleConfig:
+    def read(cls, path: PathLike) -> BundleConfig:
         text = read_text(path, what="inference.yml")
         try:
             d = yaml.safe_load(text)
@@ -190,7 +191,7 @@ def _inside(folder: Path, name: str) -> Path | None:
     return p if real == base or base in real.parents else None
 
 
-def read_labels(source) -> tuple[str, ...] | None:
+def read_labels(source: PathLike | Sequence[str] | None) -> tuple[str, ...] | None:
     """Labels from a PaddleClas ``class_id_map`` file (``0 tench`` per line) or a list.
 
     Lines may also be bare names (one per line, id = line number).  The file must be a
@@ -198,7 +199,7 @@ def read_labels(source) -> tuple[str, ...] | None:
     """
     if source is None:
         return None
-    if isinstance(source, (list, tuple)):
+    if not isinstance(source, (str, os.PathLike)):  # a list or tuple of names
         return tuple(str(s) for s in source)
     path = Path(source)
     text = read_text(path, what="label file")

@@ -15,6 +15,7 @@ from . import safe_pickle
 from .archs.specs import infer_class_num as infer_class_num  # re-exported: its old home
 from .errors import CheckpointMismatch, FormatError
 from .formats import load_checkpoint_folder  # fluid 1.x persistables
+from .transforms import PathLike
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class LoadDiagnostics:
                 f"<table><tr><th>problem</th><th>key</th><th>detail</th></tr>{''.join(rows)}</table></div>")
 
 
-def load_state_dict(path, *, trust: bool = False) -> dict[str, np.ndarray]:
+def load_state_dict(path: PathLike, *, trust: bool = False) -> dict[str, np.ndarray]:
     """Read a ``.pdparams`` file (dygraph state dict or ``paddle.static.save`` output).
 
     Uses clsviz's restricted unpickler unless ``trust=True``.

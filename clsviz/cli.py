@@ -357,6 +357,7 @@ def cmd_py_infer(a):
         params = Path(a.params)
         if a.model_dir and not params.exists():
             params = Path(a.model_dir) / a.params
+    assert model is not None  # --d or --m, checked above
     clf = load(model, mode="executor", params=params, labels=a.labels, **_engine_options(a, predictor=False))
     _predict_with(clf, a, "executor")
 

@@ -1,15 +1,15 @@
 """Run several classifiers on the same inputs and report top-k, latency and agreement."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
-from .engines import check_modes, load
+from .engines import Classifier, check_modes, load
 from .errors import ClsvizError, OptionError
 from .results import STAGES, Agreement, Comparison, ModeReport, StageStats
 from .timing import interleaved_laps, peak_rss_mb, rss_mb, run_peak_mb, staged
-from .transforms import expand_images, image_name
+from .transforms import Images, expand_images, image_name
 
 
 def _agreement(mode, ref, out, ref_out, k) -> Agreement:
@@ -27,8 +27,10 @@ def _agreement(mode, ref, out, ref_out, k) -> Agreement:
     return Agreement(mode, ref, diff, cos, float(np.mean(ta == tb)), topk)
 
 
-def compare(images, classifiers, *, top_k: int = 5, repeats: int = 10, warmup: int = 2,
-            reference: str | None = None, tolerance: float = 1e-4, progress=None, seed: int = 0) -> Comparison:
+def compare(images: Images, classifiers: Iterable[Classifier] | Mapping[str, Classifier | BaseException], *,
+            top_k: int = 5, repeats: int = 10, warmup: int = 2, reference: str | None = None,
+            tolerance: float = 1e-4, progress: Callable[[int, int, str], None] | None = None,
+            seed: int = 0) -> Comparison:
     """Run every classifier on the same ``images``; per-stage latency over ``repeats``.
 
     ``classifiers`` is a list of :class:`Classifier` (keyed by their mode) or a dict

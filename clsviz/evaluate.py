@@ -35,7 +35,7 @@ from .errors import ClsvizError, EngineError, FormatError, OptionError, OutputEr
 from .explain import report_section
 from .safe_io import check_output_dir, read_text, translate_os_errors
 from .timing import clock, peak_rss_mb
-from .transforms import IMAGE_SUFFIXES
+from .transforms import IMAGE_SUFFIXES, PathLike
 
 LABELS_TXT = "labels.txt"
 TOP_K = 5  # answers kept per image and mode: enough to say how far two modes agree
@@ -551,8 +551,9 @@ def _split_options(options: dict) -> tuple[dict, dict]:
     return {k: v for k, v in options.items() if k in cfg_keys}, options
 
 
-def evaluate(folder, bundle, *, modes=("predictor",), batch_size: int = 8,
-             progress: bool | Callable[[int, int, str], None] = True, ray=None, workers: int | None = None,
+def evaluate(folder: PathLike, bundle: PathLike, *, modes: str | Sequence[str] = ("predictor",), batch_size: int = 8,
+             progress: bool | Callable[[int, int, str], None] = True, ray: bool | str | None = None,
+             workers: int | None = None,
              **engine_options) -> Evaluation:
     """Run every image of a labelled ``folder`` through ``bundle`` in each of ``modes``.
 

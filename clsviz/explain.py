@@ -41,7 +41,7 @@ from .engines import Classifier, load
 from .engines.base import softmax
 from .errors import BackendUnavailable, ClsvizError, OptionError
 from .formats.rebuild import _layer_class
-from .transforms import Preprocess, expand_images, image_name, load_image
+from .transforms import Images, PathLike, Preprocess, expand_images, image_name, load_image
 
 METHODS = ("gradcam", "gradcam++", "occlusion")
 GRADIENT_METHODS = ("gradcam", "gradcam++")
@@ -211,7 +211,8 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # ----------------------------------------------------------------------------- entry point
-def explain(model_or_classifier, images, *, method: str = "gradcam", target=None, layer: str | None = None,
+def explain(model_or_classifier: Classifier | PathLike, images: Images, *, method: str = "gradcam",
+            target: int | Sequence[int | None] | None = None, layer: str | None = None,
             patch: int | None = None, stride: int | None = None, batch_size: int = 32,
             mode: str | None = None, **load_kwargs) -> list[Explanation]:
     """Saliency maps of ``images`` (path, PIL, array, or a list/folder of them), one per image.
@@ -239,7 +240,8 @@ def explain(model_or_classifier, images, *, method: str = "gradcam", target=None
 
 
     own = not isinstance(model_or_classifier, Classifier)
-    if own:
+    clf: Classifier
+    if not isinstance(model_or_classifier, Classifier):
         clf = load(model_or_classifier, mode=mode or ("dygraph" if method in GRADIENT_METHODS else "predictor"),
                    **load_kwargs)
     else:

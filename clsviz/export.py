@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -38,7 +39,7 @@ from .formats.fluid_names import clsviz_state
 from .publish import Target, atomic_write_dir, read_manifest  # noqa: F401  (atomic_write_dir: for migrate)
 from .results import human_size
 from .schema import MAX_CLASSES, check_image_shape
-from .transforms import Preprocess
+from .transforms import PathLike, Preprocess
 
 ROLES = {
     ".json": "program (Paddle 3 PIR): the network's structure",
@@ -124,8 +125,9 @@ def list_bundle(folder) -> tuple[BundleFile, ...]:
     return tuple(out)
 
 
-def export(arch: str, checkpoint, out_dir, *, class_num: int | None = None,
-           image_shape=(3, 224, 224), labels=None, force: bool = False, softmax: bool = True,
+def export(arch: str, checkpoint: PathLike | Mapping[str, np.ndarray], out_dir: PathLike, *,
+           class_num: int | None = None, image_shape: Sequence[int] = (3, 224, 224),
+           labels: PathLike | Sequence[str] | None = None, force: bool = False, softmax: bool = True,
            preprocess: Preprocess | None = None, trust: bool = False, arch_kwargs: dict | None = None,
            include_checkpoint: bool = True, tolerance: float = 1e-4,
            model_name: str | None = None) -> ExportResult:
@@ -148,7 +150,7 @@ def export(arch: str, checkpoint, out_dir, *, class_num: int | None = None,
     if class_num is not None and (isinstance(class_num, bool) or not isinstance(class_num, (int, np.integer))
                                   or not 1 <= class_num <= MAX_CLASSES):
         raise OptionError(f"class_num is {class_num!r}; allowed: an integer from 1 to {MAX_CLASSES:,}")
-    ckpt_path = None if isinstance(checkpoint, dict) else Path(checkpoint)
+    ckpt_path = None if isinstance(checkpoint, Mapping) else Path(checkpoint)
     names = [MODEL_PREFIX + ".json", MODEL_PREFIX + ".pdiparams", CONFIG_NAME] + \
         ([CHECKPOINT_NAME] if include_checkpoint else [])
     with Target(out_dir, force=force, sources=[ckpt_path], names=names) as target:
@@ -162,8 +164,8 @@ def _export_into(target: Target, arch, checkpoint, ckpt_path, *, class_num, imag
                  preprocess, trust, arch_kwargs, include_checkpoint, tolerance, t0,
                  model_name=None) -> ExportResult:
     out_dir = target.given
-    if isinstance(checkpoint, dict):
-        state = checkpoint
+    if isinstance(checkpoint, Mapping):
+        state = dict(checkpoint)
     else:
         if detect.is_inference_file(ckpt_path):
             raise FormatError("this is already an inference model, not a checkpoint", path=ckpt_path,

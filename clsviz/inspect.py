@@ -50,6 +50,7 @@ from .formats.tensorfile import is_tensor_file, read_combined, scan_combined, sh
 from .results import human_size
 from .safe_io import read_text
 from .safe_pickle import _sniff, sniff
+from .transforms import PathLike
 
 __all__ = ["inspect", "compare", "InspectReport", "InspectComparison", "FileInfo", "TensorStats",
            "TensorSpec", "ModeSupport", "TensorMatch"]
@@ -783,7 +784,7 @@ def _inspect_dir(p: Path, params, trust: bool) -> InspectReport:
 
 
 # ------------------------------------------------------------------ public: inspect
-def inspect(path, *, params=None, trust: bool = False) -> InspectReport:
+def inspect(path: PathLike, *, params: PathLike | None = None, trust: bool = False) -> InspectReport:
     """Identify the Paddle model format at ``path`` (file or folder) and describe what is in it.
 
     Returns an :class:`InspectReport`; something that is not a Paddle model gets
@@ -899,6 +900,7 @@ def load_tensors(path, *, params=None, trust: bool = False) -> dict:
     """
     mf = detect.resolve(path, params=params)
     if mf.model_file is None:
+        assert mf.checkpoint is not None  # resolve gives a program or a checkpoint
         state = load_state_dict(mf.checkpoint, trust=trust)
         return {k: v for k, v in state.items() if not is_optimizer_state(k)}
     if mf.legacy_program:
@@ -966,7 +968,7 @@ def _has_program(r: InspectReport) -> bool:
     return r.program_role == "inference"
 
 
-def compare(a, b, *, trust: bool = False) -> InspectComparison:
+def compare(a: PathLike, b: PathLike, *, trust: bool = False) -> InspectComparison:
     """Two models side by side, e.g. a checkpoint and its export.
 
     Tensors are matched by name, then by value (a hash), then by shape in

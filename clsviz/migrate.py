@@ -23,6 +23,7 @@ from __future__ import annotations
 import html
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -48,7 +49,7 @@ from .formats.rebuild import infer_config, program_io, program_to_layer, read_pr
 from .formats.tensorfile import write_combined
 from .publish import Target, atomic_write_dir
 from .results import human_size
-from .transforms import expand_images
+from .transforms import Images, PathLike, Preprocess, expand_images
 
 __all__ = ["migrate", "MigrateResult", "ROUTES"]
 
@@ -210,9 +211,10 @@ def _fill_fallback(tmp: Path, files, program):
         write_combined(tmp / f"{_PREFIX}.pdiparams", [weights[n] for n in program.persistable_names()])
 
 
-def migrate(src, dst, *, arch: str | None = None, params=None, class_num: int | None = None,
-            force: bool = False, labels=None, preprocess=None, image_shape=None,
-            images=None, tolerance: float = 1e-4, fallback: bool = True,
+def migrate(src: PathLike, dst: PathLike, *, arch: str | None = None, params: PathLike | None = None,
+            class_num: int | None = None, force: bool = False, labels: PathLike | Sequence[str] | None = None,
+            preprocess: Preprocess | None = None, image_shape: Sequence[int] | None = None,
+            images: Images | bool | None = None, tolerance: float = 1e-4, fallback: bool = True,
             trust: bool = False) -> MigrateResult:
     """Turn any Paddle model into a Paddle 3 bundle at ``dst`` (``inference.json`` +
     ``inference.pdiparams`` + ``inference.yml``), checked against the original.

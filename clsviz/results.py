@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import html
 import os.path
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,7 +81,7 @@ class StageStats:
     n: int
 
     @classmethod
-    def of(cls, seconds) -> StageStats:
+    def of(cls, seconds: Sequence[float] | np.ndarray) -> StageStats:
         a = np.asarray(seconds, dtype=np.float64) * 1e3
         if a.size == 0:
             return cls(float("nan"), float("nan"), float("nan"), 0)

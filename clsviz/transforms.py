@@ -12,7 +12,7 @@ import os
 import struct
 import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -29,6 +29,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, bytes]
+#: one image, a folder, or a list of them (what every ``images`` argument takes)
+Images = Union[ImageLike, Iterable[ImageLike]]
+#: a path as the public functions take it
+PathLike = Union[str, os.PathLike]
 
 _INTERP = {
     "nearest": Image.Resampling.NEAREST,

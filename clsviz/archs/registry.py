@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .._paddle import dygraph_mode, paddle
 from ..errors import ArchitectureError, UntrustedCode
@@ -269,7 +269,7 @@ def refuse_code_from_files(name, *, where=None, field: str = "Global.model_name"
                  "arch= yourself (a registered name, see clsviz.list_models())")
 
 
-def get_model(name: str, class_num: int = 1000, **kwargs):
+def get_model(name: str, class_num: int = 1000, **kwargs) -> Any:  # a paddle.nn.Layer
     """Build a network by registry name, ``paddle.vision:NAME`` or ``module:callable``."""
     if not isinstance(class_num, int) or isinstance(class_num, bool) or class_num < 1:
         raise ArchitectureError(f"class_num must be a positive integer, got {class_num!r}")

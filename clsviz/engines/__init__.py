@@ -7,6 +7,7 @@ checks or explains modes reads it; :func:`engine_available` answers "can this ru
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..archs import guess_architecture
@@ -17,6 +18,7 @@ from ..errors import BackendUnavailable, ClsvizError, FormatError, OptionError
 from ..formats import detect
 from ..formats.fluid_names import clsviz_state, guess_arch
 from ..formats.rebuild import config_from_program
+from ..transforms import PathLike, Preprocess
 from .base import Classifier, EngineOptions
 from .dygraph import DygraphClassifier
 from .executor import ExecutorClassifier
@@ -154,9 +156,11 @@ def _config_for(files: detect.ModelFiles, *, arch, class_num, labels, preprocess
                           image_shape=image_shape, output=output)
 
 
-def load(path, *, mode: str = "predictor", arch: str | None = None, params=None,
-         class_num: int | None = None, labels=None, preprocess=None, config=None,
-         image_shape=None, output=None, trust: bool = False, **options) -> Classifier:
+def load(path: PathLike, *, mode: str = "predictor", arch: str | None = None, params: PathLike | None = None,
+         class_num: int | None = None, labels: PathLike | Sequence[str] | None = None,
+         preprocess: Preprocess | None = None, config: BundleConfig | PathLike | None = None,
+         image_shape: Sequence[int] | None = None, output: str | int | None = None, trust: bool = False,
+         **options) -> Classifier:
     """Build a classifier from ``path`` (a bundle folder, a model file or a checkpoint).
 
     ``mode`` is one of ``"predictor"``, ``"dygraph"``, ``"executor"``, ``"openvino"``,

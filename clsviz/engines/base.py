@@ -9,7 +9,7 @@ import contextlib
 import html
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 
@@ -21,7 +21,7 @@ from ..bundle import BundleConfig, with_default_labels
 from ..errors import BackendUnavailable, EngineError, ImageError, OptionError
 from ..results import Prediction, TopK
 from ..timing import rss_mb
-from ..transforms import expand_images, image_name
+from ..transforms import Images, expand_images, image_name
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
@@ -200,7 +200,7 @@ class Classifier:
     def labels(self):
         return self.config.labels
 
-    def preprocess(self, images) -> np.ndarray:
+    def preprocess(self, images: Images) -> np.ndarray:
         """Images (path, PIL, ndarray, bytes, or a list/folder of them) → NCHW float32."""
         items = expand_images(images)
         pre = self.config.preprocess
@@ -230,7 +230,8 @@ class Classifier:
         idx = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
         return idx, np.take_along_axis(probs, idx, axis=-1)
 
-    def postprocess(self, outputs: np.ndarray, top_k: int = 5, names=None) -> list[Prediction]:
+    def postprocess(self, outputs: np.ndarray, top_k: int = 5,
+                    names: Sequence[str] | None = None) -> list[Prediction]:
         """Raw outputs → top-k :class:`Prediction` per row (scores are probabilities)."""
         idx, probs = self.topk(outputs, top_k)
         names = names or [f"#{i}" for i in range(len(idx))]
@@ -246,7 +247,7 @@ class Classifier:
                 for i in range(0, len(batch), bs)]
         return np.concatenate(outs, axis=0)
 
-    def iter_predict(self, images, top_k: int = 5) -> Iterator[Prediction]:
+    def iter_predict(self, images: Images, top_k: int = 5) -> Iterator[Prediction]:
         """:meth:`predict`, one image at a time: only ``options.batch_size`` images are decoded,
         preprocessed and run at once, so memory stays flat however many images there are."""
         items = expand_images(images)
@@ -256,18 +257,19 @@ class Classifier:
             outputs = self.check_output(self.forward(self.preprocess(chunk)), len(chunk))
             yield from self.postprocess(outputs, top_k, [image_name(x, start + i) for i, x in enumerate(chunk)])
 
-    def predict(self, images, top_k: int = 5) -> list[Prediction]:
+    def predict(self, images: Images, top_k: int = 5) -> list[Prediction]:
         """Top-k predictions for one image or many (streamed batch by batch; see :meth:`iter_predict`)."""
         return list(self.iter_predict(images, top_k))
 
-    def explain(self, images, *, method: str = "gradcam", target=None, layer: str | None = None, **options):
+    def explain(self, images: Images, *, method: str = "gradcam", target: int | Sequence[int | None] | None = None,
+                layer: str | None = None, **options) -> list:
         """Saliency maps of ``images`` with this engine: :func:`clsviz.explain` (gradcam,
         gradcam++ in the dygraph mode; occlusion in every mode)."""
         from ..explain import explain  # noqa: PLC0415 - a task above the engines (see pyproject)
 
         return explain(self, images, method=method, target=target, layer=layer, **options)
 
-    def score_batch(self, images, top_k: int = 1) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+    def score_batch(self, images: Images, top_k: int = 1) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
         """One batch of images → ``(class ids [N, k], probabilities [N, k], errors [N])``.
 
         The lean, array form of :meth:`predict` that ``clsviz.evaluate`` runs on a whole folder,
