@@ -41,7 +41,7 @@ from .bundle import BundleConfig
 from .compare import compare
 from .demo import DEMO_CHECKPOINT
 from .demo.train import DEMO_PREPROCESS
-from .engines import ALL_MODES, MODE_HELP, MODES, EngineOptions, load
+from .engines import ALL_MODES, MODE_HELP, MODES, EngineOptions, load, load_config
 from .engines.base import default_threads
 from .errors import ClsvizError, OptionError
 from .explain import report_section
@@ -752,7 +752,6 @@ def _precisions() -> list[str]:
 def _images_line(path) -> str:
     """What an image goes through for the program at ``path`` (its input signature's
     ``Preprocess``), or why a real image cannot be fed to it."""
-    from .engines import load_config
 
     try:
         pre = load_config(path).preprocess
