@@ -20,7 +20,7 @@ from .compare import compare
 from .demo.run import run_demo
 from .demo.train import train_demo
 from .engines import check_modes, load
-from .errors import ClsvizError, OptionError
+from .errors import ClsvizError, OptionError, UntrustedCode
 from .evaluate import evaluate_cli
 from .explain import GRADIENT_METHODS, explain
 from .export import export
@@ -378,6 +378,8 @@ def cmd_compare(a):
                 clfs[m] = load(a.bundle, mode=m, labels=a.labels, **_engine_options(a, predictor=False))
             else:
                 clfs[m] = load(a.bundle, mode=m, labels=a.labels, **_engine_options(a))
+        except UntrustedCode:  # a refusal to run the bundle's code is the answer, not one failed mode
+            raise
         except ClsvizError as e:  # the other modes still run; this one is shown as FAILED
             clfs[m] = e
             if not a.json:

@@ -13,6 +13,7 @@ notebooks) comes from :func:`interleaved_laps`:
 """
 from __future__ import annotations
 
+import gc
 import os
 import random
 import resource
@@ -82,6 +83,7 @@ def run_peak_mb(fn: Callable[[], object]) -> float:
     Uses the kernel's high-water mark (reset first), so transient buffers count; ``nan`` where
     the mark cannot be reset.  Call it outside any timed region.
     """
+    gc.collect()  # garbage freed during fn() would otherwise hide fn's own rise
     if not reset_peak_rss():
         return float("nan")
     base = rss_mb()
