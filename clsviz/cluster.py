@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import socket
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,7 +28,7 @@ from ._paddle import quiet
 from .engines import load
 from .engines.base import default_threads
 from .errors import BackendUnavailable, ClsvizError, EngineError, OptionError
-from .timing import clock
+from .timing import clock, spanned
 
 __all__ = ["RaySession", "connect", "RayScorer", "import_ray"]
 
@@ -187,7 +186,11 @@ class _ScoreActor:
         self.build_seconds = clock() - t0
 
     def __call__(self, batch: dict) -> dict:
-        t0 = time.time()
+        out, span = spanned(lambda: self._score(batch))
+        out["span"] = np.tile(span, (len(batch["index"]), 1))  # wall clock: spans from many workers line up
+        return out
+
+    def _score(self, batch: dict) -> dict:
         n = len(batch["index"])
         ids = np.full((n, self.top_k), -1, dtype=np.int64)
         probs = np.full((n, self.top_k), np.nan, dtype=np.float64)
@@ -207,8 +210,7 @@ class _ScoreActor:
                 "fatal_type": np.asarray([type(fatal).__name__ if fatal else ""] * n, dtype=object),
                 "fatal": np.asarray([str(fatal) if fatal else ""] * n, dtype=object),
                 "where": np.asarray([self.where] * n, dtype=object),
-                "build_seconds": np.full(n, self.build_seconds),
-                "span": np.tile([t0, time.time()], (n, 1))}  # wall clock: spans from many workers line up
+                "build_seconds": np.full(n, self.build_seconds)}
 
 
 def _raise_fatal(type_name: str, message: str, where: str):

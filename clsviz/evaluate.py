@@ -10,6 +10,11 @@ Images stream through batch by batch, here or on a Ray cluster (``ray=``, see
 the per-image top-k answers are kept, so memory does not grow with the images' pixels.
 An image that cannot be read is recorded in :attr:`ModeEval.unreadable`, never a crash.
 
+Locally, several modes score the folder side by side through the one interleaved harness
+(:mod:`clsviz.timing`): each batch is scored by every mode, in an order shuffled per batch, so
+the per-mode throughput is measured under the same conditions.  On Ray each mode has its own
+pass over the folder (its own actor pool), one after another; the workers time each batch.
+
 This module is callable: ``clsviz.evaluate(folder, bundle, ...)`` is :func:`evaluate`.
 """
 from __future__ import annotations
@@ -20,7 +25,6 @@ import inspect
 import json
 import os
 import sys
-import time
 import types
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,11 +38,13 @@ from .engines import ALL_MODES, MODES, EngineOptions, load, load_config
 from .errors import ClsvizError, EngineError, FormatError, OptionError, OutputError
 from .explain import report_section
 from .safe_io import check_output_dir, read_text, translate_os_errors
-from .timing import clock, peak_rss_mb
+from .timing import clock, interleaved_laps, peak_rss_mb, spanned
 from .transforms import IMAGE_SUFFIXES, PathLike
 
 LABELS_TXT = "labels.txt"
 TOP_K = 5  # answers kept per image and mode: enough to say how far two modes agree
+INTERLEAVED = "interleaved per batch"  # RunFacts.timing, local: each batch scored by every mode, shuffled order
+SEQUENTIAL = "one mode after another"  # RunFacts.timing, Ray: a pass over the folder per mode
 
 __all__ = ["evaluate", "Evaluation", "EvalReport", "ModeEval", "ModeAgreement", "RunFacts", "Misclassified",
            "Unreadable", "read_labelled_folder", "write_evaluation_html", "evaluate_cli"]
@@ -79,7 +85,7 @@ class ModeEval:
     y_pred: tuple[int, ...]  # -1: the image could not be read
     scores: tuple[float, ...]  # top-1 probability (NaN: unreadable)
     build_seconds: float
-    seconds: float  # the pass over the folder (on Ray: actor start and engine build included)
+    seconds: float  # local: this mode's batches, summed; Ray: its pass (actor start and engine build included)
     unreadable: tuple[Unreadable, ...] = ()
     topk_ids: np.ndarray | None = None  # [images, k] class ids, best first; -1 rows: unreadable
     topk_probs: np.ndarray | None = None  # [images, k]
@@ -149,6 +155,7 @@ class RunFacts:
     peak_rss_mb: float  # this (driver) process's peak resident memory so far
     address: str | None = None  # the Ray runtime's address
     processes: tuple[str, ...] = ()  # Ray: the worker processes (host:pid) that returned answers
+    timing: str = INTERLEAVED  # how the modes shared the machine: INTERLEAVED (local) or SEQUENTIAL (Ray)
 
     @property
     def images_per_second(self) -> float:
@@ -160,7 +167,7 @@ class RunFacts:
                 "images": self.images, "modes": self.modes, "seconds": round(self.seconds, 3),
                 "setup_seconds": round(self.setup_seconds, 3),
                 "images_per_second": _round(self.images_per_second, 2), "peak_rss_mb": round(self.peak_rss_mb, 1),
-                "processes": list(self.processes)}
+                "processes": list(self.processes), "timing": self.timing}
 
     def to_text(self) -> str:
         where = "local" if self.backend == "local" else f"ray at {self.address}"
@@ -168,7 +175,8 @@ class RunFacts:
                 f"thread{'s' * (self.threads_per_worker != 1)}, batch {self.batch_size} · "
                 f"{self.images * self.modes} images in {self.seconds:.1f} s ({self.images_per_second:.1f}/s; "
                 f"set-up {self.setup_seconds:.1f} s) · "
-                f"peak RSS {self.peak_rss_mb:.0f} MB")
+                f"peak RSS {self.peak_rss_mb:.0f} MB"
+                + (f" · modes {self.timing}" if self.modes > 1 else ""))
 
 
 def _round(v: float, nd: int = 6):
@@ -432,9 +440,9 @@ class _LocalScorer:
         clf, bs = self.clfs[mode], self.batch_size
         for start in range(0, len(paths), bs):
             chunk = paths[start:start + bs]
-            t0 = time.time()  # wall clock, as on Ray, where the spans come from other processes
-            ids, probs, errors = clf.score_batch(chunk, top_k=self.top_k)
-            yield np.arange(start, start + len(chunk)), ids, probs, errors, (t0, time.time())
+            # wall clock, as on Ray, where the spans come from other processes
+            (ids, probs, errors), span = spanned(lambda c=chunk: clf.score_batch(c, top_k=self.top_k))
+            yield np.arange(start, start + len(chunk)), ids, probs, errors, span
 
     def close(self) -> None:
         for c in self.clfs.values():
@@ -471,7 +479,7 @@ class _Tally:
 
 
 def _mode_eval(mode: str, tally: _Tally, y_true: np.ndarray, labels, paths, *, build_seconds: float,
-               seconds: float) -> ModeEval:
+               seconds: float, scoring_seconds: float | None = None) -> ModeEval:
     from .viz import confusion_counts
 
     if not tally.done.all():
@@ -495,7 +503,8 @@ def _mode_eval(mode: str, tally: _Tally, y_true: np.ndarray, labels, paths, *, b
                     y_pred=tuple(int(v) for v in y_pred), scores=tuple(float(v) for v in scores),
                     build_seconds=float(build_seconds), seconds=float(seconds), unreadable=unreadable,
                     topk_ids=tally.ids, topk_probs=tally.probs, busy_seconds=tally.busy,
-                    scoring_seconds=max(0.0, tally.last - tally.first))
+                    scoring_seconds=(max(0.0, tally.last - tally.first) if scoring_seconds is None
+                                     else scoring_seconds))
 
 
 def _agreement(mode: ModeEval, ref: ModeEval, paths) -> ModeAgreement:
@@ -593,14 +602,17 @@ def evaluate(folder: PathLike, bundle: PathLike, *, modes: str | Sequence[str] =
     results = {}
     setup = clock() - t0
     try:
-        for m in modes:
-            bar.mode(m)
-            tally = _Tally(len(paths), k)
-            t_mode = clock()
-            for index, ids, probs, errors, span in scorer.score(m, paths, ys):
-                bar.update(tally.add(index, ids, probs, errors, span), m)
-            results[m] = _mode_eval(m, tally, y_true, labels, paths, build_seconds=scorer.build_seconds(m),
-                                    seconds=clock() - t_mode)
+        if scorer.backend == "local":
+            results = _score_interleaved(scorer, modes, paths, ys, y_true, labels, k, bar)
+        else:
+            for m in modes:
+                bar.mode(m)
+                tally = _Tally(len(paths), k)
+                t_mode = clock()
+                for index, ids, probs, errors, span in scorer.score(m, paths, ys):
+                    bar.update(tally.add(index, ids, probs, errors, span), m)
+                results[m] = _mode_eval(m, tally, y_true, labels, paths, build_seconds=scorer.build_seconds(m),
+                                        seconds=clock() - t_mode)
     finally:
         bar.close()
         scorer.close()
@@ -608,11 +620,39 @@ def evaluate(folder: PathLike, bundle: PathLike, *, modes: str | Sequence[str] =
     run = RunFacts(backend=scorer.backend, workers=scorer.workers, threads_per_worker=scorer.threads,
                    batch_size=batch_size, images=len(paths), modes=len(modes), seconds=clock() - t0,
                    setup_seconds=setup, peak_rss_mb=peak_rss_mb(), address=scorer.address,
-                   processes=tuple(sorted(scorer.processes)))
+                   processes=tuple(sorted(scorer.processes)),
+                   timing=INTERLEAVED if scorer.backend == "local" else SEQUENTIAL)
     return Evaluation(folder=str(folder), bundle=str(bundle), layout=layout, labels=labels,
                       paths=tuple(str(p) for p in paths), y_true=tuple(int(v) for v in y_true), modes=results,
                       agreement=tuple(_agreement(r, ref, paths) for m, r in results.items() if m != modes[0]),
                       run=run)
+
+
+def _score_interleaved(scorer: _LocalScorer, modes: Sequence[str], paths: Sequence, ys: Sequence[int],
+                       y_true: np.ndarray, labels: Sequence[str], k: int, bar: _Progress) -> dict[str, ModeEval]:
+    """Every mode scores the folder side by side through the one interleaved harness
+    (:func:`clsviz.timing.interleaved_laps`): a round per batch, in which each mode scores that
+    batch once, in an order shuffled per round, so noise on a shared machine hits every mode alike.
+    Batch by batch, as before: only the per-image answers are kept."""
+    tallies = {m: _Tally(len(paths), k) for m in modes}
+    streams = {m: scorer.score(m, paths, ys) for m in modes}
+
+    def contender(m: str):
+        def run() -> dict[str, float]:
+            index, ids, probs, errors, span = next(streams[m])
+            bar.mode(m)
+            bar.update(tallies[m].add(index, ids, probs, errors, span), m)
+            return {"total": span[1] - span[0]}
+        return run
+
+    rounds = -(-len(paths) // scorer.batch_size)
+    laps = interleaved_laps({m: contender(m) for m in modes}, repeats=rounds, warmup=0, seed=0)
+    results = {}
+    for m in modes:
+        own = float(sum(laps[m]["total"]))  # this mode's batches only: the others ran in between
+        results[m] = _mode_eval(m, tallies[m], y_true, labels, paths, build_seconds=scorer.build_seconds(m),
+                                seconds=own, scoring_seconds=own)
+    return results
 
 
 def write_evaluation_html(report: Evaluation, out_dir, *, max_gallery: int = 120, explain: int = 6) -> Path:

@@ -20,7 +20,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import cast
+from typing import TypeVar, cast
 
 import numpy as np
 import psutil
@@ -29,6 +29,9 @@ from .errors import OptionError
 from .results import StageStats
 
 clock = time.perf_counter
+wall_clock = time.time  # epoch seconds: spans from several processes (Ray workers) line up
+
+T = TypeVar("T")
 
 Laps = Mapping[str, "float | Sequence[float]"]  # a string: `|` on types needs Python 3.10 at run time
 Contender = Callable[[], Laps]
@@ -89,6 +92,14 @@ def run_peak_mb(fn: Callable[[], object]) -> float:
     base = rss_mb()
     fn()
     return max(0.0, peak_rss_mb() - base)
+
+
+def spanned(fn: Callable[[], T]) -> tuple[T, tuple[float, float]]:
+    """Call ``fn()`` once: its result and the wall-clock span ``(start, end)`` it ran in (epoch
+    seconds, comparable across processes, so a Ray worker's batches line up with the driver's)."""
+    t0 = wall_clock()
+    out = fn()
+    return out, (t0, wall_clock())
 
 
 # --------------------------------------------------------------------------------------------

@@ -186,19 +186,56 @@ def test_local_run_facts_and_progress_callback(demo_bundle, tmp_path):
     seen = []
     rep = evaluate(folder, demo_bundle, modes="predictor,executor", batch_size=3, cpu_threads=1,
                    progress=lambda done, total, mode: seen.append((done, total, mode)))
-    assert seen[-1] == (32, 32, "executor") and seen[0] == (3, 32, "predictor")
+    assert seen[-1][:2] == (32, 32) and seen[0][:2] == (3, 32)  # the modes interleave: either may come first
     assert [d for d, _, _ in seen] == sorted(d for d, _, _ in seen)
+    assert {m for _, _, m in seen} == {"predictor", "executor"}
     run = rep.run
     assert (run.backend, run.workers, run.threads_per_worker, run.batch_size) == ("local", 1, 1, 3)
     assert run.images == 16 and run.modes == 2 and 0 < run.setup_seconds < run.seconds and run.peak_rss_mb > 0
     assert run.images_per_second == pytest.approx(32 / run.seconds)
+    assert run.timing == "interleaved per batch" and "modes interleaved per batch" in run.to_text()
     for r in rep.modes.values():  # here the engines score one batch after another
         assert 0 < r.busy_seconds <= r.scoring_seconds * 1.001 <= r.seconds * 1.01
         assert r.steady_images_per_second >= r.images_per_second * 0.99
+        assert r.seconds < run.seconds  # its own batches only, not the other mode's in between
     with pytest.raises(clsviz.OptionError, match="workers"):
         evaluate(folder, demo_bundle, workers=2)
     with pytest.raises(clsviz.OptionError, match="unknown engine option"):
         evaluate(folder, demo_bundle, cpu_thread=1)
+
+
+def test_local_modes_interleave_per_batch_in_a_shuffled_order(demo_bundle, tmp_path, monkeypatch):
+    """Each batch is scored by every mode once, in an order shuffled per batch (the timing harness's
+    rounds), recorded on the real classifiers' forward calls; the answers match one mode alone."""
+    import clsviz.evaluate as ev_module
+
+    folder = tmp_path / "val"
+    dataset.write_folder(folder, 3, 5, layout="folders")
+    calls, real_load = [], ev_module.load
+
+    def recording_load(bundle, *, mode, **kw):
+        clf = real_load(bundle, mode=mode, **kw)
+        real = clf.forward
+        clf.forward = lambda batch, real=real: calls.append((mode, len(batch))) or real(batch)
+        return clf
+
+    monkeypatch.setattr(ev_module, "load", recording_load)
+    modes = ("predictor", "executor", "dygraph")
+    rep = evaluate(folder, demo_bundle, modes=modes, batch_size=2, cpu_threads=1, progress=False)
+    n = len(rep.paths)
+    batches = -(-n // 2)
+    assert len(calls) == batches * len(modes)
+    rounds = [tuple(m for m, _ in calls[i:i + 3]) for i in range(0, len(calls), 3)]
+    assert all(sorted(r) == sorted(modes) for r in rounds)  # every mode once per batch
+    sizes = [size for _, size in calls]
+    assert sizes == [2] * (len(calls) - 3) + [n - 2 * (batches - 1)] * 3  # round i scores batch i in every mode
+    assert len(set(rounds)) > 1  # not one fixed order: shuffled per round
+    monkeypatch.setattr(ev_module, "load", real_load)
+    for m in modes:
+        alone = evaluate(folder, demo_bundle, modes=m, batch_size=2, cpu_threads=1, progress=False).modes[m]
+        got = rep.modes[m]
+        assert got.y_pred == alone.y_pred and np.array_equal(got.confusion, alone.confusion)
+        assert got.misclassified == alone.misclassified and np.allclose(got.scores, alone.scores)
 
 
 def test_executor_mode_runs_from_another_thread(demo_bundle, rng_image):
