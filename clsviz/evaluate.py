@@ -28,6 +28,7 @@ import sys
 import types
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -441,7 +442,7 @@ class _LocalScorer:
         for start in range(0, len(paths), bs):
             chunk = paths[start:start + bs]
             # wall clock, as on Ray, where the spans come from other processes
-            (ids, probs, errors), span = spanned(lambda c=chunk: clf.score_batch(c, top_k=self.top_k))
+            (ids, probs, errors), span = spanned(partial(clf.score_batch, chunk, top_k=self.top_k))
             yield np.arange(start, start + len(chunk)), ids, probs, errors, span
 
     def close(self) -> None:
