@@ -8,6 +8,11 @@ recommendation is the fastest candidate whose outputs agree with the reference:
 * fp32: top-1 equal on every input, and max |Δ| ≤ ``rtol`` × max |reference| (1e-3);
 * bf16: top-1 equal on every input; its relative max |Δ| is reported, not bounded (bf16 keeps
   8 bits of mantissa, so its outputs differ by ~1e-2 relative by design).
+
+ONNX Runtime is tried twice: as clsviz runs it beside other engines (no spinning threads) and
+as a deployment running only ONNX Runtime would (``spinning=True``, ONNX Runtime's default).
+While the spinning candidate is timed, its threads also take CPU from the candidates timed
+right after it; recommending it means: run ONNX Runtime alone in its process.
 """
 from __future__ import annotations
 
@@ -25,9 +30,10 @@ from .timing import interleaved, timed
 
 __all__ = ["recommend", "Recommendation", "Candidate", "CANDIDATES"]
 
-#: (mode, precision) pairs tried, in this order; the first is the reference
+#: (mode, precision[, engine options]) tried, in this order; the first is the reference
 CANDIDATES = (("predictor", "fp32"), ("predictor", "bf16"), ("openvino", "fp32"), ("openvino", "bf16"),
-              ("onnxruntime", "fp32"), ("executor", "fp32"), ("dygraph", "fp32"))
+              ("onnxruntime", "fp32"), ("onnxruntime", "fp32", {"spinning": True}), ("executor", "fp32"),
+              ("dygraph", "fp32"))
 
 
 @dataclass(frozen=True)
@@ -45,13 +51,16 @@ class Candidate:
     rel_diff: float | None = None       # max |Δ| / max |reference|
     top1_agree: float | None = None     # share of inputs with the same top-1
     build_seconds: float | None = None
+    options: tuple = ()                 # further engine options, (name, value) pairs: (("spinning", True),)
 
     @property
     def name(self) -> str:
-        return f"{self.mode} {self.precision}"
+        extra = "".join(f" {k}" if v is True else f" {k}={v}" for k, v in self.options)
+        return f"{self.mode} {self.precision}{extra}"
 
     def to_dict(self) -> dict:
-        return {"mode": self.mode, "precision": self.precision, "status": self.status, "detail": self.detail,
+        return {"mode": self.mode, "precision": self.precision, "options": dict(self.options),
+                "status": self.status, "detail": self.detail,
                 "p50_ms": self.p50_ms, "p90_ms": self.p90_ms, "relative": self.relative,
                 "max_abs_diff": self.max_abs_diff, "rel_diff": self.rel_diff, "top1_agree": self.top1_agree,
                 "build_seconds": self.build_seconds}
@@ -80,7 +89,9 @@ class Recommendation:
 
     def options(self) -> dict:
         """``clsviz.load`` arguments for the recommendation: ``load(model, **rec.options())``."""
-        return {"mode": self.best.mode, "precision": self.best.precision} if self.best else {}
+        if not self.best:
+            return {}
+        return {"mode": self.best.mode, "precision": self.best.precision, **dict(self.best.options)}
 
     def to_dict(self) -> dict:
         return {"model": self.model, "input_shape": list(self.input_shape), "inputs": self.inputs,
@@ -89,13 +100,13 @@ class Recommendation:
                 "candidates": [c.to_dict() for c in self.candidates]}
 
     def to_text(self) -> str:
-        lines = [f"{'engine':<18} {'p50 ms':>8} {'p90 ms':>8} {'× ref':>6} {'max|Δ|':>9} {'rel Δ':>9} "
+        lines = [f"{'engine':<26} {'p50 ms':>8} {'p90 ms':>8} {'× ref':>6} {'max|Δ|':>9} {'rel Δ':>9} "
                  f"{'top-1':>6}  status"]
         for c in self.candidates:
             if c.status == "unavailable":
-                lines.append(f"{c.name:<18} {'':>8} {'':>8} {'':>6} {'':>9} {'':>9} {'':>6}  unavailable: {c.detail}")
+                lines.append(f"{c.name:<26} {'':>8} {'':>8} {'':>6} {'':>9} {'':>9} {'':>6}  unavailable: {c.detail}")
                 continue
-            lines.append(f"{c.name:<18} {c.p50_ms:>8.2f} {c.p90_ms:>8.2f} {c.relative:>6.2f} "
+            lines.append(f"{c.name:<26} {c.p50_ms:>8.2f} {c.p90_ms:>8.2f} {c.relative:>6.2f} "
                          f"{c.max_abs_diff:>9.2e} {c.rel_diff:>9.2e} {c.top1_agree:>6.0%}  "
                          + (c.status if not c.detail else f"{c.status}: {c.detail}"))
         lines.append("")
@@ -164,6 +175,14 @@ def machine_line() -> str:
             f"Paddle {paddle.__version__} CPU")
 
 
+def _key(candidate) -> tuple[str, str, tuple]:
+    """``(mode, precision)`` or ``(mode, precision, {option: value})`` → a hashable key."""
+    c = tuple(candidate)
+    if len(c) not in (2, 3):
+        raise OptionError(f"a candidate is (mode, precision) or (mode, precision, options), got {candidate!r}")
+    return c[0], c[1], tuple(sorted(dict(c[2]).items())) if len(c) == 3 else ()
+
+
 def _inputs(ref, images, n_random: int, seed: int) -> tuple[np.ndarray, str]:
     if images is not None:
         return ref.preprocess(images), "the given images"
@@ -186,22 +205,25 @@ def recommend(model, images=None, *, candidates: Sequence = CANDIDATES, repeats:
     """
     if rtol <= 0:
         raise OptionError(f"rtol must be > 0, got {rtol}")
-    candidates = [tuple(c) for c in candidates]
-    if not candidates or candidates[0] != ("predictor", "fp32"):
-        candidates = [("predictor", "fp32")] + [c for c in candidates if c != ("predictor", "fp32")]
+    keys = [_key(c) for c in candidates]
+    reference = ("predictor", "fp32", ())
+    if not keys or keys[0] != reference:
+        keys = [reference] + [k for k in keys if k != reference]
     say = progress or (lambda s: None)
     opts = dict(load_kwargs, cpu_threads=cpu_threads)
     built, rows = {}, {}
     try:
-        for mode, prec in candidates:
-            say(f"building {mode} {prec} ...")
+        for key in keys:
+            mode, prec, extra = key
+            name = Candidate(*key[:2], "", options=extra).name
+            say(f"building {name} ...")
             try:
-                built[(mode, prec)] = load(model, mode=mode, precision=prec, **opts)
+                built[key] = load(model, mode=mode, precision=prec, **{**opts, **dict(extra)})
             except ClsvizError as e:
-                if (mode, prec) == ("predictor", "fp32"):
+                if key == reference:
                     raise
-                rows[(mode, prec)] = Candidate(mode, prec, "unavailable", str(e).split("\n")[0][:200])
-        ref = built[("predictor", "fp32")]
+                rows[key] = Candidate(mode, prec, "unavailable", str(e).split("\n")[0][:200], options=extra)
+        ref = built[reference]
         x, what = _inputs(ref, images, 4, seed)
         want = np.asarray(ref.run_batches(x), np.float64)
         scale = float(np.abs(want).max()) or 1.0
@@ -210,27 +232,28 @@ def recommend(model, images=None, *, candidates: Sequence = CANDIDATES, repeats:
             try:
                 got = np.asarray(clf.run_batches(x), np.float64)
             except ClsvizError as e:
-                rows[key] = Candidate(*key, "unavailable", str(e).split("\n")[0][:200])
+                rows[key] = Candidate(*key[:2], "unavailable", str(e).split("\n")[0][:200], options=key[2])
                 continue
             diff = float(np.abs(got - want).max())
             checks[key] = (diff, diff / scale, float(np.mean(got.argmax(1) == want.argmax(1))))
         one = np.ascontiguousarray(x[:batch_size] if len(x) >= batch_size else
                                    np.repeat(x[:1], batch_size, axis=0))
-        timing = {f"{m} {p}": timed(functools.partial(built[(m, p)].forward, one)) for (m, p) in checks}
+        names = {k: Candidate(*k[:2], "", options=k[2]).name for k in checks}
+        timing = {names[k]: timed(functools.partial(built[k].forward, one)) for k in checks}
         say(f"timing {len(timing)} engines side by side, {repeats} rounds ...")
         stats = interleaved(timing, repeats=repeats, warmup=warmup, seed=seed)
         ref_p50 = stats["predictor fp32"]["total"].p50
-        for (m, p), (diff, rel, top1) in checks.items():
-            s = stats[f"{m} {p}"]["total"]
+        for (m, p, extra), (diff, rel, top1) in checks.items():
+            s = stats[names[(m, p, extra)]]["total"]
             if top1 < 1.0:
                 status, detail = "disagrees", f"top-1 differs on {1 - top1:.0%} of the inputs"
             elif p == "fp32" and rel > rtol:
                 status, detail = "disagrees", f"relative max|Δ| {rel:.1e} > {rtol:g}"
             else:
                 status, detail = "ok", ("reduced precision: outputs differ by design" if p != "fp32" else "")
-            rows[(m, p)] = Candidate(m, p, status, detail, round(s.p50, 4), round(s.p90, 4),
-                                     round(s.p50 / ref_p50, 4), diff, rel, top1,
-                                     round(built[(m, p)].build_seconds, 3))
+            rows[(m, p, extra)] = Candidate(m, p, status, detail, round(s.p50, 4), round(s.p90, 4),
+                                            round(s.p50 / ref_p50, 4), diff, rel, top1,
+                                            round(built[(m, p, extra)].build_seconds, 3), extra)
     finally:
         for clf in built.values():
             clf.close()

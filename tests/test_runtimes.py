@@ -253,9 +253,12 @@ def test_recommend_picks_the_fastest_that_agrees(demo_bundle):
     images = sorted((REPO / "sample_images").glob("*.jpg"))[:2]
     rec = clsviz.recommend(demo_bundle, images, repeats=3, warmup=1, cpu_threads=2,
                            candidates=[("predictor", "fp32"), ("openvino", "fp32"), ("onnxruntime", "fp32"),
-                                       ("onnxruntime", "bf16")])
+                                       ("onnxruntime", "fp32", {"spinning": True}), ("onnxruntime", "bf16")])
     ran = [c for c in rec.candidates if c.status != "unavailable"]
-    assert {c.name for c in ran} == {"predictor fp32", "openvino fp32", "onnxruntime fp32"}
+    assert {c.name for c in ran} == {"predictor fp32", "openvino fp32", "onnxruntime fp32",
+                                     "onnxruntime fp32 spinning"}
+    spin = next(c for c in ran if c.options)
+    assert spin.to_dict()["options"] == {"spinning": True} and spin.status == "ok"
     assert rec.best is not None and rec.best.status == "ok"
     assert rec.best.p50_ms == min(c.p50_ms for c in ran if c.status == "ok")
     assert all(c.rel_diff <= 1e-3 and c.top1_agree == 1.0 for c in ran)
@@ -268,6 +271,32 @@ def test_recommend_picks_the_fastest_that_agrees(demo_bundle):
     assert "<img src='data:image/png" in rec._repr_html_()
     assert json.loads(json.dumps(rec.to_dict()))["best"]["mode"] == rec.mode
     assert clsviz.load(demo_bundle, **rec.options()).mode == rec.mode
+
+
+SPIN = "session.intra_op.allow_spinning"
+
+
+def test_onnxruntime_spins_only_when_asked(demo_bundle):
+    """``spinning`` reaches the ONNX Runtime session; off by default, and the outputs do not change."""
+    from clsviz.errors import OptionError
+
+    off = clsviz.load(demo_bundle, mode="onnxruntime", cpu_threads=2)
+    on = clsviz.load(demo_bundle, mode="onnxruntime", cpu_threads=2, spinning=True)
+    no = clsviz.load(demo_bundle, mode="onnxruntime", cpu_threads=2, spinning=False)
+    assert off.session.get_session_options().get_session_config_entry(SPIN) == "0"
+    assert no.session.get_session_options().get_session_config_entry(SPIN) == "0"
+    assert on.session.get_session_options().get_session_config_entry(SPIN) == "1"
+    assert on.session.get_session_options().intra_op_num_threads == 2
+    assert "no spinning" in off.describe() and "no spinning" not in on.describe()
+    x = _inputs(off)
+    _agrees(on.forward(x), off.forward(x), rtol=1e-6)
+    best = clsviz.recommend(demo_bundle, repeats=2, warmup=0, cpu_threads=2,
+                            candidates=[("predictor", "fp32"), ("onnxruntime", "fp32", {"spinning": True})])
+    assert clsviz.load(demo_bundle, **best.options()).mode == best.mode
+    with pytest.raises(OptionError, match="spinning must be a boolean"):
+        clsviz.load(demo_bundle, mode="onnxruntime", spinning="sometimes")
+    for c in (off, on, no):
+        c.close()
 
 
 def test_recommend_rejects_a_candidate_that_disagrees(demo_bundle):

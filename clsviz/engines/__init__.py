@@ -167,7 +167,8 @@ def load(path: PathLike, *, mode: str = "predictor", arch: str | None = None, pa
     ``"onnxruntime"`` (see :data:`ENGINES`; the last two convert the program to ONNX once and
     cache it, see :mod:`clsviz.engines.convert`).  ``arch`` names the
     network for checkpoints (see :func:`clsviz.list_models`).  Engine ``options``:
-    use_gpu, gpu_mem, use_tensorrt, precision, ir_optim, enable_mkldnn, cpu_threads, batch_size.
+    use_gpu, gpu_mem, use_tensorrt, precision, ir_optim, enable_mkldnn, cpu_threads, batch_size,
+    spinning (ONNX Runtime only; see :class:`EngineOptions`).
 
     A model never runs code of its own: an architecture named by its files
     (``Global.model_name``) resolves only in clsviz's registry.  ``trust=True`` lets it name

@@ -91,9 +91,14 @@ class EngineOptions:
     enable_mkldnn: bool | None = None
     cpu_threads: int | None = None
     batch_size: int = 1
+    #: ONNX Runtime only: let its worker threads spin-wait for work (None = off). On is what a
+    #: deployment running only ONNX Runtime should use (ONNX Runtime's own default: no wake-up
+    #: per operator, faster on small models); off keeps it from slowing other engines in the
+    #: same process (its spinning made the predictor 2× slower here). Other engines ignore it.
+    spinning: bool | None = None
 
     def __post_init__(self):
-        for f in ("use_gpu", "use_tensorrt", "ir_optim", "enable_mkldnn"):
+        for f in ("use_gpu", "use_tensorrt", "ir_optim", "enable_mkldnn", "spinning"):
             object.__setattr__(self, f, _bool(getattr(self, f), f))
         if self.precision not in PRECISIONS:
             raise OptionError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
