@@ -41,9 +41,9 @@ from .formats.programdesc import Program, read_program
 from .formats.rebuild import (
     config_from_program,
     ends_with_softmax,
-    pir_unsupported_ops,
+    is_training_program,
     read_program_weights,
-    unsupported_ops,
+    rebuild_gaps,
 )
 from .formats.signature import signature_of
 from .formats.tensorfile import is_tensor_file, read_combined, scan_combined, shape_fits
@@ -76,9 +76,6 @@ _LAYOUT = {
     detect.PADDLE3_INFERENCE: ("h", "Paddle 3 inference model: PIR .json + .pdiparams",
                                "Paddle 3 (jit.save, PIR)"),
 }
-
-_EXPORT_HOW = ("export it first: clsviz.export(arch, checkpoint, out_dir) or "
-               "`python -m clsviz export --m ARCH --p CHECKPOINT --o OUT`")
 
 
 # ------------------------------------------------------------------ result types
@@ -344,33 +341,31 @@ def _guess_arch(state) -> str | None:
     return guess_arch(state) or guess_architecture(state)
 
 
-def _modes(mf=None, **kw) -> tuple:
-    rows = [ModeSupport(m, *kw[m]) for m in MODES]
-    return tuple(rows) + _runtime_modes(kw["predictor"], mf)
+def _modes(**kw) -> tuple:
+    """Rows for a path that is no model (or an incomplete one): the same answer for every mode."""
+    return tuple(ModeSupport(m, *kw[m]) for m in MODES) + tuple(ModeSupport(m, *kw["predictor"]) for m in RUNTIMES)
 
 
-def _runtime_modes(predictor, mf) -> tuple:
-    """The deployment runtimes run what the predictor runs, through the program's ONNX form."""
-    out = []
-    for m in RUNTIMES:
-        if predictor[0] != "ready":
-            out.append(ModeSupport(m, *predictor))
-            continue
-        cap = capability(mf, m)
-        if not cap.available:
-            out.append(ModeSupport(m, cap.status, f"{cap.detail}: {cap.hint}"))
-        else:
-            out.append(ModeSupport(m, "ready", ENGINES[m].help + "; converted once, cached as inference.onnx"))
-    return tuple(out)
+def _engine_modes(mf, *, program=None, hint: str = "", **tasks) -> tuple:
+    """Every mode's row: the engines' from :func:`clsviz.engines.capability` (the one answer
+    ``load`` gives too), ``export`` / ``migrate`` from ``tasks``.  ``hint`` replaces the
+    capability's hint for a mode that needs an argument (what the files suggest)."""
+    def row(m: str) -> ModeSupport:
+        if m not in ENGINES:
+            return ModeSupport(m, *tasks[m])
+        cap = capability(mf, m, program=program)
+        if cap.available:
+            return ModeSupport(m, "ready", cap.detail)
+        why = (hint if cap.status == "needs" and hint else "") or cap.hint
+        return ModeSupport(m, cap.status, f"{cap.detail}: {why}" if why else cap.detail)
+    return tuple(row(m) for m in MODES + RUNTIMES)
 
 
-def _checkpoint_modes(arch: str | None, *, what: str) -> tuple:
-    need = ("needs", "needs the network code: pass --arch (arch=)"
-            + (f", e.g. {arch} — the names and shapes are clsviz/PaddleClas {arch}'s" if arch else
-               "; see clsviz.list_models()"))
-    no_program = ("no", f"{what} has no program: {_EXPORT_HOW}")
-    return _modes(predictor=no_program, executor=no_program, dygraph=need,
-                  export=("needs", need[1]), migrate=("needs", need[1] + "; migrate then exports it"))
+def _checkpoint_modes(mf, arch: str | None) -> tuple:
+    hint = ("pass --arch (arch=)" + (f", e.g. {arch} — the names and shapes are clsviz/PaddleClas {arch}'s"
+                                     if arch else "; see clsviz.list_models()"))
+    need = ("needs", f"needs the network code: {hint}")
+    return _engine_modes(mf, hint=hint, export=need, migrate=("needs", need[1] + "; migrate then exports it"))
 
 
 # ------------------------------------------------------------------ per layout
@@ -391,7 +386,7 @@ def _program_facts(mf) -> dict:
         hist = prog.op_histogram()
         out["program"] = (f"ProgramDesc, {_paddle_version(prog.version)} (version {prog.version or 0}), "
                           f"{len(prog.blocks)} block(s), {sum(hist.values())} ops")
-        out["training"] = not feeds or any(t.endswith("_grad") for t in hist)
+        out["training"] = is_training_program(prog)
     else:
         prog = read_pir(mf.model_file)
         names = prog.persistable_names()
@@ -439,17 +434,8 @@ def _program_modes(mf, facts) -> tuple:
     if facts["training"]:
         no = ("no", "a training program (no feed/fetch ops): rebuild the network from code (--arch) "
                     "with the .pdparams beside it")
-        return _modes(predictor=no, executor=no, dygraph=no, export=no, migrate=no)
-    executor = ("ready", "load_inference_model + Executor in a worker process with "
-                         "FLAGS_enable_pir_api=0" if legacy else
-                         "load_inference_model + Executor (PIR)")
-    missing = unsupported_ops(prog) if legacy else _pir_unsupported(prog)
-    if mf.checkpoint is not None:
-        dygraph = ("ready", f"network code + {mf.checkpoint.name} (model name from inference.yml)")
-    elif missing:
-        dygraph = ("no", "the program cannot be rebuilt: ops not covered: " + ", ".join(sorted(missing)))
-    else:
-        dygraph = ("ready", "the program rebuilt op by op as a paddle.nn.Layer (no network code needed)")
+        return _engine_modes(mf, program=prog, export=no, migrate=no)
+    missing = rebuild_gaps(prog)
     if mf.kind == detect.BUNDLE and not legacy:
         migrate = ("no", "already a Paddle 3 bundle")
     elif not legacy:
@@ -462,8 +448,7 @@ def _program_modes(mf, facts) -> tuple:
     export = ("no", "already an inference model (export turns a checkpoint into one); "
                     "use migrate to convert it" + (", or re-export from model.pdparams with --arch"
                                                   if mf.checkpoint is not None else ""))
-    return _modes(mf, predictor=("ready", "paddle.inference predictor"), executor=executor,
-                  dygraph=dygraph, export=export, migrate=migrate)
+    return _engine_modes(mf, program=prog, export=export, migrate=migrate)
 
 
 def _deploy_check(mf):
@@ -487,10 +472,6 @@ def _image_path(mf):
         return cfg.preprocess, ""
     except ClsvizError as e:
         return None, f"a real image cannot be fed: {e}"
-
-
-def _pir_unsupported(prog):
-    return pir_unsupported_ops(prog)
 
 
 def _fluid_layout(mf) -> str:
@@ -628,9 +609,8 @@ def _inspect_pdparams(p: Path, mf, folder_files, trust: bool) -> InspectReport:
     if arch:
         notes.append(f"the parameter names are those of {arch}")
     verdict = f"({layout}) {title}" + (f" · {tensors.count} tensors" if tensors else "")
-    what = "a checkpoint" if mf.kind == detect.DYGRAPH_CHECKPOINT else "a paddle.static.save checkpoint"
     return InspectReport(str(p), mf.kind, layout, title, era, True, verdict, tuple(files), tensors,
-                         inputs, (), hist, program, _checkpoint_modes(arch, what=what), tuple(notes),
+                         inputs, (), hist, program, _checkpoint_modes(mf, arch), tuple(notes),
                          tuple(problems), program_format="ProgramDesc" if program else "",
                          program_role="training" if program else "")
 
@@ -654,7 +634,7 @@ def _inspect_persistables(p: Path, tensor_files, other_files) -> InspectReport:
                      "(velocities, learning rate) are skipped when loading")
     if arch:
         notes.append(f"the names are PaddleClas 1.x {arch}'s (clsviz maps them to its own)")
-    modes = _checkpoint_modes(arch, what="a persistables folder")
+    modes = _checkpoint_modes(detect.ModelFiles(detect.FLUID_PERSISTABLES, p, checkpoint=p), arch)
     if other_files:
         problems.append(f"{len(other_files)} file(s) here are not tensor files "
                         f"({', '.join(f.name for f in other_files[:4])}): clsviz.load reads this "

@@ -41,7 +41,7 @@ from .bundle import BundleConfig
 from .compare import compare
 from .demo import DEMO_CHECKPOINT
 from .demo.train import DEMO_PREPROCESS
-from .engines import ALL_MODES, MODE_HELP, MODES, EngineOptions, load, load_config
+from .engines import ALL_MODES, MODE_HELP, MODES, EngineOptions, capabilities, load, load_config
 from .engines.base import default_threads
 from .errors import ClsvizError, OptionError
 from .explain import report_section
@@ -467,11 +467,18 @@ class Explorer(W.VBox):
                 kind += " · unreadable inference.yml"
         if files.has_program:
             self._ckpt_box.layout.display = "none"
-            extra = ("runs in every mode" if files.checkpoint else
-                     "no checkpoint beside it: dygraph mode may not run")
-            self.model_info.value = f"<small>{_esc(kind)} · {extra}</small>" + _images_line(path)
+            caps = capabilities(files)  # the one answer load gives too
+            for c in caps:
+                self.modes[c.mode].tooltip = c.detail + (f" ({c.hint})" if c.hint and not c.available else "")
+            off = [c for c in caps if not c.available]
+            extra = ("runs in every mode" if not off else
+                     "runs in " + ", ".join(c.mode for c in caps if c.available) + "; not "
+                     + "; ".join(f"{c.mode}: {c.detail}" for c in off))
+            self.model_info.value = f"<small>{_esc(kind)} · {_esc(extra)}</small>" + _images_line(path)
         else:
             self._ckpt_box.layout.display = None
+            for m, cb in self.modes.items():  # exported on Run, then every mode runs it
+                cb.tooltip = MODE_HELP[m]
             sib = Path(path).parent / "labels.txt" if Path(path).is_file() else None
             if not self.labels.value and sib is not None and sib.is_file():
                 self.labels.value = str(sib)

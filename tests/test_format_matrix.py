@@ -38,18 +38,27 @@ def test_cell(model, kind, mode, workdir):
 @pytest.mark.parametrize("model", M.MODELS)
 def test_capability_agrees_with_the_oracle(model):
     """``clsviz.engines.capability`` (what load, inspect and the widgets ask) says of every
-    layout what the hand-written oracle says, for the modes that run programs."""
-    from clsviz.engines import capability
+    layout what the hand-written oracle says, in every engine mode: the Paddle three, and the
+    runtimes, which run what the predictor runs once their extra is installed."""
+    from clsviz.engines import ENGINES, capability
     from clsviz.formats import detect
 
     for kind in FX.KINDS:
         files = detect.resolve(FX.shared(model)[kind].path)
-        for mode in ("predictor", "executor"):
-            want, got = M.expect(model, kind, mode), capability(files, mode)
+        for mode in ENGINES:
+            got = capability(files, mode, arch=M.ARCH[model])
+            want = M.expect(model, kind, mode if mode in M.MODES else "predictor")
+            if got.status == "needs" and got.error is not None and got.error.__name__ == "BackendUnavailable":
+                continue  # a runtime whose extra is not installed here
             assert got.available == want.ok, (kind, mode, got)
             if not want.ok:
                 assert got.error is not None and got.error.__name__ == want.error, (kind, mode, got)
                 assert want.match in f"mode {mode!r} {got.detail}", (kind, mode, got)
+        if files.checkpoint is not None and not files.has_program:  # the arch is what makes it run
+            want = M.expect("tiny_cnn", kind, "dygraph")
+            got = capability(files, "dygraph")
+            assert not got.available and got.error is not None and got.error.__name__ == want.error
+            assert want.match in f"mode 'dygraph' {got.detail}", got
 
 
 def test_docs_table_is_current():

@@ -236,3 +236,24 @@ def test_arch_lists_offer_the_model_zoo_in_both_spellings(resnet18_bundle, image
     ex.arch.value = "(from the bundle)"
     assert ex.arch_info.value == ""
     ex.close()
+
+
+def test_explorer_model_line_and_mode_tooltips_ask_capabilities(images, monkeypatch):
+    """The Explorer says which modes run a model from clsviz.engines.capabilities, the answer load
+    gives: a program with an op the dygraph rebuild does not cover is 'not dygraph', with why."""
+    import fixtures_legacy as FX
+
+    from clsviz.engines import capability
+    from clsviz.formats import detect, rebuild
+
+    fx = FX.shared("tiny_cnn")["fluid_inference_loose"]
+    ex = Explorer(fx.path, images)
+    assert "runs in every mode" in ex.model_info.value
+    assert ex.modes["executor"].tooltip == capability(detect.resolve(fx.path), "executor").detail
+    assert "worker process" in ex.modes["executor"].tooltip
+    monkeypatch.setattr(rebuild, "SUPPORTED_OPS", rebuild.SUPPORTED_OPS - {"relu"})
+    ex._describe_model()
+    assert "not dygraph: the program cannot be rebuilt: ops not covered: relu" in ex.model_info.value
+    assert "runs in predictor, executor" in ex.model_info.value and "relu" in ex.modes["dygraph"].tooltip
+    with pytest.raises(clsviz.FormatError, match="relu"):  # load says the same
+        clsviz.load(fx.path, mode="dygraph")

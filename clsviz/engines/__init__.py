@@ -17,7 +17,7 @@ from ..checkpoint import infer_class_num, load_state_dict
 from ..errors import BackendUnavailable, ClsvizError, FormatError, OptionError
 from ..formats import detect
 from ..formats.fluid_names import clsviz_state, guess_arch
-from ..formats.rebuild import config_from_program
+from ..formats.rebuild import config_from_program, is_training_program, read_any_program, rebuild_gaps
 from ..transforms import PathLike, Preprocess
 from .base import Classifier, EngineOptions
 from .dygraph import DygraphClassifier
@@ -75,10 +75,11 @@ class Capability:
     def available(self) -> bool:
         return self.status == "ready"
 
-    def raise_for(self, path) -> None:
-        """Raise :attr:`error` when the mode cannot run the model (``load`` does, before building)."""
+    def raise_for(self, path, *, hint: str | None = None) -> None:
+        """Raise :attr:`error` when the mode cannot run the model (``load`` does, before building);
+        ``hint`` replaces :attr:`hint` (e.g. with what the files suggest)."""
         if not self.available and self.error is not None:
-            raise self.error(f"mode {self.mode!r} {self.detail}", path=path, hint=self.hint or None)
+            raise self.error(f"mode {self.mode!r} {self.detail}", path=path, hint=hint or self.hint or None)
 
 
 _PROGRAM = "an inference program: PIR .json, .pdmodel, fluid __model__ or model/params"
@@ -116,14 +117,20 @@ def engine_available(mode: str) -> tuple[bool, str]:
 _EXPORT_FIRST = "export it first: clsviz.export(arch, checkpoint, out_dir) or `python -m clsviz export`"
 
 
-def capability(files: detect.ModelFiles, mode: str) -> Capability:
+def capability(files: detect.ModelFiles, mode: str, *, arch: str | None = None, program=None) -> Capability:
     """Can ``mode`` run the model ``files`` describes (:func:`clsviz.formats.detect.resolve`)?
 
-    The one answer to "which modes run this, and why not": a mode that runs programs needs
-    one, a runtime needs its extra.  ``load`` raises what it says; ``inspect``, the widgets
+    The one answer to "which modes run this, and why not": a mode that runs programs needs an
+    inference program, a runtime needs its extra; the dygraph mode needs the network code for a
+    checkpoint (``arch``, or a model name in ``inference.yml``) or a program every op of which
+    it can rebuild.  ``program``: the program already read (``inspect`` passes it; then a
+    training program is refused too).  ``load`` raises what it says; ``inspect``, the widgets
     and the format-matrix test ask it too.  A new engine is a row of :data:`ENGINES`.
     """
     e = ENGINES[check_modes([mode])[0]]
+    if program is not None and is_training_program(program):
+        return Capability(mode, "no", "cannot run a training program (no feed/fetch ops)",
+                          "rebuild the network from code (--arch) with the .pdparams beside it")
     if e.program and not files.has_program:
         return Capability(mode, "no", f"needs an inference model, but this is a {files.kind.replace('_', ' ')}",
                           _EXPORT_FIRST + ("" if e.converts else "; or use mode='dygraph' with arch="),
@@ -132,7 +139,36 @@ def capability(files: detect.ModelFiles, mode: str) -> Capability:
     if missing:
         return Capability(mode, "needs", f"needs {', '.join(missing)}", f"pip install 'clsviz[{e.extra}]'",
                           BackendUnavailable)
-    return Capability(mode, "ready", e.help)
+    if mode == "executor" and files.legacy_program:
+        return Capability(mode, "ready", "load_inference_model + Executor in a worker process with "
+                                         "FLAGS_enable_pir_api=0")
+    if mode == "executor":
+        return Capability(mode, "ready", "load_inference_model + Executor (PIR)")
+    if mode == "predictor":
+        return Capability(mode, "ready", "paddle.inference predictor")
+    if e.program:
+        return Capability(mode, "ready", e.help + "; converted once, cached as inference.onnx")
+    return _dygraph_capability(files, arch=arch, program=program)
+
+
+def _dygraph_capability(files: detect.ModelFiles, *, arch: str | None, program) -> Capability:
+    if files.checkpoint is not None and files.has_program:
+        return Capability("dygraph", "ready", f"network code + {files.checkpoint.name} (model name from inference.yml)")
+    if files.checkpoint is not None:
+        if arch is None:
+            return Capability("dygraph", "needs", "rebuilds the network from code, and no architecture is known",
+                              "pass arch= (CLI: --arch / -m); see clsviz.list_models()", OptionError)
+        return Capability("dygraph", "ready", f"network code for {arch} + {files.checkpoint.name}")
+    if program is None:
+        try:
+            program = read_any_program(files)
+        except FormatError:  # damaged: the rebuild says what is wrong when it loads
+            return Capability("dygraph", "ready", "the program rebuilt op by op as a paddle.nn.Layer")
+    gaps = rebuild_gaps(program)
+    if gaps:  # load raises the rebuild's own UnsupportedOps, which lists the counts
+        return Capability("dygraph", "no", "the program cannot be rebuilt: ops not covered: " + ", ".join(sorted(gaps)),
+                          "run it with mode='predictor' or mode='executor'")
+    return Capability("dygraph", "ready", "the program rebuilt op by op as a paddle.nn.Layer (no network code needed)")
 
 
 def capabilities(files: detect.ModelFiles) -> tuple[Capability, ...]:
@@ -227,7 +263,9 @@ def load_config(path, *, arch: str | None = None, params=None, class_num: int | 
 
 def _build(files, cfg, opts, *, mode, source, trust, trust_code=True) -> Classifier:
     path = source
-    capability(files, mode).raise_for(path)
+    cap = capability(files, mode, arch=cfg.arch or cfg.model_name)
+    if cap.error is not OptionError:  # a missing arch is raised below, with what the checkpoint suggests
+        cap.raise_for(path)
     if mode in RUNTIMES:
         if mode == "openvino":
             return OpenVINOClassifier(files, cfg, opts, source=source)
@@ -250,10 +288,9 @@ def _build(files, cfg, opts, *, mode, source, trust, trust_code=True) -> Classif
     state = load_state_dict(files.checkpoint, trust=trust)
     if arch is None:
         guess = guess_arch(state) or guess_architecture(state)
-        raise OptionError("mode 'dygraph' rebuilds the network from code, and no architecture is known",
-                          hint="pass arch= (CLI: --arch / -m), "
-                               + (f"e.g. {guess!r}: the checkpoint's names and shapes are its"
-                                  if guess else "e.g. 'ResNet50_vd'; see clsviz.list_models()"))
+        cap.raise_for(None, hint="pass arch= (CLI: --arch / -m), "  # no path: the arch is missing, not a file
+                                 + (f"e.g. {guess!r}: the checkpoint's names and shapes are its"
+                                    if guess else "e.g. 'ResNet50_vd'; see clsviz.list_models()"))
     state, _ = clsviz_state(state, arch, kind=files.kind)
     if cfg.class_num is None:
         n = infer_class_num(state)

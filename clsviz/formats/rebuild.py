@@ -380,6 +380,24 @@ def unsupported_ops(program: Program) -> dict[str, int]:
     return out
 
 
+def is_training_program(program) -> bool:
+    """A training program (no feed ops, or gradient ops): no engine runs it as an inference model.
+    A PIR program (``jit.save``) is always an inference program."""
+    if isinstance(program, PirProgram):
+        return False
+    return not program.feed_targets() or any(t.endswith("_grad") for t in program.op_histogram())
+
+
+def rebuild_gaps(program) -> dict[str, int]:
+    """``{op type: count}`` of the ops of a program (legacy or PIR) the dygraph rebuild does not cover."""
+    return pir_unsupported_ops(program) if isinstance(program, PirProgram) else unsupported_ops(program)
+
+
+def read_any_program(files) -> Program | PirProgram:
+    """The program of a resolved model (:class:`~clsviz.formats.detect.ModelFiles` with one)."""
+    return read_program(files.model_file) if files.legacy_program else read_pir(files.model_file)
+
+
 def _unsupported_error(missing: dict, path) -> FormatError:
     listing = ", ".join(f"{k} ×{v}" if v > 1 else k for k, v in sorted(missing.items()))
     return UnsupportedOps(
