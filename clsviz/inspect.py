@@ -49,7 +49,6 @@ from .formats.signature import signature_of
 from .formats.tensorfile import is_tensor_file, read_combined, scan_combined, shape_fits
 from .results import human_size
 from .safe_io import read_text
-from .safe_pickle import _sniff, sniff
 from .transforms import PathLike
 
 __all__ = ["inspect", "compare", "InspectReport", "InspectComparison", "FileInfo", "TensorStats",
@@ -330,7 +329,7 @@ def _info(f: Path, role: str, used: bool = True) -> FileInfo:
 
 
 def _stray_role(f: Path) -> str:
-    return f"not part of the model: {sniff(f)}"
+    return f"not part of the model: {detect.sniff(f)}"
 
 
 def _guess_arch(state) -> str | None:
@@ -474,14 +473,6 @@ def _image_path(mf):
         return None, f"a real image cannot be fed: {e}"
 
 
-def _fluid_layout(mf) -> str:
-    if mf.params_file is None:
-        return "fluid_inference_loose"
-    if mf.model_file.name == "model" and mf.params_file.name == "params":
-        return "fluid_model_params"
-    return "fluid_inference_combined"
-
-
 def _inspect_program(p: Path, mf, folder_files) -> InspectReport:
     try:
         facts = _program_facts(mf)
@@ -524,7 +515,7 @@ def _inspect_program(p: Path, mf, folder_files) -> InspectReport:
                                                                   mf.legacy_program else
                                                                   detect.PADDLE2_INFERENCE][2]
     else:
-        key = _fluid_layout(mf) if mf.kind == detect.FLUID_INFERENCE else mf.kind
+        key = detect.fluid_layout(mf) if mf.kind == detect.FLUID_INFERENCE else mf.kind
         layout, title, era = _LAYOUT[key]
     notes = list(facts["notes"])
     if mf.legacy_program and facts["prog"].version is not None and facts["prog"].version >= 1000000:
@@ -675,7 +666,7 @@ _FOREIGN = {
 
 
 def _inspect_file(p: Path, params, trust: bool) -> InspectReport:
-    found = _sniff(p)
+    found = detect.what_is(p)
     if found.kind in ("torch", "onnx"):
         return _not_a_model(p, found.text, (_info(p, found.text, used=False),), hint=_FOREIGN[found.kind])
     if found.kind == "empty":
@@ -745,7 +736,7 @@ def _inspect_dir(p: Path, params, trust: bool) -> InspectReport:
     if tensor_files and len(tensor_files) >= len(others):
         return _inspect_persistables(p, tensor_files, others)
     # not a model: say what is here instead
-    kinds = {f: _sniff(f) for f in files}
+    kinds = {f: detect.what_is(f) for f in files}
     infos = tuple(_info(f, k.text, used=False) for f, k in kinds.items())
     ckpts = [f.name for f, k in kinds.items() if f.suffix == ".pdparams" and k.kind == "pickle"]
     if len(ckpts) > 1:

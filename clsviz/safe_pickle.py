@@ -37,17 +37,15 @@ import os
 import pickle
 import pickletools
 import struct
-import zipfile
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from ._paddle import paddle
 from .errors import FormatError, UnsafeCheckpoint
-from .formats.protowire import read_varint as _varint
-from .formats.tensorfile import scan_combined
-from .safe_io import open_regular, special_kind
+from .formats.detect import FileKind, sniff, what_is
+from .safe_io import open_regular
 
 __all__ = ["load_pdparams", "sniff", "TRUST_HINT"]
 
@@ -201,141 +199,6 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise _NotPaddle(f"persistent id {str(pid)[:40]}")
 
 
-# ---------------------------------------------------------------- sniffing
-class _Kind(NamedTuple):
-    kind: str      # pickle, safetensors, torch, onnx, tensors, program, empty, ...
-    text: str      # "a pickle (protocol 4)"
-    count: int = 0  # type: ignore[assignment]  # a field named like tuple.count, by intent
-
-
-_TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
-_ONNX_NEXT_TAGS = {0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42}  # ModelProto fields 2..8
-
-
-def _sniff_onnx(head: bytes) -> _Kind | None:
-    # ModelProto starts with ir_version (field 1, varint), then producer_name, graph, ...
-    if not head.startswith(b"\x08"):
-        return None
-    try:
-        version, pos = _varint(head, 1)
-    except ValueError:
-        return None
-    if not 1 <= version <= 64 or pos >= len(head) or head[pos] not in _ONNX_NEXT_TAGS:
-        return None
-    producer = ""
-    if head[pos] == 0x12:
-        try:
-            size, start = _varint(head, pos + 1)
-            producer = head[start:start + min(size, 64)].decode("utf-8", "replace")
-        except ValueError:
-            pass
-    return _Kind("onnx", f"an ONNX model (ir_version {version}"
-                 + (f", producer {producer!r})" if producer else ")"))
-
-
-def _sniff_program(head: bytes) -> _Kind | None:
-    # ProgramDesc: field 1 = blocks; block 0 starts with idx 0 (08 00), parent_idx (10 ..).
-    if head.startswith(b"\x0a"):
-        try:
-            _, pos = _varint(head, 1)
-        except ValueError:
-            return None
-        if head[pos:pos + 3] == b"\x08\x00\x10":
-            return _Kind("program", "a Paddle program (.pdmodel protobuf)")
-    if head.lstrip().startswith(b"{") and b'"base_code"' in head and b'"pir"' in head:
-        return _Kind("program", "a Paddle 3 program (PIR .json)")
-    return None
-
-
-def _sniff_safetensors(head: bytes, size: int) -> _Kind | None:
-    if size < 10 or head[8:9] != b"{":
-        return None
-    (n,) = struct.unpack("<Q", head[:8])
-    if not 2 <= n <= size - 8:
-        return None
-    return _Kind("safetensors", "a safetensors file")
-
-
-def _sniff_zip(path: Path) -> _Kind:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return _Kind("zip", "a damaged zip archive")
-    if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
-        return _Kind("torch", "a PyTorch checkpoint (zip archive with data.pkl)")
-    if names and all(n.endswith(".npy") for n in names):
-        return _Kind("numpy", f"a NumPy .npz archive ({len(names)} arrays)")
-    return _Kind("zip", f"a zip archive ({len(names)} members)")
-
-
-def _sniff_tensors(path: Path) -> _Kind | None:
-    """Paddle's binary tensor records back to back (.pdiparams, use_binary_format=True)."""
-    try:
-        infos = scan_combined(path)
-    except (FormatError, OSError, ValueError, struct.error):
-        return None
-    if not infos:
-        return None
-    if len(infos) == 1:
-        i = infos[0]
-        return _Kind("tensors", f"a Paddle binary tensor file (1 tensor, {i.dtype} "
-                     f"{list(i.shape)}, no name)", 1)
-    return _Kind("tensors", f"a Paddle inference params file ({len(infos)} tensors, no names)",
-                 len(infos))
-
-
-def _sniff(path: Path) -> _Kind:
-    try:
-        st = os.stat(path)
-        kind = special_kind(st.st_mode)
-        if kind == "a folder":
-            return _Kind("directory", "a directory")
-        if kind is not None:
-            return _Kind("special", f"{kind}, not a regular file")
-        with open_regular(path) as f:
-            size = os.fstat(f.fileno()).st_size
-            head = f.read(4096)
-    except FileNotFoundError:
-        return _Kind("missing", "no such file")
-    except FormatError as e:  # an OSError opening it, or swapped for a FIFO/device since the stat
-        if isinstance(e.__cause__, OSError):
-            return _Kind("unreadable", f"unreadable ({e.__cause__.strerror or e.__cause__})")
-        return _Kind("special", e.message)
-    except OSError as e:
-        return _Kind("unreadable", f"unreadable ({e.strerror or e})")
-    if size == 0:
-        return _Kind("empty", "an empty file (0 bytes)")
-    if head.startswith(_TORCH_LEGACY_MAGIC):
-        return _Kind("torch", "a PyTorch checkpoint (legacy torch.save format)")
-    if head[:1] == b"\x80" and len(head) >= 2 and 2 <= head[1] <= 5:
-        return _Kind("pickle", f"a pickle (protocol {head[1]})")
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        return _sniff_zip(path)
-    if head.startswith(b"\x93NUMPY"):
-        return _Kind("numpy", "a NumPy .npy array")
-    if head.startswith(b"\x00\x00\x00\x00"):
-        found = _sniff_tensors(path)
-        if found:
-            return found
-    for probe in (_sniff_onnx(head), _sniff_program(head), _sniff_safetensors(head, size)):
-        if probe:
-            return probe
-    if head[:1] in (b"(", b"}", b"]", b"c", b"\x80"):
-        return _Kind("pickle", "a pickle (protocol 0 or 1, Python 2 era)"
-                     if head[:1] != b"\x80" else "a pickle (truncated header)")
-    return _Kind("unknown", f"unrecognised content (starts {head[:8].hex(' ')})")
-
-
-def sniff(path) -> str:
-    """Name what a file holds, from its first bytes: ``"a pickle (protocol 4)"``,
-    ``"a PyTorch checkpoint (zip archive with data.pkl)"``, ``"an ONNX model (…)"``, …
-
-    Cheap: reads a header (and the record headers of Paddle tensor files), never unpickles.
-    """
-    return _sniff(Path(path)).text
-
-
 _NOT_PARAMS = {
     "torch": ("this is a PyTorch checkpoint, not Paddle",
               "convert it first (e.g. with X2Paddle), then load the .pdparams it writes"),
@@ -356,7 +219,7 @@ _NOT_PARAMS = {
 }
 
 
-def _refuse_non_pickle(found: _Kind, path: Path) -> None:
+def _refuse_non_pickle(found: FileKind, path: Path) -> None:
     if found.kind == "tensors":
         raise FormatError(
             f"this is an inference params file, not a .pdparams state dict (found {found.text}); "
@@ -387,7 +250,7 @@ def load_pdparams(path, *, trust: bool = False) -> dict[str, Any]:
     (PyTorch, ONNX, an inference ``.pdiparams``, an empty or truncated file, …).
     """
     path = Path(os.fspath(path))
-    found = _sniff(path)
+    found = what_is(path)
     if found.kind == "safetensors":
         return _load_safetensors(path)
     _refuse_non_pickle(found, path)
@@ -459,7 +322,7 @@ def _prescan(f, size: int) -> None:
         f.seek(0)
 
 
-def _restricted_load(path: Path, found: _Kind):
+def _restricted_load(path: Path, found: FileKind):
     try:
         with open_regular(path, what="checkpoint") as f:
             size = os.fstat(f.fileno()).st_size

@@ -1,18 +1,25 @@
-"""Resolve a user-given path into the files a prediction mode needs.
+"""What is this file?  The one home for telling model files apart.
 
 ``resolve(path)`` accepts a bundle folder, an inference model file (``.json`` /
 ``.pdmodel`` / ``__model__`` / ``model``), or a checkpoint (``.pdparams`` or a
-fluid persistables folder) and returns a :class:`ModelFiles`.
+fluid persistables folder) and returns a :class:`ModelFiles`; :func:`fluid_layout` names
+which fluid inference layout (b, c, d) one is.  :func:`what_is` / :func:`sniff` name what any
+file holds from its first bytes (a pickle, a PyTorch or ONNX file, Paddle tensors, a program,
+…); ``safe_pickle`` and ``inspect`` ask them.
 """
 from __future__ import annotations
 
 import os
+import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ..errors import FormatError
-from ..safe_io import check_regular, special_kind, translate_os_errors
-from .tensorfile import is_tensor_file, read_tensor_file
+from ..safe_io import check_regular, open_regular, special_kind, translate_os_errors
+from .protowire import read_varint as _varint
+from .tensorfile import is_tensor_file, read_tensor_file, scan_combined
 
 # kinds
 BUNDLE = "bundle"                    # clsviz/PaddleClas export folder (has inference.yml)
@@ -198,3 +205,156 @@ def looks_like_model_folder(folder) -> bool:
     return ("inference.yml" in names or "__model__" in names or {"model", "params"} <= names
             or any(n.endswith((".json", ".pdmodel")) and n.rsplit(".", 1)[0] + ".pdiparams" in names
                    for n in names))
+
+
+def fluid_layout(files: ModelFiles) -> str:
+    """Which fluid inference layout a resolved ``fluid_inference`` model is: loose parameter files
+    (b), a combined params file (c), or PaddleClas 1.x's ``model`` + ``params`` (d)."""
+    if files.params_file is None:
+        return "fluid_inference_loose"
+    if files.model_file is not None and files.model_file.name == "model" and files.params_file.name == "params":
+        return "fluid_model_params"
+    return "fluid_inference_combined"
+
+
+# ------------------------------------------------------------------ what is this file?
+class FileKind(NamedTuple):
+    """What a file holds, from its first bytes (:func:`what_is`)."""
+
+    kind: str      # pickle, safetensors, torch, onnx, tensors, program, empty, ...
+    text: str      # "a pickle (protocol 4)"
+    count: int = 0  # type: ignore[assignment]  # a field named like tuple.count, by intent
+
+
+_TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+_ONNX_NEXT_TAGS = {0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42}  # ModelProto fields 2..8
+
+
+def _sniff_onnx(head: bytes) -> FileKind | None:
+    # ModelProto starts with ir_version (field 1, varint), then producer_name, graph, ...
+    if not head.startswith(b"\x08"):
+        return None
+    try:
+        version, pos = _varint(head, 1)
+    except ValueError:
+        return None
+    if not 1 <= version <= 64 or pos >= len(head) or head[pos] not in _ONNX_NEXT_TAGS:
+        return None
+    producer = ""
+    if head[pos] == 0x12:
+        try:
+            size, start = _varint(head, pos + 1)
+            producer = head[start:start + min(size, 64)].decode("utf-8", "replace")
+        except ValueError:
+            pass
+    return FileKind("onnx", f"an ONNX model (ir_version {version}"
+                 + (f", producer {producer!r})" if producer else ")"))
+
+
+def _sniff_program(head: bytes) -> FileKind | None:
+    # ProgramDesc: field 1 = blocks; block 0 starts with idx 0 (08 00), parent_idx (10 ..).
+    if head.startswith(b"\x0a"):
+        try:
+            _, pos = _varint(head, 1)
+        except ValueError:
+            return None
+        if head[pos:pos + 3] == b"\x08\x00\x10":
+            return FileKind("program", "a Paddle program (.pdmodel protobuf)")
+    if head.lstrip().startswith(b"{") and b'"base_code"' in head and b'"pir"' in head:
+        return FileKind("program", "a Paddle 3 program (PIR .json)")
+    return None
+
+
+def _sniff_safetensors(head: bytes, size: int) -> FileKind | None:
+    if size < 10 or head[8:9] != b"{":
+        return None
+    (n,) = struct.unpack("<Q", head[:8])
+    if not 2 <= n <= size - 8:
+        return None
+    return FileKind("safetensors", "a safetensors file")
+
+
+def _sniff_zip(path: Path) -> FileKind:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return FileKind("zip", "a damaged zip archive")
+    if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+        return FileKind("torch", "a PyTorch checkpoint (zip archive with data.pkl)")
+    if names and all(n.endswith(".npy") for n in names):
+        return FileKind("numpy", f"a NumPy .npz archive ({len(names)} arrays)")
+    return FileKind("zip", f"a zip archive ({len(names)} members)")
+
+
+def _sniff_tensors(path: Path) -> FileKind | None:
+    """Paddle's binary tensor records back to back (.pdiparams, use_binary_format=True)."""
+    try:
+        infos = scan_combined(path)
+    except (FormatError, OSError, ValueError, struct.error):
+        return None
+    if not infos:
+        return None
+    if len(infos) == 1:
+        i = infos[0]
+        return FileKind("tensors", f"a Paddle binary tensor file (1 tensor, {i.dtype} "
+                     f"{list(i.shape)}, no name)", 1)
+    return FileKind("tensors", f"a Paddle inference params file ({len(infos)} tensors, no names)",
+                 len(infos))
+
+
+def what_is(path) -> FileKind:
+    """Name what a file holds, from its first bytes: its kind (``pickle``, ``torch``, ``onnx``,
+    ``tensors``, ``program``, ``safetensors``, ``zip``, ``numpy``, ``empty``, ``special``, …) and a phrase.
+
+    Cheap: reads a header (and the record headers of Paddle tensor files), never unpickles.
+    """
+    path = Path(path)
+    try:
+        st = os.stat(path)
+        kind = special_kind(st.st_mode)
+        if kind == "a folder":
+            return FileKind("directory", "a directory")
+        if kind is not None:
+            return FileKind("special", f"{kind}, not a regular file")
+        with open_regular(path) as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(4096)
+    except FileNotFoundError:
+        return FileKind("missing", "no such file")
+    except FormatError as e:  # an OSError opening it, or swapped for a FIFO/device since the stat
+        if isinstance(e.__cause__, OSError):
+            return FileKind("unreadable", f"unreadable ({e.__cause__.strerror or e.__cause__})")
+        return FileKind("special", e.message)
+    except OSError as e:
+        return FileKind("unreadable", f"unreadable ({e.strerror or e})")
+    if size == 0:
+        return FileKind("empty", "an empty file (0 bytes)")
+    if head.startswith(_TORCH_LEGACY_MAGIC):
+        return FileKind("torch", "a PyTorch checkpoint (legacy torch.save format)")
+    if head[:1] == b"\x80" and len(head) >= 2 and 2 <= head[1] <= 5:
+        return FileKind("pickle", f"a pickle (protocol {head[1]})")
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return _sniff_zip(path)
+    if head.startswith(b"\x93NUMPY"):
+        return FileKind("numpy", "a NumPy .npy array")
+    if head.startswith(b"\x00\x00\x00\x00"):
+        found = _sniff_tensors(path)
+        if found:
+            return found
+    for probe in (_sniff_onnx(head), _sniff_program(head), _sniff_safetensors(head, size)):
+        if probe:
+            return probe
+    if head[:1] in (b"(", b"}", b"]", b"c", b"\x80"):
+        return FileKind("pickle", "a pickle (protocol 0 or 1, Python 2 era)"
+                     if head[:1] != b"\x80" else "a pickle (truncated header)")
+    return FileKind("unknown", f"unrecognised content (starts {head[:8].hex(' ')})")
+
+
+def sniff(path) -> str:
+    """Name what a file holds, from its first bytes (:func:`what_is`): ``"a pickle (protocol 4)"``,
+    ``"a PyTorch checkpoint (zip archive with data.pkl)"``, ``"an ONNX model (…)"``, …
+
+    Cheap: reads a header (and the record headers of Paddle tensor files), never unpickles.
+    """
+    return what_is(path).text
