@@ -131,14 +131,22 @@ def test_bench_writes_json_markdown_and_plot(tiny_report):
     assert again.modes == rep.modes and again.overhead == rep.overhead and again.sweep == rep.sweep
     assert rep.sweep["default"].default and rep.sweep["default"].ms.n == 2
     assert again.cold == rep.cold and rep.cold["dygraph"].build_s == d["cold_start"]["dygraph"]["build_s"]
+    from clsviz.bench import AgreementRow, PreprocessingCheck
+
+    assert isinstance(rep.preprocessing, PreprocessingCheck) and rep.preprocessing.ms["forward"].n == 2
+    assert again.preprocessing == rep.preprocessing and again.agreement == rep.agreement
+    assert all(isinstance(a, AgreementRow) for a in rep.agreement.values())
+    for key in ("agreement", "preprocessing"):  # bench.json's sections as before, and they round-trip
+        assert again.to_dict()[key] == d[key] == json.loads(json.dumps(rep.to_dict()[key]))
+    assert set(d["preprocessing"]) == {"image", "ms", "ratio", "draft"}
 
 
 def test_bf16_agreement_is_reported(tiny_report):
     rep, _ = tiny_report
     if not rep.bf16_supported:
         pytest.skip("no bf16 on this CPU")
-    a = rep.agreement["bf16"]
-    assert a["n"] == 3 and 0.0 <= a["top1_agree"] <= 1.0 and a["min_cosine"] > 0.99
+    a = rep.agreement["bf16"]  # a typed row
+    assert a.n == 3 and 0.0 <= a.top1_agree <= 1.0 and a.min_cosine > 0.99
 
 
 def test_overhead_path_runs_for_every_mode(tmp_path):

@@ -31,9 +31,9 @@ from .lab import preprocessing_check, run_bench, sweep_configs
 from .machine import machine_info
 from .overhead import overhead, overhead_only
 from .report import BenchReport
-from .rows import ColdStart, LatencyRow, OverheadRow, SweepRow
+from .rows import AgreementRow, ColdStart, LatencyRow, OverheadRow, PreprocessingCheck, SweepRow
 
 __all__ = ["run_bench", "BenchReport", "overhead", "overhead_only", "preprocessing_check", "machine_info",
            "count_flops", "FlopCount", "interleaved", "interleaved_laps", "sweep_configs", "prepare_bundle",
            "bench_images", "synthetic_jpeg", "cold_start", "bench_cli", "bench_modes", "SAMPLE_IMAGES",
-           "LatencyRow", "OverheadRow", "SweepRow", "ColdStart"]
+           "LatencyRow", "OverheadRow", "SweepRow", "ColdStart", "AgreementRow", "PreprocessingCheck"]

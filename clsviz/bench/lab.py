@@ -28,7 +28,7 @@ from .fixtures import bench_images, prepare_bundle, synthetic_jpeg
 from .machine import machine_info
 from .overhead import FIXED_COST_ROUNDS, OVERHEAD_ROUNDS, _with_bounds, fixed_costs, overhead
 from .report import BenchReport
-from .rows import LatencyRow, SweepRow
+from .rows import AgreementRow, LatencyRow, PreprocessingCheck, SweepRow
 
 STAGES = ("preprocess", "forward", "postprocess")
 
@@ -56,13 +56,6 @@ def _same_config(opts, kw) -> bool:
             and opts.ir_optim == kw["ir_optim"] and opts.precision == kw["precision"])
 
 
-def _agreement(a: np.ndarray, b: np.ndarray) -> dict:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    cos = np.sum(a * b, 1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
-    return {"top1_agree": float(np.mean(a.argmax(1) == b.argmax(1))), "n": len(a),
-            "max_abs_diff": float(np.abs(a - b).max()), "min_cosine": float(cos.min())}
-
-
 def _draft_preprocess(pre, path):
     """What-if: let the JPEG decoder downscale in the DCT domain (``Image.draft``) first."""
 
@@ -77,7 +70,7 @@ def _draft_preprocess(pre, path):
         return pre.normalize(np.asarray(pre.resize_crop(img)))
 
 
-def preprocessing_check(default_clf, *, workdir, repeats: int, warmup: int = 3, seed: int = 0) -> dict:
+def preprocessing_check(default_clf, *, workdir, repeats: int, warmup: int = 3, seed: int = 0) -> PreprocessingCheck:
     """Decode + resize + crop + normalise of a 1920×1080 JPEG vs the predictor's forward (batch 1)."""
     pre = default_clf.config.preprocess
     jpg = synthetic_jpeg(Path(workdir) / "photo_1920x1080.jpg", (1920, 1080), seed=seed)
@@ -95,14 +88,14 @@ def preprocessing_check(default_clf, *, workdir, repeats: int, warmup: int = 3, 
     st = {k: v["total"] for k, v in interleaved(contenders, repeats=repeats, warmup=warmup, seed=seed).items()}
     exact, draft = pre(jpg), _draft_preprocess(pre, jpg)
     levels = np.abs(exact - draft) * (np.asarray(pre.std, np.float32)[:, None, None] / np.float32(pre.scale))
-    return {
+    return PreprocessingCheck.from_dict({  # from the rounded JSON form, as bench.json reads back
         "image": "1920×1080 JPEG (synthetic, quality 90)",
         "ms": {k: v.to_dict() for k, v in st.items()},
         "ratio": round(st["preprocess"].p50 / st["forward"].p50, 4),
         "draft": {"ratio_vs_exact": round(st["preprocess_draft"].p50 / st["preprocess"].p50, 4),
                   "max_abs_diff_levels": round(float(levels.max()), 2),
                   "mean_abs_diff_levels": round(float(levels.mean()), 3)},
-    }
+    })
 
 
 def run_bench(model: str = "ResNet50_vd", *, repeats: int = 30, warmup: int = 3, out=None,
@@ -186,7 +179,7 @@ def run_bench(model: str = "ResNet50_vd", *, repeats: int = 30, warmup: int = 3,
                 xb = default.preprocess(paths)
                 ref = default.forward(xb)
                 for name in lowp:
-                    agreements[name] = _agreement(built[name].forward(xb), ref)
+                    agreements[name] = AgreementRow.measured(name, built[name].forward(xb), ref)
             for c in built.values():
                 if c is not default:
                     c.close()

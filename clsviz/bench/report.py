@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .rows import ColdStart, LatencyRow, OverheadRow, SweepRow
+from .rows import AgreementRow, ColdStart, LatencyRow, OverheadRow, PreprocessingCheck, SweepRow
 
 STAGES = ("preprocess", "forward", "postprocess")
 
@@ -30,9 +30,9 @@ class BenchReport:
     modes: Mapping[str, Mapping[str, LatencyRow]]  # mode → batch size (as a string) → row
     sweep: Mapping[str, SweepRow]
     default_config: str | None
-    agreement: dict
+    agreement: Mapping[str, AgreementRow]  # reduced-precision sweep config → against the fp32 default
     overhead: Mapping[str, OverheadRow]
-    preprocessing: dict
+    preprocessing: PreprocessingCheck | None
     flops: dict | None
     bf16_supported: bool = False
     extra: dict = field(default_factory=dict)
@@ -46,9 +46,10 @@ class BenchReport:
                    modes={m: {b: LatencyRow.from_dict(m, b, r) for b, r in rows.items()}
                           for m, rows in d["modes"].items()},
                    sweep={k: SweepRow.from_dict(k, v) for k, v in d["sweep"].items()},
-                   default_config=d["default_config"], agreement=d["agreement"],
+                   default_config=d["default_config"],
+                   agreement={k: AgreementRow.from_dict(k, v) for k, v in d["agreement"].items()},
                    overhead={m: OverheadRow.from_dict(m, r) for m, r in d["overhead"].items()},
-                   preprocessing=d["preprocessing"],
+                   preprocessing=PreprocessingCheck.from_dict(d["preprocessing"]) if d["preprocessing"] else None,
                    flops=d["flops"], bf16_supported=d.get("bf16_supported", False))
 
     # -- derived numbers ----------------------------------------------------------------------
@@ -103,8 +104,8 @@ class BenchReport:
                                                      / bbest.ms.p50, 4)
             r["best_bf16_config"] = bname
             if bname in self.agreement:
-                r["bf16_top1_agreement"] = self.agreement[bname]["top1_agree"]
-        r["preprocess_vs_forward"] = self.preprocessing.get("ratio")
+                r["bf16_top1_agreement"] = self.agreement[bname].top1_agree
+        r["preprocess_vs_forward"] = self.preprocessing.ratio if self.preprocessing is not None else None
         g = self.gflops()
         if g:
             first = next(iter(g.values()))
@@ -122,8 +123,10 @@ class BenchReport:
             "cold_start": {m: v.to_dict() for m, v in self.cold.items()},
             "modes": {m: {b: row.to_dict() for b, row in rows.items()} for m, rows in self.modes.items()},
             "sweep": {k: v.to_dict() for k, v in self.sweep.items()}, "default_config": self.default_config,
-            "agreement": self.agreement, "overhead": {m: v.to_dict() for m, v in self.overhead.items()},
-            "preprocessing": self.preprocessing, "flops": self.flops,
+            "agreement": {k: v.to_dict() for k, v in self.agreement.items()},
+            "overhead": {m: v.to_dict() for m, v in self.overhead.items()},
+            "preprocessing": self.preprocessing.to_dict() if self.preprocessing is not None else {},
+            "flops": self.flops,
             "gflops": self.gflops(), "bf16_supported": self.bf16_supported, **self.extra,
         }
 
@@ -177,8 +180,8 @@ class BenchReport:
                     notes.append("best fp32")
                 if name in self.agreement:
                     a = self.agreement[name]
-                    notes.append(f"vs default: top-1 {a['top1_agree']:.0%} of {a['n']}, "
-                                 f"max abs diff {a['max_abs_diff']:.2g}, cos ≥ {a['min_cosine']:.5f}")
+                    notes.append(f"vs default: top-1 {a.top1_agree:.0%} of {a.n}, "
+                                 f"max abs diff {a.max_abs_diff:.2g}, cos ≥ {a.min_cosine:.5f}")
                 rel = f"{srow.ms.p50 / d:.2f}×" if d else ""
                 cpu = srow.cpu_ms.p50 if srow.cpu_ms is not None else float("nan")
                 L.append(f"| {name} | {srow.ms.p50:.2f} | {srow.ms.p90:.2f} | {srow.ms.mean:.2f} | "

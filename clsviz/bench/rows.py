@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from ..results import StageStats
 
 
@@ -151,3 +153,57 @@ class ColdStart:
         if self.error is not None:
             d["error"] = self.error
         return d
+
+
+@dataclass(frozen=True)
+class AgreementRow:
+    """A reduced-precision sweep configuration's outputs against the fp32 default's, on the same batch."""
+
+    config: str
+    top1_agree: float  # share of images with the same top-1 class
+    n: int  # images
+    max_abs_diff: float
+    min_cosine: float  # lowest cosine similarity of two output rows
+
+    @classmethod
+    def measured(cls, config: str, outputs: np.ndarray, reference: np.ndarray) -> AgreementRow:
+        a, b = np.asarray(outputs, np.float64), np.asarray(reference, np.float64)
+        cos = np.sum(a * b, 1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
+        return cls(config=config, top1_agree=float(np.mean(a.argmax(1) == b.argmax(1))), n=len(a),
+                   max_abs_diff=float(np.abs(a - b).max()), min_cosine=float(cos.min()))
+
+    @classmethod
+    def from_dict(cls, config: str, d: Mapping) -> AgreementRow:
+        return cls(config=config, top1_agree=float(d["top1_agree"]), n=int(d["n"]),
+                   max_abs_diff=float(d["max_abs_diff"]), min_cosine=float(d["min_cosine"]))
+
+    def to_dict(self) -> dict:
+        return {"top1_agree": self.top1_agree, "n": self.n, "max_abs_diff": self.max_abs_diff,
+                "min_cosine": self.min_cosine}
+
+
+@dataclass(frozen=True)
+class PreprocessingCheck:
+    """Preprocessing one large JPEG against one forward pass (batch 1), side by side; and the
+    what-if of letting the JPEG decoder downscale first (``draft``)."""
+
+    image: str
+    ms: Mapping[str, StageStats]  # preprocess, forward, decode, resize_crop, normalize, preprocess_draft
+    ratio: float  # p50 preprocess / p50 forward
+    draft_ratio_vs_exact: float
+    draft_max_abs_diff_levels: float  # in 8-bit pixel levels
+    draft_mean_abs_diff_levels: float
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> PreprocessingCheck:
+        draft = d["draft"]
+        return cls(image=d["image"], ms={k: StageStats.from_dict(v) for k, v in d["ms"].items()},
+                   ratio=float(d["ratio"]), draft_ratio_vs_exact=float(draft["ratio_vs_exact"]),
+                   draft_max_abs_diff_levels=float(draft["max_abs_diff_levels"]),
+                   draft_mean_abs_diff_levels=float(draft["mean_abs_diff_levels"]))
+
+    def to_dict(self) -> dict:
+        return {"image": self.image, "ms": {k: v.to_dict() for k, v in self.ms.items()}, "ratio": self.ratio,
+                "draft": {"ratio_vs_exact": self.draft_ratio_vs_exact,
+                          "max_abs_diff_levels": self.draft_max_abs_diff_levels,
+                          "mean_abs_diff_levels": self.draft_mean_abs_diff_levels}}
