@@ -1451,11 +1451,13 @@ def test_report_embeds_only_files_inside_the_folder(tmp_path, bundle, good):
     (lab / wrong_class / "x.png").symlink_to(secret)
     Image.new("RGB", (40, 40), (200, 10, 10)).save(lab / wrong_class / "y.png")
     rep = evaluate(lab, bundle, progress=False)
-    page = write_evaluation_html(rep, tmp_path / "out").read_text()
+    page = write_evaluation_html(rep, tmp_path / "out", explain=0).read_text()
     wrong = {Path(m.path).name for m in rep.misclassified["predictor"]}
     assert "x.png" in wrong
     embedded = page.count("data:image/png;base64") + page.count("data:image/jpeg;base64") - 1  # - the matrix
     assert embedded == len(wrong - {"x.png"}), (embedded, wrong)
+    why = write_evaluation_html(rep, tmp_path / "out2").read_text().split("Why did it say that?", 1)
+    assert len(why) == 2 and "y.png" in why[1] and "x.png" not in why[1]  # saliency maps: inside only
     forged = Evaluation(folder=str(lab), bundle="b", layout="folders", labels=("ant", "bee"),
                         paths=(str(secret),), y_true=(0,),
                         modes={"predictor": ModeEval("predictor", 0.0, {"ant": 0.0, "bee": None},

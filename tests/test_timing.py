@@ -48,7 +48,14 @@ def test_harness_rejects_bad_counts_and_time_call_uses_it():
 
 
 def test_run_peak_sees_a_transient_buffer():
-    grew = run_peak_mb(lambda: np.ones(64 * 2 ** 20 // 8).sum())  # 64 MiB, freed on return
+    import mmap
+
+    def transient():  # 64 MiB of fresh pages, unmapped on return (an allocator could reuse retained memory)
+        m = mmap.mmap(-1, 64 * 2 ** 20)
+        np.frombuffer(m, dtype=np.uint8)[::4096] = 1  # touch every page
+        m.close()
+
+    grew = run_peak_mb(transient)
     if np.isnan(grew):  # no clear_refs here
         pytest.skip("the kernel's RSS high-water mark cannot be reset here")
     assert grew > 32
