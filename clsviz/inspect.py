@@ -675,27 +675,24 @@ def _inspect_file(p: Path, params, trust: bool) -> InspectReport:
     if found.kind in ("special", "unreadable"):  # a FIFO or device would block or never end
         return _not_a_model(p, found.text, hint="clsviz reads only regular files it may open"
                             if found.kind == "special" else "check the file's permissions")
-    if p.name.endswith(".pdiparams.info"):
+    part = detect.part_of(p, found)
+    if part == detect.PARAMS_INFO:
         return _not_a_model(p, "the parameter-name table of a .pdiparams file (.pdiparams.info)",
                             (_info(p, "parameter names (pickle)", used=False),),
                             hint=f"inspect {p.name[:-len('.pdiparams.info')]}.pdmodel beside it")
-    if p.suffix == ".pdopt":
+    if part == detect.OPTIMIZER_STATE:
         pdparams = p.with_suffix(".pdparams")
         return _not_a_model(p, "optimizer state of a paddle.static.save checkpoint (.pdopt)",
                             (_info(p, "optimizer state", used=False),),
                             hint=f"inspect {pdparams.name} beside it (the parameters)")
-    if found.kind == "tensors" and found.count == 1 and p.suffix != ".pdiparams":
+    if part == detect.LOOSE_TENSOR:
         return _not_a_model(p, "one Paddle tensor (a loose persistable file)",
                             (_info(p, found.text, used=False),),
                             hint="it is one variable of a fluid model folder: inspect the folder")
-    if p.name in ("__model__", "model") or (found.kind == "tensors" and p.name in ("__params__", "params")):
+    if part == detect.FLUID_MEMBER:
         return inspect(p.parent, params=params, trust=trust)
-    if p.suffix == ".pdmodel" and p.with_suffix(".pdparams").is_file():
-        try:
-            if not read_program(p).feed_targets():   # the training program of a static save (e)
-                return inspect(p.with_suffix(".pdparams"), trust=trust)
-        except ClsvizError:
-            pass
+    if part == detect.STATIC_PROGRAM:  # the training program of a static save (e)
+        return inspect(p.with_suffix(".pdparams"), trust=trust)
     try:
         mf = detect.resolve(p, params=params)
     except FormatError as e:

@@ -223,3 +223,27 @@ def test_compare_shows_folded_batchnorm_and_softmax(tiny, tmp_path):
     assert c.count("equal") == 2          # the fc weight and bias
     assert c.count("different") == 1     # the conv weight (folded)
     assert c.count("only in a") == 4 and c.count("only in b") == 1   # BN stats / the conv bias
+
+
+def test_a_file_that_is_part_of_a_model_is_told_apart_in_formats_detect():
+    """``formats.detect.part_of`` (the one home for "what is this file") names each member file,
+    and inspect sends the user to the model it belongs to."""
+    from clsviz.formats import detect
+
+    fx = FX.shared("tiny_cnn")
+    static = fx["static_save"].path                         # model.pdparams (+ .pdopt, training .pdmodel)
+    info = fx["paddle2_inference"].files["info"]
+    loose = fx["fluid_inference_loose"].path
+    member = loose / "__model__" if loose.is_dir() else loose
+    tensor = next(f for f in member.parent.iterdir() if f.name != "__model__" and f.is_file()
+                  and detect.what_is(f).kind == "tensors")
+    cases = {info: detect.PARAMS_INFO, static.with_suffix(".pdopt"): detect.OPTIMIZER_STATE,
+             tensor: detect.LOOSE_TENSOR, member: detect.FLUID_MEMBER,
+             static.with_suffix(".pdmodel"): detect.STATIC_PROGRAM, static: None}
+    for f, want in cases.items():
+        assert detect.part_of(f) == want, (f.name, want)
+    assert "pdiparams.info" in clsviz.inspect(info).verdict
+    assert "(.pdopt)" in clsviz.inspect(static.with_suffix(".pdopt")).verdict
+    assert "one Paddle tensor" in clsviz.inspect(tensor).verdict
+    assert clsviz.inspect(member).layout == "b"
+    assert clsviz.inspect(static.with_suffix(".pdmodel")).layout == "e"

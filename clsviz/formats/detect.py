@@ -3,7 +3,8 @@
 ``resolve(path)`` accepts a bundle folder, an inference model file (``.json`` /
 ``.pdmodel`` / ``__model__`` / ``model``), or a checkpoint (``.pdparams`` or a
 fluid persistables folder) and returns a :class:`ModelFiles`; :func:`fluid_layout` names
-which fluid inference layout (b, c, d) one is.  :func:`what_is` / :func:`sniff` name what any
+which fluid inference layout (b, c, d) one is, :func:`part_of` what a lone file is to the
+model it belongs to.  :func:`what_is` / :func:`sniff` name what any
 file holds from its first bytes (a pickle, a PyTorch or ONNX file, Paddle tensors, a program,
 …); ``safe_pickle`` and ``inspect`` ask them.
 """
@@ -16,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import FormatError
+from ..errors import ClsvizError, FormatError
 from ..safe_io import check_regular, open_regular, special_kind, translate_os_errors
+from .programdesc import read_program
 from .protowire import read_varint as _varint
 from .tensorfile import is_tensor_file, read_tensor_file, scan_combined
 
@@ -358,3 +360,34 @@ def sniff(path) -> str:
     Cheap: reads a header (and the record headers of Paddle tensor files), never unpickles.
     """
     return what_is(path).text
+
+
+# what a single file is to a model, when it is not one by itself
+PARAMS_INFO = "params_info"          # <model>.pdiparams.info: the parameter names of a .pdiparams (pickle)
+OPTIMIZER_STATE = "optimizer_state"  # <name>.pdopt beside the .pdparams of a paddle.static.save
+LOOSE_TENSOR = "loose_tensor"        # one variable of a fluid folder (a single tensor, no name)
+FLUID_MEMBER = "fluid_member"        # __model__ / model, or __params__ / params: the folder is the model
+STATIC_PROGRAM = "static_program"    # the training .pdmodel of a paddle.static.save (its .pdparams beside it)
+
+
+def part_of(path, found: FileKind | None = None) -> str | None:
+    """What a single file is to a model that it is only part of (one of the constants above,
+    naming the file that is the model), or ``None`` when the file may be a model by itself.
+    ``found``: :func:`what_is` of it, if already known."""
+    p = Path(path)
+    found = what_is(p) if found is None else found
+    if p.name.endswith(".pdiparams.info"):
+        return PARAMS_INFO
+    if p.suffix == ".pdopt":
+        return OPTIMIZER_STATE
+    if found.kind == "tensors" and found.count == 1 and p.suffix != ".pdiparams":
+        return LOOSE_TENSOR
+    if p.name in ("__model__", "model") or (found.kind == "tensors" and p.name in ("__params__", "params")):
+        return FLUID_MEMBER
+    if p.suffix == ".pdmodel" and p.with_suffix(".pdparams").is_file():
+        try:
+            if not read_program(p).feed_targets():
+                return STATIC_PROGRAM
+        except ClsvizError:  # a program no reader can decode: resolve() says what it is
+            pass
+    return None
