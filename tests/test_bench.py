@@ -139,6 +139,15 @@ def test_bench_writes_json_markdown_and_plot(tiny_report):
     for key in ("agreement", "preprocessing"):  # bench.json's sections as before, and they round-trip
         assert again.to_dict()[key] == d[key] == json.loads(json.dumps(rep.to_dict()[key]))
     assert set(d["preprocessing"]) == {"image", "ms", "ratio", "draft"}
+    from clsviz.bench import Machine, Method
+    from clsviz.bench.machine import machine_info
+
+    assert isinstance(rep.machine, Machine) and isinstance(rep.method, Method)
+    assert d["machine"] == json.loads(json.dumps(machine_info()))  # the same section as before
+    assert list(d["method"])[:3] == ["warmup", "repeats", "repeats_batch"] and d["method"]["repeats"] == 2
+    assert rep.method.other_processes_cores_busy is not None and rep.method.loadavg_before is not None
+    for key in ("machine", "method"):
+        assert again.to_dict()[key] == d[key] and again.__getattribute__(key) == rep.__getattribute__(key)
 
 
 def test_bf16_agreement_is_reported(tiny_report):

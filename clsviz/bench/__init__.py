@@ -31,9 +31,10 @@ from .lab import preprocessing_check, run_bench, sweep_configs
 from .machine import machine_info
 from .overhead import overhead, overhead_only
 from .report import BenchReport
-from .rows import AgreementRow, ColdStart, LatencyRow, OverheadRow, PreprocessingCheck, SweepRow
+from .rows import AgreementRow, ColdStart, LatencyRow, Machine, Method, OverheadRow, PreprocessingCheck, SweepRow
 
 __all__ = ["run_bench", "BenchReport", "overhead", "overhead_only", "preprocessing_check", "machine_info",
            "count_flops", "FlopCount", "interleaved", "interleaved_laps", "sweep_configs", "prepare_bundle",
            "bench_images", "synthetic_jpeg", "cold_start", "bench_cli", "bench_modes", "SAMPLE_IMAGES",
-           "LatencyRow", "OverheadRow", "SweepRow", "ColdStart", "AgreementRow", "PreprocessingCheck"]
+           "LatencyRow", "OverheadRow", "SweepRow", "ColdStart", "AgreementRow", "PreprocessingCheck",
+           "Machine", "Method"]

@@ -28,7 +28,7 @@ from .fixtures import bench_images, prepare_bundle, synthetic_jpeg
 from .machine import machine_info
 from .overhead import FIXED_COST_ROUNDS, OVERHEAD_ROUNDS, _with_bounds, fixed_costs, overhead
 from .report import BenchReport
-from .rows import AgreementRow, LatencyRow, PreprocessingCheck, SweepRow
+from .rows import AgreementRow, LatencyRow, Machine, Method, PreprocessingCheck, SweepRow
 
 STAGES = ("preprocess", "forward", "postprocess")
 
@@ -197,14 +197,14 @@ def run_bench(model: str = "ResNet50_vd", *, repeats: int = 30, warmup: int = 3,
         report = BenchReport(
             model=model, arch=arch, image_shape=tuple(shape), started=started,
             finished=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            method={"warmup": warmup, "repeats": repeats,
+            method=Method.from_dict({"warmup": warmup, "repeats": repeats,
                     "repeats_batch": repeats_batch or max(5, repeats // 3), "interleaved": True,
                     "order": "shuffled per round",
                     "percentiles": "p50/p90 (numpy linear), mean", "ratios": "ratios of p50s",
                     "cold_start": "fresh subprocess per mode", "images": image_source,
                     "loadavg_before": load_before, "loadavg_after": os.getloadavg() if load_before else None,
-                    **background.result()},
-            machine=mach, versions=_versions(), cold=cold_rows, modes=mode_rows, sweep=sweep_rows,
+                    **background.result()}),
+            machine=Machine.from_dict(mach), versions=_versions(), cold=cold_rows, modes=mode_rows, sweep=sweep_rows,
             default_config=default_name, agreement=agreements, overhead=ovh, preprocessing=prep,
             flops=flops.to_dict() if flops else None, bf16_supported=bf16_available()[0])
         for c in clfs.values():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .rows import AgreementRow, ColdStart, LatencyRow, OverheadRow, PreprocessingCheck, SweepRow
+from .rows import AgreementRow, ColdStart, LatencyRow, Machine, Method, OverheadRow, PreprocessingCheck, SweepRow
 
 STAGES = ("preprocess", "forward", "postprocess")
 
@@ -23,8 +23,8 @@ class BenchReport:
     image_shape: tuple
     started: str
     finished: str
-    method: dict
-    machine: dict
+    method: Method
+    machine: Machine
     versions: dict
     cold: Mapping[str, ColdStart]
     modes: Mapping[str, Mapping[str, LatencyRow]]  # mode → batch size (as a string) → row
@@ -41,7 +41,8 @@ class BenchReport:
     def from_dict(cls, d: dict) -> BenchReport:
         """Rebuild a report from its ``to_dict()`` (``bench.json``), e.g. to re-render it."""
         return cls(model=d["model"], arch=d["arch"], image_shape=tuple(d["image_shape"]), started=d["started"],
-                   finished=d["finished"], method=d["method"], machine=d["machine"], versions=d["versions"],
+                   finished=d["finished"], method=Method.from_dict(d["method"]),
+                   machine=Machine.from_dict(d["machine"]), versions=d["versions"],
                    cold={m: ColdStart.from_dict(m, v) for m, v in d["cold_start"].items()},
                    modes={m: {b: LatencyRow.from_dict(m, b, r) for b, r in rows.items()}
                           for m, rows in d["modes"].items()},
@@ -62,8 +63,8 @@ class BenchReport:
         if not self.flops:
             return {}
         f = self.flops["flops"]
-        peak = self.machine["peak_gflops_fp32"]
-        peak_dp = self.machine["peak_gflops_fp32_datapath"]
+        peak = self.machine.peak_gflops_fp32
+        peak_dp = self.machine.peak_gflops_fp32_datapath
         rows = {}
 
         def add(name, ms, images=1):
@@ -117,8 +118,8 @@ class BenchReport:
     def to_dict(self) -> dict:
         return {
             "model": self.model, "arch": self.arch, "image_shape": list(self.image_shape),
-            "started": self.started, "finished": self.finished, "method": self.method,
-            "machine": self.machine, "versions": self.versions, "ratios": self.ratios,
+            "started": self.started, "finished": self.finished, "method": self.method.to_dict(),
+            "machine": self.machine.to_dict(), "versions": self.versions, "ratios": self.ratios,
             "overhead_ratio": {m: v.ratio for m, v in self.overhead.items()},
             "cold_start": {m: v.to_dict() for m, v in self.cold.items()},
             "modes": {m: {b: row.to_dict() for b, row in rows.items()} for m, rows in self.modes.items()},
@@ -134,14 +135,14 @@ class BenchReport:
         m, L = self.machine, []
         L.append(f"### {self.model} ({self.arch}, input {'×'.join(map(str, self.image_shape))}) — {self.started}")
         L.append("")
-        L.append(f"Machine: {m['cpu']}, {m['cores']} cores, {m['mhz']:.0f} MHz ({m['mhz_source']}), "
-                 f"{m['isa']}, flags {' '.join(m['flags'])}; Paddle {self.versions['paddle']}. "
-                 f"{self.method['repeats']} interleaved rounds after {self.method['warmup']} warm-up; "
-                 f"images: {self.method['images']}.")
-        if "other_processes_cores_busy" in self.method:
-            la = self.method.get("loadavg_before")
-            L[-1] += (f" Background: other processes kept {self.method['other_processes_cores_busy']:.2f} of "
-                      f"{m['logical_cpus']} CPUs busy on average during the {self.method['wall_s']:.0f} s run"
+        L.append(f"Machine: {m.cpu}, {m.cores} cores, {m.mhz:.0f} MHz ({m.mhz_source}), "
+                 f"{m.isa}, flags {' '.join(m.flags)}; Paddle {self.versions['paddle']}. "
+                 f"{self.method.repeats} interleaved rounds after {self.method.warmup} warm-up; "
+                 f"images: {self.method.images}.")
+        if self.method.other_processes_cores_busy is not None:
+            la = self.method.loadavg_before
+            L[-1] += (f" Background: other processes kept {self.method.other_processes_cores_busy:.2f} of "
+                      f"{m.logical_cpus} CPUs busy on average during the {self.method.wall_s:.0f} s run"
                       + (f" (load average {la[0]:.1f} at the start)" if la else "") + ".")
         L.append("")
         if self.modes:
@@ -218,21 +219,21 @@ class BenchReport:
             assert f is not None  # gflops() needs it
             L.append("")
             L.append(f"Work: {f['gmacs']:.3f} GMACs = {f['gflops']:.3f} GFLOPs per image (conv + linear, counted "
-                     f"by forward hooks). Peak: {m['cores']} cores × {m['mhz'] / 1e3:.3f} GHz × {m['fp32_lanes']} "
-                     f"fp32 lanes × {m['fma_units']} FMA units × 2 = **{m['peak_gflops_fp32']:.0f} GFLOP/s** "
-                     f"({m['peak_note']}; datapath peak {m['peak_gflops_fp32_datapath']:.0f} GFLOP/s).")
+                     f"by forward hooks). Peak: {m.cores} cores × {m.mhz / 1e3:.3f} GHz × {m.fp32_lanes} "
+                     f"fp32 lanes × {m.fma_units} FMA units × 2 = **{m.peak_gflops_fp32:.0f} GFLOP/s** "
+                     f"({m.peak_note}; datapath peak {m.peak_gflops_fp32_datapath:.0f} GFLOP/s).")
             L.append("")
             L.append("| predictor run | GFLOP/s | of peak | of datapath peak |")
             L.append("|---|---:|---:|---:|")
             for name, row in g.items():
                 L.append(f"| {name} | {row['gflops']:.1f} | {row['of_peak']:.1%} | {row['of_datapath_peak']:.1%} |")
-            dp_ratio = m["peak_gflops_fp32_datapath"] / m["peak_gflops_fp32"]
+            dp_ratio = m.peak_gflops_fp32_datapath / m.peak_gflops_fp32
             fast = max((v["gflops"] for k, v in g.items() if "bf16" not in k), default=0.0)
-            if fast > m["peak_gflops_fp32_datapath"]:
-                per_cycle = m["cores"] * m["fp32_lanes"] * m["fma_units"] * 2 * dp_ratio
+            if fast > m.peak_gflops_fp32_datapath:
+                per_cycle = m.cores * m.fp32_lanes * m.fma_units * 2 * dp_ratio
                 L.append("")
                 L.append(f"fp32 here beats the {'datapath ' if dp_ratio < 1 else ''}peak computed at the reported "
-                         f"{m['mhz'] / 1e3:.3f} GHz, which is impossible at that clock: the cores run at ≥ "
+                         f"{m.mhz / 1e3:.3f} GHz, which is impossible at that clock: the cores run at ≥ "
                          f"{fast / per_cycle:.2f} GHz even at 100 % efficiency (server parts boost above their "
                          f"base clock, and a hypervisor reports the base). Read the clock as a floor and the "
                          f"percentages as upper bounds.")
@@ -285,17 +286,17 @@ class BenchReport:
             vals = [v["gflops"] for v in g.values()]
             ax.bar(range(len(vals)), vals, color="#1565c0")
             ax.set_xticks(range(len(vals)), names, fontsize=7)
-            ax.axhline(self.machine["peak_gflops_fp32"], color="#c62828", ls="-",
+            ax.axhline(self.machine.peak_gflops_fp32, color="#c62828", ls="-",
                        label="fp32 FMA peak (formula, reported clock)")
-            dp = self.machine["peak_gflops_fp32_datapath"]
-            if dp != self.machine["peak_gflops_fp32"]:
+            dp = self.machine.peak_gflops_fp32_datapath
+            if dp != self.machine.peak_gflops_fp32:
                 ax.axhline(dp, color="#c62828", ls="--", label="datapath peak (reported clock)")
             ax.set_ylabel("GFLOP/s")
             ax.set_title("achieved vs peak")
             ax.legend(fontsize=7)
         else:
             ax.set_axis_off()
-        fig.suptitle(f"{self.model} · {self.machine['cpu']} · {self.machine['cores']} cores · {self.started}",
+        fig.suptitle(f"{self.model} · {self.machine.cpu} · {self.machine.cores} cores · {self.started}",
                      fontsize=9)
         return fig
 
@@ -312,8 +313,8 @@ class BenchReport:
         r = self.ratios
         rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(json.dumps(v))}</td></tr>"
                        for k, v in r.items())
-        return (f"<div><b>bench {html.escape(self.model)}</b> · {html.escape(self.machine['cpu'])} · "
-                f"{self.machine['cores']} cores<table>{rows}</table></div>")
+        return (f"<div><b>bench {html.escape(self.model)}</b> · {html.escape(self.machine.cpu)} · "
+                f"{self.machine.cores} cores<table>{rows}</table></div>")
 
 
 def _jsonable(o):

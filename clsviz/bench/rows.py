@@ -6,7 +6,8 @@ Each row is built from its rounded JSON form (``from_dict``), so a report read b
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 
@@ -207,3 +208,69 @@ class PreprocessingCheck:
                 "draft": {"ratio_vs_exact": self.draft_ratio_vs_exact,
                           "max_abs_diff_levels": self.draft_max_abs_diff_levels,
                           "mean_abs_diff_levels": self.draft_mean_abs_diff_levels}}
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The machine the lab ran on (:func:`clsviz.bench.machine.machine_info`), with its fp32 peak."""
+
+    cpu: str
+    vendor: str
+    cores: int
+    logical_cpus: int | None
+    mhz: float
+    mhz_source: str
+    isa: str
+    fp32_lanes: int
+    fma_units: int
+    flags: tuple[str, ...]
+    hypervisor: bool
+    peak_gflops_fp32: float
+    peak_gflops_fp32_datapath: float
+    peak_note: str
+    python: str
+    platform: str
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Machine:
+        return cls(**{f.name: d[f.name] for f in fields(cls)} | {"flags": tuple(d["flags"])})
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)} | {"flags": list(self.flags)}
+
+
+@dataclass(frozen=True)
+class Method:
+    """How the lab measured: rounds, order, statistics, and how busy the machine was with other work."""
+
+    warmup: int
+    repeats: int
+    repeats_batch: int
+    interleaved: bool
+    order: str
+    percentiles: str
+    ratios: str
+    cold_start: str
+    images: str
+    loadavg_before: tuple[float, ...] | None
+    loadavg_after: tuple[float, ...] | None
+    wall_s: float | None = None  # the background-load measurement (absent in older bench.json)
+    other_processes_cores_busy: float | None = None
+    steal_fraction: float | None = None
+
+    _OPTIONAL = ("wall_s", "other_processes_cores_busy", "steal_fraction")
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Method:
+        def seq(v):
+            return None if v is None else tuple(v)
+        values: dict[str, Any] = {f.name: d.get(f.name) for f in fields(cls)}
+        values.update(loadavg_before=seq(values["loadavg_before"]), loadavg_after=seq(values["loadavg_after"]))
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self)
+               if f.name not in self._OPTIONAL or getattr(self, f.name) is not None}
+        for k in ("loadavg_before", "loadavg_after"):
+            out[k] = None if out[k] is None else list(out[k])
+        return out
