@@ -502,20 +502,25 @@ def load_image(image: ImageLike, *, mode: str = "RGB") -> Image.Image:
             return _to_mode(img, where, own=True, mode=mode)
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        limit = Image.MAX_IMAGE_PIXELS
-        raise ImageError(f"image is too large to decode safely ({e})", path=where,
-                         hint=f"if you trust it, raise the limit of {limit:,} pixels: CLI --max_pixels N, "
-                              "Python PIL.Image.MAX_IMAGE_PIXELS = N") from e
-    except MemoryError as e:
-        raise ImageError("not enough memory to decode this image", path=where,
-                         hint="is it far larger than it looks? (lower --max_pixels)") from e
-    except UnidentifiedImageError as e:
-        raise ImageError("not an image Pillow can identify", path=where,
-                         hint="is this really a JPEG/PNG/BMP/GIF/WebP file?") from e
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, struct.error,
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError, UnidentifiedImageError,
+            OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, struct.error,
             zlib.error) as e:  # IndexError: a truncated animated GIF (Pillow 13, is_animated)
-        raise ImageError(f"image is damaged or truncated: {e}", path=where) from e
+        raise _decode_error(e, where) from e
+
+
+def _decode_error(e: BaseException, where: str) -> ImageError:
+    """What Pillow's failure to read an image means, as the one ImageError both decoders raise."""
+    if isinstance(e, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return ImageError(f"image is too large to decode safely ({e})", path=where,
+                          hint=f"if you trust it, raise the limit of {Image.MAX_IMAGE_PIXELS:,} pixels: "
+                               "CLI --max_pixels N, Python PIL.Image.MAX_IMAGE_PIXELS = N")
+    if isinstance(e, MemoryError):
+        return ImageError("not enough memory to decode this image", path=where,
+                          hint="is it far larger than it looks? (lower --max_pixels)")
+    if isinstance(e, UnidentifiedImageError):  # before OSError, its base class
+        return ImageError("not an image Pillow can identify", path=where,
+                          hint="is this really a JPEG/PNG/BMP/GIF/WebP file?")
+    return ImageError(f"image is damaged or truncated: {e}", path=where)
 
 
 def load_array_cv2(image: ImageLike, *, channels: int = 3) -> np.ndarray:
@@ -583,16 +588,9 @@ def _check_header(data: bytes, where: str) -> None:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)):
                 pass
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        limit = Image.MAX_IMAGE_PIXELS
-        raise ImageError(f"image is too large to decode safely ({e})", path=where,
-                         hint=f"if you trust it, raise the limit of {limit:,} pixels: CLI --max_pixels N, "
-                              "Python PIL.Image.MAX_IMAGE_PIXELS = N") from e
-    except UnidentifiedImageError as e:
-        raise ImageError("not an image Pillow can identify", path=where,
-                         hint="is this really a JPEG/PNG/BMP/GIF/WebP file?") from e
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as e:
-        raise ImageError(f"image is damaged or truncated: {e}", path=where) from e
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning, UnidentifiedImageError,
+            OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as e:
+        raise _decode_error(e, where) from e
 
 
 def _from_array(arr: np.ndarray) -> Image.Image:
