@@ -167,11 +167,11 @@ def _export_into(target: Target, arch, checkpoint, ckpt_path, *, class_num, imag
     if isinstance(checkpoint, Mapping):
         state = dict(checkpoint)
     else:
-        if detect.is_inference_file(ckpt_path):
+        kind = detect.source_kind(ckpt_path)
+        if kind in detect.INFERENCE_KINDS:
             raise FormatError("this is already an inference model, not a checkpoint", path=ckpt_path,
                               hint="run it as it is (clsviz.load), or convert it with clsviz.migrate")
-        state, _ = clsviz_state(load_state_dict(ckpt_path, trust=trust), arch,
-                                kind=detect.checkpoint_kind(ckpt_path))
+        state, _ = clsviz_state(load_state_dict(ckpt_path, trust=trust), arch, kind=kind)
     if class_num is None:
         class_num = infer_class_num(state)
         if class_num is None:

@@ -711,42 +711,36 @@ def _inspect_file(p: Path, params, trust: bool) -> InspectReport:
 
 
 def _inspect_dir(p: Path, params, trust: bool) -> InspectReport:
-    entries = sorted(p.iterdir())
-    files = [f for f in entries if f.is_file() and not f.name.startswith(".")]
-    if not files:
-        subdirs = [f.name + "/" for f in entries if f.is_dir()]
-        return _not_a_model(p, "an empty folder" if not subdirs else
-                            f"a folder with no files, only sub-folders ({', '.join(subdirs[:4])})",
+    found = detect.what_folder(p, params=params)  # formats decides what the folder is; this renders it
+    files = list(found.files)
+    if found.verdict == detect.EMPTY_FOLDER:
+        return _not_a_model(p, "an empty folder", hint="point at the folder that holds the model files")
+    if found.verdict == detect.ONLY_SUBFOLDERS:
+        return _not_a_model(p, f"a folder with no files, only sub-folders ({', '.join(found.subfolders[:4])})",
                             hint="point at the folder that holds the model files")
-    try:
-        mf = detect.resolve(p, params=params)
-    except FormatError as e:
-        mf = None
-        if str(e).startswith("no parameters file next to"):  # a PaddleX/PaddleClas folder missing its weights
-            return _missing_weights(p, files, e)
-    if mf is not None and mf.model_file is not None:
-        return _inspect_program(p, mf, files)
-    if mf is not None and mf.kind in (detect.DYGRAPH_CHECKPOINT, detect.STATIC_SAVE):
-        return _inspect_pdparams(p, mf, files, trust)
-    tensor_files = [f for f in files if is_tensor_file(f)]
-    others = [f for f in files if f not in tensor_files]
-    if tensor_files and len(tensor_files) >= len(others):
-        return _inspect_persistables(p, tensor_files, others)
+    if found.verdict == detect.MISSING_WEIGHTS:
+        assert found.error is not None
+        return _missing_weights(p, files, found.error)
+    if found.verdict == detect.A_MODEL:
+        assert found.model is not None
+        if found.model.model_file is not None:
+            return _inspect_program(p, found.model, files)
+        return _inspect_pdparams(p, found.model, files, trust)
+    if found.verdict == detect.PERSISTABLES:
+        return _inspect_persistables(p, list(found.tensors), list(found.others))
     # not a model: say what is here instead
-    kinds = {f: detect.what_is(f) for f in files}
-    infos = tuple(_info(f, k.text, used=False) for f, k in kinds.items())
-    ckpts = [f.name for f, k in kinds.items() if f.suffix == ".pdparams" and k.kind == "pickle"]
-    if len(ckpts) > 1:
+    infos = tuple(_info(f, k.text, used=False) for f, k in found.kinds)
+    if found.verdict == detect.MANY_CHECKPOINTS:
+        ckpts = found.checkpoints
         return _not_a_model(p, f"a mixed folder: {len(ckpts)} checkpoints ({', '.join(ckpts[:4])}) "
                             "and no single model", infos, hint="point at one of the .pdparams files")
-    by_kind = Counter(k.kind for k in kinds.values())
-    if len(by_kind) > 1 or len(files) > 1:
-        listing = "; ".join(f"{f.name}: {k.text}" for f, k in list(kinds.items())[:4])
+    if found.verdict == detect.MIXED:
+        listing = "; ".join(f"{f.name}: {k.text}" for f, k in found.kinds[:4])
         return _not_a_model(p, f"a mixed folder of {len(files)} files that make no Paddle model "
                             f"({listing}{' …' if len(files) > 4 else ''})", infos,
                             hint="expected inference.json/.pdmodel + .pdiparams, __model__ (+ params), "
                                  "a .pdparams checkpoint, or a folder of fluid tensor files")
-    (f, k), = kinds.items()
+    (f, k), = found.kinds
     return _not_a_model(p, f"a folder holding only {f.name}: {k.text}", infos,
                         hint=_FOREIGN.get(k.kind, ""))
 

@@ -191,10 +191,16 @@ def checkpoint_kind(path) -> str:
     return STATIC_SAVE if p.with_suffix(".pdmodel").is_file() else DYGRAPH_CHECKPOINT
 
 
-def is_inference_file(path) -> bool:
-    """A file of an inference model (a program or its combined parameters), not a checkpoint."""
+def source_kind(path) -> str:
+    """What a checkpoint source given to export is: one of :data:`CHECKPOINT_KINDS` (a
+    ``.pdparams``, a static save, a persistables folder) or, when it is a file of an inference
+    model (a program or its combined parameters), one of :data:`INFERENCE_KINDS`."""
     p = Path(path)
-    return p.is_file() and (p.suffix in INFERENCE_SUFFIXES or p.name in MODEL_NAMES)
+    if p.is_file() and (p.suffix in INFERENCE_SUFFIXES or p.name in MODEL_NAMES):
+        if p.suffix == ".json" or (p.suffix == ".pdiparams" and p.with_suffix(".json").is_file()):
+            return PADDLE3_INFERENCE
+        return PADDLE2_INFERENCE if p.suffix in INFERENCE_SUFFIXES else FLUID_INFERENCE
+    return checkpoint_kind(p)
 
 
 def looks_like_model_folder(folder) -> bool:
@@ -391,3 +397,63 @@ def part_of(path, found: FileKind | None = None) -> str | None:
         except ClsvizError:  # a program no reader can decode: resolve() says what it is
             pass
     return None
+
+
+# ------------------------------------------------------------------ what is this folder?
+# what a folder is, as a whole (:func:`what_folder`)
+EMPTY_FOLDER = "empty_folder"          # no entries at all
+ONLY_SUBFOLDERS = "only_subfolders"    # no files, only sub-folders
+A_MODEL = "model"                      # resolve() found a program or a .pdparams checkpoint
+MISSING_WEIGHTS = "missing_weights"    # a program whose .pdiparams is missing
+PERSISTABLES = "persistables"          # Paddle tensor files are at least half of the files
+MANY_CHECKPOINTS = "many_checkpoints"  # several .pdparams pickles and no single model
+MIXED = "mixed"                        # several files that make no Paddle model
+ONE_FOREIGN_FILE = "one_foreign_file"  # a single file that is no Paddle model
+
+
+@dataclass(frozen=True)
+class FolderContents:
+    """What a folder holds as a whole (:func:`what_folder`)."""
+
+    verdict: str                                 # one of the constants above
+    files: tuple[Path, ...] = ()                 # its regular, non-hidden files, sorted
+    subfolders: tuple[str, ...] = ()             # ONLY_SUBFOLDERS: their names, with a trailing /
+    model: ModelFiles | None = None              # A_MODEL: what resolve() found
+    error: FormatError | None = None             # MISSING_WEIGHTS: resolve()'s error
+    tensors: tuple[Path, ...] = ()               # PERSISTABLES: the tensor files (others: the rest)
+    kinds: tuple[tuple[Path, FileKind], ...] = ()  # not a model: what each file holds
+    checkpoints: tuple[str, ...] = ()            # MANY_CHECKPOINTS: the .pdparams names
+
+    @property
+    def others(self) -> tuple[Path, ...]:
+        return tuple(f for f in self.files if f not in self.tensors)
+
+
+def what_folder(folder, *, params=None) -> FolderContents:
+    """What ``folder`` holds as a whole: a model (:func:`resolve`), a program missing its weights,
+    a majority of fluid tensor files, several checkpoints, a mix that makes no model, or one
+    foreign file (each file then named by :func:`what_is`)."""
+    p = Path(folder)
+    entries = sorted(p.iterdir())
+    files = tuple(f for f in entries if f.is_file() and not f.name.startswith("."))
+    if not files:
+        subdirs = tuple(f.name + "/" for f in entries if f.is_dir())
+        return FolderContents(ONLY_SUBFOLDERS if subdirs else EMPTY_FOLDER, subfolders=subdirs)
+    try:
+        mf: ModelFiles | None = resolve(p, params=params)
+    except FormatError as e:
+        mf = None
+        if str(e).startswith("no parameters file next to"):  # a PaddleX/PaddleClas folder missing its weights
+            return FolderContents(MISSING_WEIGHTS, files, error=e)
+    if mf is not None and (mf.model_file is not None or mf.kind in (DYGRAPH_CHECKPOINT, STATIC_SAVE)):
+        return FolderContents(A_MODEL, files, model=mf)
+    tensors = tuple(f for f in files if is_tensor_file(f))
+    if tensors and 2 * len(tensors) >= len(files):
+        return FolderContents(PERSISTABLES, files, tensors=tensors)
+    kinds = tuple((f, what_is(f)) for f in files)
+    ckpts = tuple(f.name for f, k in kinds if f.suffix == ".pdparams" and k.kind == "pickle")
+    if len(ckpts) > 1:
+        return FolderContents(MANY_CHECKPOINTS, files, kinds=kinds, checkpoints=ckpts)
+    if len(files) > 1:
+        return FolderContents(MIXED, files, kinds=kinds)
+    return FolderContents(ONE_FOREIGN_FILE, files, kinds=kinds)
