@@ -247,3 +247,43 @@ def test_a_file_that_is_part_of_a_model_is_told_apart_in_formats_detect():
     assert "one Paddle tensor" in clsviz.inspect(tensor).verdict
     assert clsviz.inspect(member).layout == "b"
     assert clsviz.inspect(static.with_suffix(".pdmodel")).layout == "e"
+
+
+def test_what_a_folder_or_an_export_source_is_is_decided_in_formats_detect(tmp_path):
+    """``formats.detect.what_folder`` classifies a folder as a whole (inspect only renders it) and
+    ``detect.source_kind`` tells export a checkpoint source from an inference model file."""
+    from clsviz.formats import detect
+
+    fx = FX.shared("tiny_cnn")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "subs" / "inner").mkdir(parents=True)
+    two = tmp_path / "two"
+    two.mkdir()
+    for name in ("a.pdparams", "b.pdparams"):
+        (two / name).write_bytes(pickle.dumps({"w": np.zeros(2, "float32")}, protocol=4))
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "a.txt").write_text("a\n")
+    (mixed / "b.txt").write_text("b\n")
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "notes.txt").write_text("hello\n")
+    tensors = tmp_path / "tensors"
+    tensors.mkdir()
+    write_tensor_file(tensors / "conv1_weights", np.ones((2, 3), "float32"))
+    (tensors / "README").write_text("mostly tensors\n")
+    want = {tmp_path / "empty": detect.EMPTY_FOLDER, tmp_path / "subs": detect.ONLY_SUBFOLDERS,
+            two: detect.MANY_CHECKPOINTS, mixed: detect.MIXED, one: detect.ONE_FOREIGN_FILE,
+            tensors: detect.PERSISTABLES, fx["paddle2_inference"].path.parent: detect.A_MODEL}
+    for folder, verdict in want.items():
+        assert detect.what_folder(folder).verdict == verdict, folder.name
+    found = detect.what_folder(tensors)
+    assert [f.name for f in found.tensors] == ["conv1_weights"] and [f.name for f in found.others] == ["README"]
+    assert detect.what_folder(two).checkpoints == ("a.pdparams", "b.pdparams")
+
+    p2 = fx["paddle2_inference"].path
+    assert detect.source_kind(p2) == detect.PADDLE2_INFERENCE
+    assert detect.source_kind(p2.with_suffix(".pdiparams")) == detect.PADDLE2_INFERENCE
+    assert detect.source_kind(two / "a.pdparams") == detect.DYGRAPH_CHECKPOINT
+    assert detect.source_kind(fx["static_save"].path) == detect.STATIC_SAVE
+    assert detect.source_kind(tensors) == detect.FLUID_PERSISTABLES
