@@ -5,6 +5,7 @@ glog, PIR pass logs from C++.  Both go to the user's notebook unless silenced
 *before* the import, so every clsviz module gets paddle from here.
 Set ``CLSVIZ_VERBOSE=1`` to see Paddle's own logging.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -95,8 +96,9 @@ paddle: Any = _import_paddle()  # untyped for mypy: see pyproject.toml
 def pir_enabled() -> bool:
     """Whether this process runs Paddle's new IR (decided at import time)."""
     try:
-        return bool(paddle.framework.in_pir_mode() or
-                    paddle.get_flags(["FLAGS_enable_pir_api"])["FLAGS_enable_pir_api"])
+        return bool(
+            paddle.framework.in_pir_mode() or paddle.get_flags(["FLAGS_enable_pir_api"])["FLAGS_enable_pir_api"]
+        )
     except Exception:  # noqa: BLE001  # pragma: no cover - older paddle
         return False
 
@@ -190,6 +192,8 @@ def threads_scope(n: int | None):
         after = native_threads()
         if before is not None and after != before:
             _set_native_threads(before)
+
+
 # What this Paddle build and machine can do (engines check before they build).
 def gpu_available() -> tuple[bool, str]:
     if not paddle.is_compiled_with_cuda():

@@ -7,6 +7,7 @@ and values (``ResizeImage`` with PaddleX's interpolation names, ``CropImage``,
 other keys).  clsviz's own facts live in a top-level ``clsviz:`` section both tools ignore.
 Bundles of older clsviz versions (``Global.clsviz``, ``main_indicator``) still load.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,8 +31,10 @@ CHECKPOINT_NAME = "model.pdparams"
 #: ILSVRC-2012 class names (WordNet lemmas) in the class-id order PaddleClas and PaddleX use,
 #: in PaddleClas's ``class_id_map`` format ("0 tench, Tinca tinca")
 IMAGENET1K_LABELS = Path(__file__).resolve().parent / "data" / "imagenet1k_label_list.txt"
-IMAGENET1K_NOTE = ("labels: ImageNet-1k class names, assumed because the model has 1000 classes and "
-                   "no labels were given (pass labels= / --labels to use your own)")
+IMAGENET1K_NOTE = (
+    "labels: ImageNet-1k class names, assumed because the model has 1000 classes and "
+    "no labels were given (pass labels= / --labels to use your own)"
+)
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,9 @@ class BundleConfig:
 
     def with_class_num(self, n: int) -> BundleConfig:
         if self.labels is not None and len(self.labels) != n:
-            raise OptionError(f"{len(self.labels)} labels given for a model with {n} classes",
-                              hint="give exactly one label per class")
+            raise OptionError(
+                f"{len(self.labels)} labels given for a model with {n} classes", hint="give exactly one label per class"
+            )
         return replace(self, class_num=n)
 
     # -- YAML ------------------------------------------------------------------------------
@@ -71,14 +75,19 @@ class BundleConfig:
         if self.labels is not None:
             topk["label_list"] = list(self.labels)
         c, h, w = (int(v) for v in self.image_shape)
+
         def shapes():  # a fresh copy each: no YAML anchors in the file
             return {input_name: [[1, c, h, w], [1, c, h, w], [8, c, h, w]]}
 
         return {
             "Global": {"model_name": self.model_name},
             # TensorRT dynamic shapes, as PaddleX writes them for a classifier's one input
-            "Hpi": {"backend_configs": {"paddle_infer": {"trt_dynamic_shapes": shapes()},
-                                        "tensorrt": {"dynamic_shapes": shapes()}}},
+            "Hpi": {
+                "backend_configs": {
+                    "paddle_infer": {"trt_dynamic_shapes": shapes()},
+                    "tensorrt": {"dynamic_shapes": shapes()},
+                }
+            },
             "PreProcess": {"transform_ops": self.preprocess.to_transform_ops(paddlex=True)},
             "PostProcess": {"Topk": topk},
             "clsviz": {
@@ -105,7 +114,7 @@ class BundleConfig:
         # pipeline; an older clsviz export without a recorded backend was made with Pillow
         backend = extra.get("backend") or ("pil" if ("clsviz" in d or "clsviz" in g) else "cv2")
         pre = Preprocess.from_transform_ops(ops, where=where, backend=backend)
-        post = (d.get("PostProcess") or {})
+        post = d.get("PostProcess") or {}
         topk = post.get("Topk") or {}
         labels = topk.get("label_list")
         if labels is None and topk.get("class_id_map_file") and where is not None:
@@ -146,8 +155,9 @@ class BundleConfig:
         return cls.from_yaml_dict(d, where=path)
 
 
-def resolve_config(config=None, *, arch=None, class_num=None, labels=None, preprocess=None,
-                   image_shape=None, output=None) -> BundleConfig:
+def resolve_config(
+    config=None, *, arch=None, class_num=None, labels=None, preprocess=None, image_shape=None, output=None
+) -> BundleConfig:
     """A :class:`BundleConfig` (or an ``inference.yml`` path, or None) with the caller's overrides.
 
     Labels must match the class count; a label list alone sets it.
@@ -301,10 +311,12 @@ def verify_checksums(config: BundleConfig, paths) -> None:
         p = Path(p)
         want = recorded.get(p.name)
         if want is not None and p.is_file() and sha256_file(p) != want:
-            raise FormatError(f"{p.name} does not match the sha256 recorded in inference.yml: "
-                              f"the file was replaced or damaged after export", path=p,
-                              hint="re-export the bundle; if you replaced it on purpose, delete "
-                                   "clsviz.sha256 from inference.yml")
+            raise FormatError(
+                f"{p.name} does not match the sha256 recorded in inference.yml: "
+                f"the file was replaced or damaged after export",
+                path=p,
+                hint="re-export the bundle; if you replaced it on purpose, delete clsviz.sha256 from inference.yml",
+            )
 
 
 #: the ops PaddleX 3.7's image-classification predictor builds from ``PreProcess`` (it needs all
@@ -326,8 +338,10 @@ def deploy_check(doc: dict, *, signature=None, softmax: bool | None = None) -> t
     g: dict = g_raw if isinstance(g_raw, dict) else {}
     name = g.get("model_name")
     if name not in paddlex_model_names():
-        problems.append(f"Global.model_name {name!r} is not a PaddleX image-classification model "
-                        "(create_model refuses it): export with --model_name NAME")
+        problems.append(
+            f"Global.model_name {name!r} is not a PaddleX image-classification model "
+            "(create_model refuses it): export with --model_name NAME"
+        )
     ops = ((doc.get("PreProcess") or {}).get("transform_ops") or []) if isinstance(doc.get("PreProcess"), dict) else []
     names = [next(iter(op)) for op in ops if isinstance(op, dict) and len(op) == 1]
     for n in names:
@@ -339,11 +353,12 @@ def deploy_check(doc: dict, *, signature=None, softmax: bool | None = None) -> t
     for op in ops:
         if not isinstance(op, dict) or len(op) != 1:
             continue
-        (n, args), = op.items()
+        ((n, args),) = op.items()
         args = args or {}
         if n == "ResizeImage" and args.get("interpolation", "LINEAR") not in _PADDLEX_INTERP:
-            problems.append(f"ResizeImage.interpolation {args.get('interpolation')!r}: PaddleX takes "
-                            + ", ".join(_PADDLEX_INTERP))
+            problems.append(
+                f"ResizeImage.interpolation {args.get('interpolation')!r}: PaddleX takes " + ", ".join(_PADDLEX_INTERP)
+            )
         if n == "NormalizeImage" and (args.get("channel_num", 3) != 3 or args.get("order", "") != ""):
             problems.append("NormalizeImage must have channel_num 3 and order '' for PaddleX")
     post_raw = doc.get("PostProcess")
@@ -361,11 +376,14 @@ def deploy_check(doc: dict, *, signature=None, softmax: bool | None = None) -> t
     if signature is not None:
         inp = signature.inputs[0] if len(signature.inputs) == 1 else None
         if inp is None or inp.layout != "NCHW" or inp.channels != 3 or inp.integer:
-            problems.append(f"PaddleX feeds a 3-channel NCHW float image; this program takes "
-                            f"{inp if inp is not None else str(len(signature.inputs)) + ' inputs'}")
+            problems.append(
+                f"PaddleX feeds a 3-channel NCHW float image; this program takes "
+                f"{inp if inp is not None else str(len(signature.inputs)) + ' inputs'}"
+            )
         if signature.output_index != 0:
             problems.append(f"PaddleX scores the first output; clsviz scores output #{signature.output_index}")
     if softmax is False:
-        problems.append("the program outputs logits: PaddleX would show them as scores "
-                        "(export with softmax, the default)")
+        problems.append(
+            "the program outputs logits: PaddleX would show them as scores (export with softmax, the default)"
+        )
     return tuple(problems)

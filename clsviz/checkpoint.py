@@ -3,6 +3,7 @@
 Loading is strict: a mismatch raises :class:`CheckpointMismatch` carrying a
 :class:`LoadDiagnostics` table (missing / unexpected / shape-mismatched keys).
 """
+
 from __future__ import annotations
 
 import html
@@ -33,14 +34,20 @@ class LoadDiagnostics:
         return not (self.missing or self.unexpected or self.mismatched)
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "matched": self.matched, "missing": list(self.missing),
-                "unexpected": list(self.unexpected),
-                "mismatched": [{"key": k, "expected": list(e), "found": list(f)}
-                               for k, e, f in self.mismatched], "note": self.note}
+        return {
+            "ok": self.ok,
+            "matched": self.matched,
+            "missing": list(self.missing),
+            "unexpected": list(self.unexpected),
+            "mismatched": [{"key": k, "expected": list(e), "found": list(f)} for k, e, f in self.mismatched],
+            "note": self.note,
+        }
 
     def summary(self) -> str:
-        return (f"{self.matched} matched, {len(self.missing)} missing, "
-                f"{len(self.unexpected)} unexpected, {len(self.mismatched)} shape-mismatched")
+        return (
+            f"{self.matched} matched, {len(self.missing)} missing, "
+            f"{len(self.unexpected)} unexpected, {len(self.mismatched)} shape-mismatched"
+        )
 
     def to_text(self, limit: int = 8) -> str:
         lines = [self.summary()]
@@ -56,10 +63,14 @@ class LoadDiagnostics:
     def _repr_html_(self) -> str:
         rows = [f"<tr><td>missing</td><td>{html.escape(k)}</td><td></td></tr>" for k in self.missing]
         rows += [f"<tr><td>unexpected</td><td>{html.escape(k)}</td><td></td></tr>" for k in self.unexpected]
-        rows += [f"<tr><td>shape</td><td>{html.escape(k)}</td><td>network {list(e)} vs checkpoint {list(f)}</td></tr>"
-                 for k, e, f in self.mismatched]
-        return (f"<div><b>{html.escape(self.summary())}</b>"
-                f"<table><tr><th>problem</th><th>key</th><th>detail</th></tr>{''.join(rows)}</table></div>")
+        rows += [
+            f"<tr><td>shape</td><td>{html.escape(k)}</td><td>network {list(e)} vs checkpoint {list(f)}</td></tr>"
+            for k, e, f in self.mismatched
+        ]
+        return (
+            f"<div><b>{html.escape(self.summary())}</b>"
+            f"<table><tr><th>problem</th><th>key</th><th>detail</th></tr>{''.join(rows)}</table></div>"
+        )
 
 
 def load_state_dict(path: PathLike, *, trust: bool = False) -> dict[str, np.ndarray]:
@@ -74,8 +85,11 @@ def load_state_dict(path: PathLike, *, trust: bool = False) -> dict[str, np.ndar
         return load_checkpoint_folder(p)
     state = safe_pickle.load_pdparams(p, trust=trust)
     for wrapper in ("model", "state_dict", "model_state_dict", "net"):  # {"model": sd, "epoch": 3}
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict) and not any(
-                isinstance(v, np.ndarray) for v in state.values()):
+        if (
+            isinstance(state, dict)
+            and isinstance(state.get(wrapper), dict)
+            and not any(isinstance(v, np.ndarray) for v in state.values())
+        ):
             state = state[wrapper]
             break
     if not isinstance(state, dict) or not state:
@@ -87,10 +101,10 @@ def diagnose(net, state: dict) -> LoadDiagnostics:
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     missing = tuple(k for k in expected if k not in state)
     unexpected = tuple(k for k in state if k not in expected)
-    mismatched = tuple((k, expected[k], tuple(state[k].shape)) for k in expected
-                       if k in state and tuple(state[k].shape) != expected[k])
-    return LoadDiagnostics(missing, unexpected, mismatched,
-                           matched=len(expected) - len(missing) - len(mismatched))
+    mismatched = tuple(
+        (k, expected[k], tuple(state[k].shape)) for k in expected if k in state and tuple(state[k].shape) != expected[k]
+    )
+    return LoadDiagnostics(missing, unexpected, mismatched, matched=len(expected) - len(missing) - len(mismatched))
 
 
 def _match_by_position(net, state: dict) -> dict | None:
@@ -119,9 +133,12 @@ def load_into(net, state: dict, *, strict: bool = True, path=None) -> LoadDiagno
     if strict and not diag.ok:
         raise CheckpointMismatch(
             f"checkpoint does not fit the network: {diag.to_text()}",  # to_text starts with the summary
-            diagnostics=diag, path=path,
-            hint="check --arch and --class_num, or pass strict=False to load what matches")
-    usable = {k: v for k, v in state.items()
-              if k in dict(net.state_dict()) and k not in {m[0] for m in diag.mismatched}}
+            diagnostics=diag,
+            path=path,
+            hint="check --arch and --class_num, or pass strict=False to load what matches",
+        )
+    usable = {
+        k: v for k, v in state.items() if k in dict(net.state_dict()) and k not in {m[0] for m in diag.mismatched}
+    }
     net.set_state_dict({k: np.ascontiguousarray(v) for k, v in usable.items()})
     return diag

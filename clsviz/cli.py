@@ -4,6 +4,7 @@ Flags accept the spellings of PaddleClas's classic tools (``tools/export_model.p
 ``tools/infer/predict.py``, ``infer.py``, ``py_infer.py``): ``-i=./a.jpg``,
 ``--m=ResNet50_vd``, ``--use_gpu=1``, ``--use_tensorrt=True``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,8 +67,14 @@ def _engine_flags(p, *, predictor=True):
     p.add_argument("--gpu_mem", type=int, default=8000, help="initial GPU memory pool, MB")
     p.add_argument("--gpu_id", type=int, default=0)
     p.add_argument("-b", "--batch_size", "--b", type=int, default=1)
-    p.add_argument("--cpu_num_threads", "--cpu_threads", dest="cpu_threads", type=int, default=None,
-                   help="CPU threads (default: all cores; at most 4 per CPU)")
+    p.add_argument(
+        "--cpu_num_threads",
+        "--cpu_threads",
+        dest="cpu_threads",
+        type=int,
+        default=None,
+        help="CPU threads (default: all cores; at most 4 per CPU)",
+    )
     if predictor:
         _flag(p, "--use_tensorrt", help="TensorRT subgraphs (GPU builds with TensorRT)")
         _flag(p, "--ir_optim", default=True, help="IR graph optimisation passes")
@@ -87,22 +94,27 @@ def _pixels(v) -> int:
 
 
 def _image_flags(p):
-    p.add_argument("--max_pixels", type=_pixels, default=None, metavar="N",
-                   help="refuse images of more than N pixels before decoding them (Pillow's "
-                        "decompression-bomb guard; default 89,478,485; 0 = no limit, only for "
-                        "images you trust)")
+    p.add_argument(
+        "--max_pixels",
+        type=_pixels,
+        default=None,
+        metavar="N",
+        help="refuse images of more than N pixels before decoding them (Pillow's "
+        "decompression-bomb guard; default 89,478,485; 0 = no limit, only for "
+        "images you trust)",
+    )
 
 
 def _common_out(p):
     p.add_argument("--top_k", "--topk", "-k", type=int, default=5)
-    p.add_argument("--labels", "--class_id_map_file", default=None,
-                   help="class_id_map file ('0 tench' per line)")
+    p.add_argument("--labels", "--class_id_map_file", default=None, help="class_id_map file ('0 tench' per line)")
     _flag(p, "--json", help="print one JSON object")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="clsviz", description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="clsviz", description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = ap.add_subparsers(dest="cmd", metavar="COMMAND")
 
@@ -111,36 +123,70 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--p", "--pretrained_model", "--checkpoint", dest="checkpoint", required=True)
     p.add_argument("-o", "--o", "--output_path", "--out", dest="out", required=True)
     p.add_argument("--class_num", "--class_dim", type=int, default=None)
-    p.add_argument("--img_size", "--image_size", type=int, default=None,
-                   help="square input size (1 to 4096)")
-    p.add_argument("--image_shape", type=int, nargs=3, default=None, metavar=("C", "H", "W"),
-                   help="input shape (C 1-64; H, W 1-4096; C must match the network)")
-    p.add_argument("--resize_short", type=int, default=None,
-                   help="short side before the centre crop (default: crop x 256/224)")
+    p.add_argument("--img_size", "--image_size", type=int, default=None, help="square input size (1 to 4096)")
+    p.add_argument(
+        "--image_shape",
+        type=int,
+        nargs=3,
+        default=None,
+        metavar=("C", "H", "W"),
+        help="input shape (C 1-64; H, W 1-4096; C must match the network)",
+    )
+    p.add_argument(
+        "--resize_short", type=int, default=None, help="short side before the centre crop (default: crop x 256/224)"
+    )
     p.add_argument("--labels", "--class_id_map_file", default=None)
-    _flag(p, "--softmax", "--save_softmax", default=True,
-          help="append a softmax head (default, as PaddleClas's export does; --no-softmax keeps logits)")
-    p.add_argument("--no-softmax", "--no_softmax", dest="softmax", action="store_false",
-                   help="keep the logits: no softmax head")
-    p.add_argument("--model_name", default=None,
-                   help="Global.model_name in inference.yml (default: PaddleX's name for the architecture; "
-                        "PaddleX runs only names from its own list)")
-    p.add_argument("--backend", choices=("pil", "cv2"), default=None,
-                   help="preprocessing backend recorded in the bundle (default pil; cv2 = PaddleX/PaddleClas deploy)")
-    _flag(p, "--force", help="write into a non-empty folder: replaces only the files a previous clsviz "
-                             "export wrote there (its manifest); other files are kept")
+    _flag(
+        p,
+        "--softmax",
+        "--save_softmax",
+        default=True,
+        help="append a softmax head (default, as PaddleClas's export does; --no-softmax keeps logits)",
+    )
+    p.add_argument(
+        "--no-softmax", "--no_softmax", dest="softmax", action="store_false", help="keep the logits: no softmax head"
+    )
+    p.add_argument(
+        "--model_name",
+        default=None,
+        help="Global.model_name in inference.yml (default: PaddleX's name for the architecture; "
+        "PaddleX runs only names from its own list)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("pil", "cv2"),
+        default=None,
+        help="preprocessing backend recorded in the bundle (default pil; cv2 = PaddleX/PaddleClas deploy)",
+    )
+    _flag(
+        p,
+        "--force",
+        help="write into a non-empty folder: replaces only the files a previous clsviz "
+        "export wrote there (its manifest); other files are kept",
+    )
     _flag(p, "--trust", help="load the checkpoint with plain pickle (only for files you trust)")
     _flag(p, "--json")
 
     p = sub.add_parser("predict", help="inference engine + inference model (mode 1)")
     p.add_argument("-i", "--i", "--image_file", dest="image", required=True, help="image or folder")
-    p.add_argument("-m", "--m", "--model_file", "--model_dir", dest="model", required=True,
-                   help="model file (.json/.pdmodel/model/__model__) or bundle folder")
+    p.add_argument(
+        "-m",
+        "--m",
+        "--model_file",
+        "--model_dir",
+        dest="model",
+        required=True,
+        help="model file (.json/.pdmodel/model/__model__) or bundle folder",
+    )
     p.add_argument("-p", "--p", "--params_file", dest="params", default=None)
     p.add_argument("--model_name", default=None, help="shown in the output")
-    p.add_argument("--mode", default="predictor", choices=("predictor", "openvino", "onnxruntime"),
-                   help="the engine that runs the program (openvino/onnxruntime: the model's ONNX "
-                        "form, converted once and cached; pip install 'clsviz[runtimes]')")
+    p.add_argument(
+        "--mode",
+        default="predictor",
+        choices=("predictor", "openvino", "onnxruntime"),
+        help="the engine that runs the program (openvino/onnxruntime: the model's ONNX "
+        "form, converted once and cached; pip install 'clsviz[runtimes]')",
+    )
     _flag(p, "--enable_benchmark", help="print latency per stage")
     _engine_flags(p)
     _image_flags(p)
@@ -149,11 +195,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("infer", help="training engine + checkpoint (mode 2)")
     p.add_argument("-i", "--i", "--image_file", dest="image", required=True)
     p.add_argument("-m", "--m", "--model", "--arch", dest="arch", default=None, help="architecture name")
-    p.add_argument("-p", "--p", "--pretrained_model", "--checkpoint", dest="checkpoint", required=True,
-                   help=".pdparams, a fluid persistables folder, or a bundle folder")
+    p.add_argument(
+        "-p",
+        "--p",
+        "--pretrained_model",
+        "--checkpoint",
+        dest="checkpoint",
+        required=True,
+        help=".pdparams, a fluid persistables folder, or a bundle folder",
+    )
     p.add_argument("--class_num", "--class_dim", type=int, default=None)
-    _flag(p, "--trust", help="trust the model: plain pickle for the checkpoint, and let its "
-                             "inference.yml name a 'module:callable' architecture")
+    _flag(
+        p,
+        "--trust",
+        help="trust the model: plain pickle for the checkpoint, and let its "
+        "inference.yml name a 'module:callable' architecture",
+    )
     _engine_flags(p, predictor=False)
     _image_flags(p)
     _common_out(p)
@@ -175,8 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", default="predictor,dygraph,executor")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
-    _flag(p, "--trust", help="trust the model: plain pickle for the checkpoint, and let its "
-                             "inference.yml name a 'module:callable' architecture")
+    _flag(
+        p,
+        "--trust",
+        help="trust the model: plain pickle for the checkpoint, and let its "
+        "inference.yml name a 'module:callable' architecture",
+    )
     _engine_flags(p)
     _image_flags(p)
     _common_out(p)
@@ -195,29 +256,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder")
     p.add_argument("--bundle", required=True)
     p.add_argument("--mode", default="predictor", help="a mode, a comma list, or 'all'")
-    p.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
-                   help="run on Ray: no ADDRESS starts a local runtime sized to this machine; "
-                        "'auto', HOST:PORT or ray://HOST:PORT joins a cluster")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="ADDRESS",
+        help="run on Ray: no ADDRESS starts a local runtime sized to this machine; "
+        "'auto', HOST:PORT or ray://HOST:PORT joins a cluster",
+    )
     p.add_argument("--workers", type=int, default=None, help="Ray actors (default: one per CPU / cpu_threads)")
     p.add_argument("-b", "--batch_size", "--b", type=int, default=8)
-    p.add_argument("--cpu_num_threads", "--cpu_threads", dest="cpu_threads", type=int, default=None,
-                   help="threads per engine (default: all cores here, 1 per Ray actor)")
+    p.add_argument(
+        "--cpu_num_threads",
+        "--cpu_threads",
+        dest="cpu_threads",
+        type=int,
+        default=None,
+        help="threads per engine (default: all cores here, 1 per Ray actor)",
+    )
     p.add_argument("--out", default=None, help="where to write evaluation.html + confusion.png (default out/evaluate)")
-    _flag(p, "--trust", help="trust the bundle: its inference.yml may name a 'module:callable' "
-                             "architecture (dygraph mode), its .pdparams is read with plain pickle")
+    _flag(
+        p,
+        "--trust",
+        help="trust the bundle: its inference.yml may name a 'module:callable' "
+        "architecture (dygraph mode), its .pdparams is read with plain pickle",
+    )
     _image_flags(p)
     _flag(p, "--json")
 
     p = sub.add_parser("explain", help="saliency maps: where the model looked (overlays as PNG)")
     p.add_argument("-i", "--i", "--image_file", dest="image", required=True, help="image or folder")
-    p.add_argument("-m", "--m", "--model", "--model_dir", dest="model", required=True,
-                   help="bundle folder, model file (.json/.pdmodel/…) or checkpoint (.pdparams, with --arch)")
+    p.add_argument(
+        "-m",
+        "--m",
+        "--model",
+        "--model_dir",
+        dest="model",
+        required=True,
+        help="bundle folder, model file (.json/.pdmodel/…) or checkpoint (.pdparams, with --arch)",
+    )
     p.add_argument("--method", choices=["gradcam", "gradcam++", "occlusion"], default="gradcam")
     p.add_argument("--target", type=int, default=None, help="class id to explain (default: each image's top-1)")
     p.add_argument("--out", "-o", "--o", dest="out", required=True, help="folder for the overlays + explain.json")
-    p.add_argument("--mode", default=None,
-                   help="engine (default: dygraph for gradcam/gradcam++, which rebuilds programs as a "
-                        "Layer; predictor for occlusion)")
+    p.add_argument(
+        "--mode",
+        default=None,
+        help="engine (default: dygraph for gradcam/gradcam++, which rebuilds programs as a "
+        "Layer; predictor for occlusion)",
+    )
     p.add_argument("--arch", default=None, help="architecture name, for a bare checkpoint")
     p.add_argument("--layer", default=None, help="Grad-CAM's feature map (default: the last spatial one)")
     p.add_argument("--patch", type=int, default=None, help="occlusion patch, input pixels (default: 1/8 of the input)")
@@ -229,23 +316,36 @@ def build_parser() -> argparse.ArgumentParser:
     _image_flags(p)
     _flag(p, "--json", help="print explain.json's contents")
 
-    p = sub.add_parser("recommend", help="time every engine × precision here; the fastest that agrees",
-                       description="Builds every available engine and precision on the model, checks "
-                                   "each against the predictor fp32, times them side by side and names "
-                                   "the fastest that agrees. Exit status 0, or 1 if none agrees.")
-    p.add_argument("-m", "--m", "--model_dir", "--model", dest="model", required=True,
-                   help="bundle folder or model file")
-    p.add_argument("-i", "--i", "--image_file", dest="image", default=None,
-                   help="image or folder to check agreement on (default: random inputs of the model's shape)")
+    p = sub.add_parser(
+        "recommend",
+        help="time every engine × precision here; the fastest that agrees",
+        description="Builds every available engine and precision on the model, checks "
+        "each against the predictor fp32, times them side by side and names "
+        "the fastest that agrees. Exit status 0, or 1 if none agrees.",
+    )
+    p.add_argument(
+        "-m", "--m", "--model_dir", "--model", dest="model", required=True, help="bundle folder or model file"
+    )
+    p.add_argument(
+        "-i",
+        "--i",
+        "--image_file",
+        dest="image",
+        default=None,
+        help="image or folder to check agreement on (default: random inputs of the model's shape)",
+    )
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--batch_size", type=int, default=1)
     p.add_argument("--cpu_num_threads", "--cpu_threads", dest="cpu_threads", type=int, default=None)
     _image_flags(p)
     _flag(p, "--json")
 
-    p = sub.add_parser("inspect", help="what Paddle model format is this, and what is in it",
-                       description="Exit status: 0 a Paddle model without problems; 1 not a Paddle "
-                                   "model, a problem found, or an error.")
+    p = sub.add_parser(
+        "inspect",
+        help="what Paddle model format is this, and what is in it",
+        description="Exit status: 0 a Paddle model without problems; 1 not a Paddle "
+        "model, a problem found, or an error.",
+    )
     p.add_argument("path")
     p.add_argument("--compare", default=None, help="a second model to put side by side")
     _flag(p, "--json")
@@ -257,10 +357,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", "-p", default=None)
     p.add_argument("--class_num", "--class_dim", type=int, default=None)
     p.add_argument("--labels", "--class_id_map_file", default=None)
-    p.add_argument("--image_shape", type=int, nargs=3, default=None, metavar=("C", "H", "W"),
-                   help="input shape for checkpoints (default 3 224 224)")
-    _flag(p, "--force", help="write into a non-empty folder: replaces only the files a previous clsviz "
-                             "export wrote there; other files are kept")
+    p.add_argument(
+        "--image_shape",
+        type=int,
+        nargs=3,
+        default=None,
+        metavar=("C", "H", "W"),
+        help="input shape for checkpoints (default 3 224 224)",
+    )
+    _flag(
+        p,
+        "--force",
+        help="write into a non-empty folder: replaces only the files a previous clsviz "
+        "export wrote there; other files are kept",
+    )
     _flag(p, "--trust", help="load a checkpoint with plain pickle (only for files you trust)")
     _image_flags(p)
     _flag(p, "--json")
@@ -276,11 +386,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _engine_options(a, *, predictor=True) -> dict:
-    o = {"use_gpu": a.use_gpu, "gpu_mem": a.gpu_mem, "gpu_id": a.gpu_id, "batch_size": a.batch_size,
-         "cpu_threads": a.cpu_threads}
+    o = {
+        "use_gpu": a.use_gpu,
+        "gpu_mem": a.gpu_mem,
+        "gpu_id": a.gpu_id,
+        "batch_size": a.batch_size,
+        "cpu_threads": a.cpu_threads,
+    }
     if predictor:
-        o.update(use_tensorrt=a.use_tensorrt, ir_optim=a.ir_optim, enable_mkldnn=a.enable_mkldnn,
-                 precision="fp16" if a.use_fp16 else a.precision)
+        o.update(
+            use_tensorrt=a.use_tensorrt,
+            ir_optim=a.ir_optim,
+            enable_mkldnn=a.enable_mkldnn,
+            precision="fp16" if a.use_fp16 else a.precision,
+        )
     return o
 
 
@@ -304,11 +423,12 @@ def _predict_with(clf, a, title):
     if getattr(a, "enable_benchmark", False):
         cmp = compare(a.image, {clf.mode: clf}, top_k=a.top_k, repeats=10, warmup=2)
         rep = cmp.modes[clf.mode]
-        _print_predictions(rep.predictions, a, {"latency_ms": rep.to_dict()["stages_ms"]},
-                           note=clf.config.labels_note)
+        _print_predictions(rep.predictions, a, {"latency_ms": rep.to_dict()["stages_ms"]}, note=clf.config.labels_note)
         if not a.json:
-            print(f"{title}: build {clf.build_seconds:.2f}s; per batch of {rep.batch_size}: "
-                  + ", ".join(f"{s} p50 {v.p50:.2f} ms" for s, v in rep.stages.items()))
+            print(
+                f"{title}: build {clf.build_seconds:.2f}s; per batch of {rep.batch_size}: "
+                + ", ".join(f"{s} p50 {v.p50:.2f} ms" for s, v in rep.stages.items())
+            )
         return
     _print_predictions(clf.predict(a.image, top_k=a.top_k), a, note=clf.config.labels_note)
 
@@ -319,18 +439,33 @@ def cmd_export(a):
     if a.image_shape is not None:
         check_image_shape(a.image_shape, field="--image_shape")
         if a.img_size is not None and tuple(a.image_shape[1:]) != (a.img_size, a.img_size):
-            raise OptionError(f"--img_size {a.img_size} and --image_shape {' '.join(map(str, a.image_shape))} "
-                              "disagree", hint="give one of them")
-    shape = tuple(a.image_shape) if a.image_shape is not None else \
-        ((3, a.img_size, a.img_size) if a.img_size is not None else (3, 224, 224))
+            raise OptionError(
+                f"--img_size {a.img_size} and --image_shape {' '.join(map(str, a.image_shape))} disagree",
+                hint="give one of them",
+            )
+    shape = (
+        tuple(a.image_shape)
+        if a.image_shape is not None
+        else ((3, a.img_size, a.img_size) if a.img_size is not None else (3, 224, 224))
+    )
     pre = None
     if a.resize_short is not None or a.backend is not None:
         crop = shape[1] if shape[1] == shape[2] else (shape[1], shape[2])
         short = a.resize_short if a.resize_short is not None else round(min(shape[1:]) * 256 / 224)
-        pre = Preprocess(resize_short=short,
-                         crop_size=crop, backend=a.backend or "pil")
-    r = export(a.arch, a.checkpoint, a.out, class_num=a.class_num, image_shape=shape, labels=a.labels,
-               force=a.force, softmax=a.softmax, trust=a.trust, preprocess=pre, model_name=a.model_name)
+        pre = Preprocess(resize_short=short, crop_size=crop, backend=a.backend or "pil")
+    r = export(
+        a.arch,
+        a.checkpoint,
+        a.out,
+        class_num=a.class_num,
+        image_shape=shape,
+        labels=a.labels,
+        force=a.force,
+        softmax=a.softmax,
+        trust=a.trust,
+        preprocess=pre,
+        model_name=a.model_name,
+    )
     print(json.dumps(r.to_dict(), indent=2) if a.json else r)
 
 
@@ -340,8 +475,15 @@ def cmd_predict(a):
 
 
 def cmd_infer(a):
-    clf = load(a.checkpoint, mode="dygraph", arch=a.arch, class_num=a.class_num, labels=a.labels,
-               trust=a.trust, **_engine_options(a, predictor=False))
+    clf = load(
+        a.checkpoint,
+        mode="dygraph",
+        arch=a.arch,
+        class_num=a.class_num,
+        labels=a.labels,
+        trust=a.trust,
+        **_engine_options(a, predictor=False),
+    )
     _predict_with(clf, a, "dygraph")
 
 
@@ -350,8 +492,11 @@ def cmd_py_infer(a):
         raise OptionError("py_infer needs --d MODEL_DIR and/or --m MODEL_FILE")
     model = Path(a.model_dir) if a.model_dir else None
     if a.model:
-        model = (model / a.model) if model is not None and not Path(a.model).is_absolute() \
-            and not Path(a.model).exists() else Path(a.model)
+        model = (
+            (model / a.model)
+            if model is not None and not Path(a.model).is_absolute() and not Path(a.model).exists()
+            else Path(a.model)
+        )
     params = None
     if a.params:
         params = Path(a.params)
@@ -372,8 +517,15 @@ def cmd_compare(a):
         try:
             if m == "dygraph":
                 src = a.checkpoint or a.bundle
-                clfs[m] = load(src, mode=m, arch=a.arch, labels=a.labels, trust=a.trust, config=bundle_cfg,
-                               **_engine_options(a, predictor=False))
+                clfs[m] = load(
+                    src,
+                    mode=m,
+                    arch=a.arch,
+                    labels=a.labels,
+                    trust=a.trust,
+                    config=bundle_cfg,
+                    **_engine_options(a, predictor=False),
+                )
             elif m == "executor":
                 clfs[m] = load(a.bundle, mode=m, labels=a.labels, **_engine_options(a, predictor=False))
             else:
@@ -419,10 +571,15 @@ def cmd_explain(a):
     check_output_dir(out, what="--out")
     mode = a.mode or ("dygraph" if a.method in GRADIENT_METHODS else "predictor")
     images = expand_images(a.image)
-    with load(a.model, mode=mode, arch=a.arch, labels=a.labels, trust=a.trust,
-              **({"cpu_threads": a.cpu_threads} if a.cpu_threads else {})) as clf:
-        exs = explain(clf, images, method=a.method, target=a.target, layer=a.layer, patch=a.patch,
-                      stride=a.stride)
+    with load(
+        a.model,
+        mode=mode,
+        arch=a.arch,
+        labels=a.labels,
+        trust=a.trust,
+        **({"cpu_threads": a.cpu_threads} if a.cpu_threads else {}),
+    ) as clf:
+        exs = explain(clf, images, method=a.method, target=a.target, layer=a.layer, patch=a.patch, stride=a.stride)
     out.mkdir(parents=True, exist_ok=True)
     rows, taken = [], set()
     for i, (img, ex) in enumerate(zip(images, exs)):
@@ -439,8 +596,10 @@ def cmd_explain(a):
         print(json.dumps(summary, indent=2))
     else:
         for r in rows:
-            print(f"{r['overlay']:<32} {r['label']} ({r['score']:.1%}) · peak at {tuple(r['peak'])} · "
-                  f"{r['forward_passes']} forward + {r['backward_passes']} backward · {r['seconds'] * 1e3:.0f} ms")
+            print(
+                f"{r['overlay']:<32} {r['label']} ({r['score']:.1%}) · peak at {tuple(r['peak'])} · "
+                f"{r['forward_passes']} forward + {r['backward_passes']} backward · {r['seconds'] * 1e3:.0f} ms"
+            )
         print(f"wrote {len(rows)} overlay(s) and explain.json to {out}")
 
 
@@ -458,15 +617,25 @@ def cmd_inspect(a):
 
 
 def cmd_migrate(a):
-    r = migrate(a.src, a.dst, arch=a.arch, params=a.params, class_num=a.class_num, force=a.force,
-                labels=a.labels, image_shape=a.image_shape, trust=a.trust)
+    r = migrate(
+        a.src,
+        a.dst,
+        arch=a.arch,
+        params=a.params,
+        class_num=a.class_num,
+        force=a.force,
+        labels=a.labels,
+        image_shape=a.image_shape,
+        trust=a.trust,
+    )
     print(json.dumps(r.to_dict(), indent=2) if a.json else r)
 
 
 def cmd_recommend(a):
     say = None if a.json else (lambda t: print(f"[recommend] {t}", file=sys.stderr, flush=True))
-    rec = recommend(a.model, a.image, repeats=a.repeats, batch_size=a.batch_size, cpu_threads=a.cpu_threads,
-                    progress=say)
+    rec = recommend(
+        a.model, a.image, repeats=a.repeats, batch_size=a.batch_size, cpu_threads=a.cpu_threads, progress=say
+    )
     print(json.dumps(rec.to_dict(), indent=2) if a.json else rec.to_text())
     return 0 if rec.best is not None else 1
 
@@ -479,10 +648,19 @@ def cmd_bench(a):
 
 
 COMMANDS = {
-    "export": cmd_export, "predict": cmd_predict, "infer": cmd_infer, "py_infer": cmd_py_infer,
-    "compare": cmd_compare, "demo": cmd_demo, "train-demo": cmd_train_demo, "evaluate": cmd_evaluate,
+    "export": cmd_export,
+    "predict": cmd_predict,
+    "infer": cmd_infer,
+    "py_infer": cmd_py_infer,
+    "compare": cmd_compare,
+    "demo": cmd_demo,
+    "train-demo": cmd_train_demo,
+    "evaluate": cmd_evaluate,
     "explain": cmd_explain,
-    "inspect": cmd_inspect, "migrate": cmd_migrate, "bench": cmd_bench, "recommend": cmd_recommend,
+    "inspect": cmd_inspect,
+    "migrate": cmd_migrate,
+    "bench": cmd_bench,
+    "recommend": cmd_recommend,
 }
 
 
@@ -512,8 +690,11 @@ def main(argv=None) -> int:
             where = f" [{e.filename}]" if e.filename else ""
             print(f"clsviz: {type(e).__name__}: {e.strerror or e}{where}", file=sys.stderr)
             return 1
-        print(f"clsviz: unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
-              f"(rerun with --debug for the trace)", file=sys.stderr)
+        print(
+            f"clsviz: unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+            f"(rerun with --debug for the trace)",
+            file=sys.stderr,
+        )
         return 2
 
 

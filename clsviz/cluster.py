@@ -11,6 +11,7 @@ Ray is optional (``pip install 'clsviz[ray]'``); nothing here imports it until a
 machine belongs to, ``"host:port"`` or ``"ray://host:port"`` joins that one.  The folder and
 the bundle must be at the same path on every node (a shared file system; on one machine they are).
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,7 +37,7 @@ _VERBOSE = os.environ.get("CLSVIZ_VERBOSE", "") not in ("", "0")
 _ADDRESS = re.compile(r"^(?:ray://)?(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.\-]+):(?P<port>\d{1,5})$")
 # A local runtime only moves paths in and predictions out; a small object store is plenty,
 # and a small one keeps Ray Data's back-pressure (a share of the store) tight.
-LOCAL_OBJECT_STORE_BYTES = 512 * 2 ** 20
+LOCAL_OBJECT_STORE_BYTES = 512 * 2**20
 CONNECT_TIMEOUT_S = 5.0
 # Batches per Ray Data task.  A task's answers reach the driver when it ends, so this sets how
 # smooth the progress is and how much a killed actor redoes, against the driver's cost per task.
@@ -49,8 +50,9 @@ def import_ray():
         import ray
         import ray.data
     except ImportError as e:
-        raise BackendUnavailable("evaluating on Ray needs the ray[data] package, which is not installed",
-                                 hint="pip install 'clsviz[ray]'") from e
+        raise BackendUnavailable(
+            "evaluating on Ray needs the ray[data] package, which is not installed", hint="pip install 'clsviz[ray]'"
+        ) from e
     return ray
 
 
@@ -80,8 +82,10 @@ def parse_address(address) -> str | None:
         a = address.strip()
         if a == "auto" or _ADDRESS.match(a):
             return a
-    raise OptionError(f"ray= must be True, 'auto', 'host:port' or 'ray://host:port', got {address!r}",
-                      hint="ray=True starts a local Ray runtime sized to this machine")
+    raise OptionError(
+        f"ray= must be True, 'auto', 'host:port' or 'ray://host:port', got {address!r}",
+        hint="ray=True starts a local Ray runtime sized to this machine",
+    )
 
 
 def _check_reachable(address: str) -> None:
@@ -94,9 +98,11 @@ def _check_reachable(address: str) -> None:
         with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
             pass
     except OSError as e:
-        raise BackendUnavailable(f"no Ray cluster answers at {address} ({e.strerror or e})",
-                                 hint="start one with `ray start --head`, check the address and port, "
-                                      "or pass --ray with no address for a local runtime") from e
+        raise BackendUnavailable(
+            f"no Ray cluster answers at {address} ({e.strerror or e})",
+            hint="start one with `ray start --head`, check the address and port, "
+            "or pass --ray with no address for a local runtime",
+        ) from e
 
 
 def _quiet_ray_data(ray) -> None:
@@ -126,12 +132,13 @@ def connect(address=True) -> RaySession:
     if ray.is_initialized():
         session = _current(ray, started=False)
         session = replace(session, started=_joined.get("local") == session.address)
-        if target is None or target == "auto" or _joined.get(target) == session.address \
-                or target == session.address:
+        if target is None or target == "auto" or _joined.get(target) == session.address or target == session.address:
             _quiet_ray_data(ray)
             return session
-        raise OptionError(f"this process is already connected to the Ray runtime at {session.address}, "
-                          f"not {target}", hint="call ray.shutdown() first, or pass ray=True to use it")
+        raise OptionError(
+            f"this process is already connected to the Ray runtime at {session.address}, not {target}",
+            hint="call ray.shutdown() first, or pass ray=True to use it",
+        )
 
     kwargs = {} if _VERBOSE else {"logging_level": logging.ERROR, "log_to_driver": False}
     if not _VERBOSE:
@@ -141,8 +148,13 @@ def connect(address=True) -> RaySession:
     try:
         if target is None:
             with quiet():
-                ray.init(address="local", num_cpus=default_threads(), include_dashboard=False,
-                         object_store_memory=LOCAL_OBJECT_STORE_BYTES, **kwargs)
+                ray.init(
+                    address="local",
+                    num_cpus=default_threads(),
+                    include_dashboard=False,
+                    object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                    **kwargs,
+                )
         else:
             if target != "auto":
                 _check_reachable(target)
@@ -156,8 +168,10 @@ def connect(address=True) -> RaySession:
         if target == "auto":
             hint = "is a cluster running here? `ray start --head` starts one; or pass ray=True for a local runtime"
         elif target is not None and target.startswith("ray://"):
-            hint = ("is the head's client server on that port? A cluster with token authentication (Ray's "
-                    "default since 2.5x) also needs RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN) here")
+            hint = (
+                "is the head's client server on that port? A cluster with token authentication (Ray's "
+                "default since 2.5x) also needs RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN) here"
+            )
         else:
             hint = "see `ray status`; rerun with CLSVIZ_VERBOSE=1 for Ray's own logs"
         raise BackendUnavailable(f"could not {what}: {first}", hint=hint) from e
@@ -199,26 +213,32 @@ class _ScoreActor:
         if fatal is None:
             assert self.clf is not None  # built, since nothing failed
             try:
-                got_ids, got_probs, got_errors = self.clf.score_batch([str(p) for p in batch["path"]],
-                                                                      top_k=self.top_k)
+                got_ids, got_probs, got_errors = self.clf.score_batch([str(p) for p in batch["path"]], top_k=self.top_k)
                 k = got_ids.shape[1]
                 ids[:, :k], probs[:, :k] = got_ids, got_probs
                 errors = [e or "" for e in got_errors]
             except Exception as e:  # noqa: BLE001
                 fatal = e
-        return {"index": batch["index"], "ids": ids, "probs": probs, "error": np.asarray(errors, dtype=object),
-                "fatal_type": np.asarray([type(fatal).__name__ if fatal else ""] * n, dtype=object),
-                "fatal": np.asarray([str(fatal) if fatal else ""] * n, dtype=object),
-                "where": np.asarray([self.where] * n, dtype=object),
-                "build_seconds": np.full(n, self.build_seconds)}
+        return {
+            "index": batch["index"],
+            "ids": ids,
+            "probs": probs,
+            "error": np.asarray(errors, dtype=object),
+            "fatal_type": np.asarray([type(fatal).__name__ if fatal else ""] * n, dtype=object),
+            "fatal": np.asarray([str(fatal) if fatal else ""] * n, dtype=object),
+            "where": np.asarray([self.where] * n, dtype=object),
+            "build_seconds": np.full(n, self.build_seconds),
+        }
 
 
 def _raise_fatal(type_name: str, message: str, where: str):
     cls = getattr(_errors, type_name, None)
     if isinstance(cls, type) and issubclass(cls, ClsvizError):
         raise cls(message)
-    raise EngineError(f"a Ray worker ({where}) failed: {type_name}: {message}",
-                      hint="rerun without ray= to see the trace, or with CLSVIZ_VERBOSE=1 for Ray's logs")
+    raise EngineError(
+        f"a Ray worker ({where}) failed: {type_name}: {message}",
+        hint="rerun without ray= to see the trace, or with CLSVIZ_VERBOSE=1 for Ray's logs",
+    )
 
 
 def _answers(ray, rows, *, bundle, mode, options, top_k, batch_size, workers, threads) -> Iterator[dict]:
@@ -227,10 +247,14 @@ def _answers(ray, rows, *, bundle, mode, options, top_k, batch_size, workers, th
     per_task = batch_size * BATCHES_PER_TASK
     blocks = max(1, min(n, max(-(-n // per_task), 2 * workers)))
     ds = ray.data.from_items(rows, override_num_blocks=blocks)
-    ds = ds.map_batches(_ScoreActor, fn_constructor_kwargs={"bundle": bundle, "mode": mode, "options": options,
-                                                            "top_k": top_k},
-                        batch_size=batch_size, batch_format="numpy",
-                        compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=threads)
+    ds = ds.map_batches(
+        _ScoreActor,
+        fn_constructor_kwargs={"bundle": bundle, "mode": mode, "options": options, "top_k": top_k},
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=threads,
+    )
     return ds.iter_batches(batch_size=None, batch_format="numpy")
 
 
@@ -275,15 +299,25 @@ class RayScorer:
 
     backend = "ray"
 
-    def __init__(self, bundle, *, address=True, workers: int | None = None, batch_size: int = 8,
-                 top_k: int = 5, options: dict | None = None):
+    def __init__(
+        self,
+        bundle,
+        *,
+        address=True,
+        workers: int | None = None,
+        batch_size: int = 8,
+        top_k: int = 5,
+        options: dict | None = None,
+    ):
         self.session = connect(address)
         self.ray = import_ray()
         options = dict(options or {})
         self.threads = int(options.get("cpu_threads") or 1)
         if self.threads > max(1.0, self.session.cpus):
-            raise OptionError(f"cpu_threads={self.threads} is more than the {self.session.cpus:g} CPUs "
-                              f"of the Ray {('runtime' if self.session.started else 'cluster')}")
+            raise OptionError(
+                f"cpu_threads={self.threads} is more than the {self.session.cpus:g} CPUs "
+                f"of the Ray {('runtime' if self.session.started else 'cluster')}"
+            )
         if workers is None:
             workers = max(1, int(self.session.cpus // self.threads))
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -311,10 +345,18 @@ class RayScorer:
     def score(self, mode: str, paths: Sequence, labels: Sequence[int]) -> Iterator[tuple]:
         ray = self.ray
         # absolute: workers do not share the driver's working folder (abspath: no file-system calls)
-        rows = [{"index": i, "path": os.path.abspath(p), "label": int(y)}
-                for i, (p, y) in enumerate(zip(paths, labels))]
-        spec = {"bundle": self.bundle, "mode": mode, "options": self.options, "top_k": self.top_k,
-                "batch_size": self.batch_size, "workers": self.workers, "threads": self.threads}
+        rows = [
+            {"index": i, "path": os.path.abspath(p), "label": int(y)} for i, (p, y) in enumerate(zip(paths, labels))
+        ]
+        spec = {
+            "bundle": self.bundle,
+            "mode": mode,
+            "options": self.options,
+            "top_k": self.top_k,
+            "batch_size": self.batch_size,
+            "workers": self.workers,
+            "threads": self.threads,
+        }
         relay = None
         if _is_client(ray):  # Ray Data needs a driver with a core worker; a ray:// client has none
             relay = ray.remote(num_cpus=0)(_ClientRelay).remote(rows, spec)
@@ -337,14 +379,21 @@ class RayScorer:
                 keys, group = np.unique(spans, axis=0, return_inverse=True)
                 for g, key in enumerate(keys):
                     same = np.flatnonzero(group.ravel() == g)
-                    yield (index[same], out["ids"][same], out["probs"][same],
-                           [str(out["error"][i]) or None for i in same], (float(key[0]), float(key[1])))
+                    yield (
+                        index[same],
+                        out["ids"][same],
+                        out["probs"][same],
+                        [str(out["error"][i]) or None for i in same],
+                        (float(key[0]), float(key[1])),
+                    )
         except ClsvizError:
             raise
         except ray.exceptions.RayError as e:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise EngineError(f"the Ray run of mode {mode!r} failed: {first}",
-                              hint="see `ray status` and the Ray logs (CLSVIZ_VERBOSE=1 shows them here)") from e
+            raise EngineError(
+                f"the Ray run of mode {mode!r} failed: {first}",
+                hint="see `ray status` and the Ray logs (CLSVIZ_VERBOSE=1 shows them here)",
+            ) from e
         finally:
             close = getattr(outputs, "close", None)
             if close is not None:

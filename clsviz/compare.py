@@ -1,4 +1,5 @@
 """Run several classifiers on the same inputs and report top-k, latency and agreement."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
@@ -27,10 +28,18 @@ def _agreement(mode, ref, out, ref_out, k) -> Agreement:
     return Agreement(mode, ref, diff, cos, float(np.mean(ta == tb)), topk)
 
 
-def compare(images: Images, classifiers: Iterable[Classifier] | Mapping[str, Classifier | BaseException], *,
-            top_k: int = 5, repeats: int = 10, warmup: int = 2, reference: str | None = None,
-            tolerance: float = 1e-4, progress: Callable[[int, int, str], None] | None = None,
-            seed: int = 0) -> Comparison:
+def compare(
+    images: Images,
+    classifiers: Iterable[Classifier] | Mapping[str, Classifier | BaseException],
+    *,
+    top_k: int = 5,
+    repeats: int = 10,
+    warmup: int = 2,
+    reference: str | None = None,
+    tolerance: float = 1e-4,
+    progress: Callable[[int, int, str], None] | None = None,
+    seed: int = 0,
+) -> Comparison:
     """Run every classifier on the same ``images``; per-stage latency over ``repeats``.
 
     ``classifiers`` is a list of :class:`Classifier` (keyed by their mode) or a dict
@@ -56,8 +65,9 @@ def compare(images: Images, classifiers: Iterable[Classifier] | Mapping[str, Cla
             key = c.mode if c.mode not in named else f"{c.mode}#{len(named)}"
             named[key] = c
     if not named:
-        raise OptionError("compare needs at least one classifier"
-                          + (f" (every mode failed: {failed})" if failed else ""))
+        raise OptionError(
+            "compare needs at least one classifier" + (f" (every mode failed: {failed})" if failed else "")
+        )
     if repeats < 1 or warmup < 0:
         raise OptionError(f"repeats must be ≥ 1 and warmup ≥ 0 (got {repeats}, {warmup})")
     reference = reference or next(iter(named))
@@ -69,7 +79,7 @@ def compare(images: Images, classifiers: Iterable[Classifier] | Mapping[str, Cla
     contenders = {}
     for name, clf in named.items():
         bs = clf.options.batch_size
-        chunks = [items[i:i + bs] for i in range(0, len(items), bs)]
+        chunks = [items[i : i + bs] for i in range(0, len(items), bs)]
         contenders[name] = staged(clf, chunks, top_k=top_k, names=names, sink=sinks[name])
 
     total_steps = len(named) * (warmup + repeats)
@@ -89,17 +99,30 @@ def compare(images: Images, classifiers: Iterable[Classifier] | Mapping[str, Cla
     for name, clf in named.items():
         outputs[name] = sinks[name]["outputs"]
         reports[name] = ModeReport(
-            mode=name, predictions=tuple(sinks[name]["predictions"]),
-            stages={s: StageStats.of(laps[name][s]) for s in STAGES}, total=StageStats.of(laps[name]["total"]),
-            build_seconds=float(clf.build_seconds), rss_mb=process_rss, peak_rss_mb=process_peak,
-            batch_size=clf.options.batch_size, description=clf.describe(),
-            build_rss_mb=float(getattr(clf, "build_rss_mb", float("nan"))), run_peak_mb=run_peaks[name],
-            isolation=getattr(clf, "isolation", "in-process"))
+            mode=name,
+            predictions=tuple(sinks[name]["predictions"]),
+            stages={s: StageStats.of(laps[name][s]) for s in STAGES},
+            total=StageStats.of(laps[name]["total"]),
+            build_seconds=float(clf.build_seconds),
+            rss_mb=process_rss,
+            peak_rss_mb=process_peak,
+            batch_size=clf.options.batch_size,
+            description=clf.describe(),
+            build_rss_mb=float(getattr(clf, "build_rss_mb", float("nan"))),
+            run_peak_mb=run_peaks[name],
+            isolation=getattr(clf, "isolation", "in-process"),
+        )
     k = min(top_k, outputs[reference].shape[1])
-    agreements = tuple(_agreement(n, reference, outputs[n], outputs[reference], k)
-                       for n in named if n != reference)
-    return Comparison(images=tuple(names), modes=reports, agreements=agreements, reference=reference,
-                      top_k=top_k, tolerance=tolerance, failed=failed)
+    agreements = tuple(_agreement(n, reference, outputs[n], outputs[reference], k) for n in named if n != reference)
+    return Comparison(
+        images=tuple(names),
+        modes=reports,
+        agreements=agreements,
+        reference=reference,
+        top_k=top_k,
+        tolerance=tolerance,
+        failed=failed,
+    )
 
 
 def _failure(e: BaseException) -> str:

@@ -18,6 +18,7 @@ Every message says what was expected, what was found and what to do.
 Lower-level (Paddle, Pillow, OS) errors are translated at the boundary and
 kept as ``__cause__`` so ``--debug`` can show them.
 """
+
 from __future__ import annotations
 
 import html
@@ -45,8 +46,10 @@ class ClsvizError(Exception):
         return self._join((self.message.strip().splitlines() or [""])[0])
 
     def _repr_html_(self) -> str:
-        return (f'<div style="border-left:4px solid #c62828;padding:4px 8px;background:#fff5f5">'
-                f"<b>{type(self).__name__}</b>: {html.escape(str(self))}</div>")
+        return (
+            f'<div style="border-left:4px solid #c62828;padding:4px 8px;background:#fff5f5">'
+            f"<b>{type(self).__name__}</b>: {html.escape(str(self))}</div>"
+        )
 
 
 class ImageError(ClsvizError):
@@ -123,7 +126,17 @@ class OptionError(ClsvizError, ValueError):
 
 
 __all__ = [
-    "ClsvizError", "ImageError", "FormatError", "UnsafeCheckpoint", "UnsupportedOps", "CheckpointMismatch",
-    "ArchitectureError", "UntrustedCode", "EngineError", "BackendUnavailable", "ExportError",
-    "OutputError", "OptionError",
+    "ClsvizError",
+    "ImageError",
+    "FormatError",
+    "UnsafeCheckpoint",
+    "UnsupportedOps",
+    "CheckpointMismatch",
+    "ArchitectureError",
+    "UntrustedCode",
+    "EngineError",
+    "BackendUnavailable",
+    "ExportError",
+    "OutputError",
+    "OptionError",
 ]

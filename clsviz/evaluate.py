@@ -17,6 +17,7 @@ pass over the folder (its own actor pool), one after another; the workers time e
 
 This module is callable: ``clsviz.evaluate(folder, bundle, ...)`` is :func:`evaluate`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -47,8 +48,19 @@ TOP_K = 5  # answers kept per image and mode: enough to say how far two modes ag
 INTERLEAVED = "interleaved per batch"  # RunFacts.timing, local: each batch scored by every mode, shuffled order
 SEQUENTIAL = "one mode after another"  # RunFacts.timing, Ray: a pass over the folder per mode
 
-__all__ = ["evaluate", "Evaluation", "EvalReport", "ModeEval", "ModeAgreement", "RunFacts", "Misclassified",
-           "Unreadable", "read_labelled_folder", "write_evaluation_html", "evaluate_cli"]
+__all__ = [
+    "evaluate",
+    "Evaluation",
+    "EvalReport",
+    "ModeEval",
+    "ModeAgreement",
+    "RunFacts",
+    "Misclassified",
+    "Unreadable",
+    "read_labelled_folder",
+    "write_evaluation_html",
+    "evaluate_cli",
+]
 
 
 @dataclass(frozen=True)
@@ -98,8 +110,10 @@ class ModeEval:
         return len(self.y_pred) - len(self.unreadable)
 
     def __repr__(self) -> str:  # the per-image fields would print the whole folder
-        return (f"<ModeEval {self.mode}: accuracy {self.accuracy:.2%} on {self.scored} images, "
-                f"{len(self.misclassified)} wrong, {len(self.unreadable)} unreadable>")
+        return (
+            f"<ModeEval {self.mode}: accuracy {self.accuracy:.2%} on {self.scored} images, "
+            f"{len(self.misclassified)} wrong, {len(self.unreadable)} unreadable>"
+        )
 
     @property
     def images_per_second(self) -> float:
@@ -112,15 +126,20 @@ class ModeEval:
         return len(self.y_pred) / self.scoring_seconds if self.scoring_seconds > 0 else float("nan")
 
     def to_dict(self) -> dict:
-        return {"mode": self.mode, "accuracy": _round(self.accuracy),
-                "per_class": {k: (None if v is None else round(v, 6)) for k, v in self.per_class.items()},
-                "confusion": self.confusion.tolist(),
-                "misclassified": [m.to_dict() for m in self.misclassified],
-                "unreadable": [u.to_dict() for u in self.unreadable],
-                "build_seconds": round(self.build_seconds, 3), "seconds": round(self.seconds, 3),
-                "images_per_second": _round(self.images_per_second, 2),
-                "busy_seconds": _round(self.busy_seconds, 3), "scoring_seconds": _round(self.scoring_seconds, 3),
-                "steady_images_per_second": _round(self.steady_images_per_second, 2)}
+        return {
+            "mode": self.mode,
+            "accuracy": _round(self.accuracy),
+            "per_class": {k: (None if v is None else round(v, 6)) for k, v in self.per_class.items()},
+            "confusion": self.confusion.tolist(),
+            "misclassified": [m.to_dict() for m in self.misclassified],
+            "unreadable": [u.to_dict() for u in self.unreadable],
+            "build_seconds": round(self.build_seconds, 3),
+            "seconds": round(self.seconds, 3),
+            "images_per_second": _round(self.images_per_second, 2),
+            "busy_seconds": _round(self.busy_seconds, 3),
+            "scoring_seconds": _round(self.scoring_seconds, 3),
+            "steady_images_per_second": _round(self.steady_images_per_second, 2),
+        }
 
 
 @dataclass(frozen=True)
@@ -136,9 +155,15 @@ class ModeAgreement:
     differing: tuple[str, ...]  # images whose top-1 class differs
 
     def to_dict(self) -> dict:
-        return {"mode": self.mode, "reference": self.reference, "images": self.images,
-                "top1_agree": _round(self.top1_agree), "topk_agree": _round(self.topk_agree),
-                "max_prob_diff": float(self.max_prob_diff), "differing": list(self.differing)}
+        return {
+            "mode": self.mode,
+            "reference": self.reference,
+            "images": self.images,
+            "top1_agree": _round(self.top1_agree),
+            "topk_agree": _round(self.topk_agree),
+            "max_prob_diff": float(self.max_prob_diff),
+            "differing": list(self.differing),
+        }
 
 
 @dataclass(frozen=True)
@@ -163,21 +188,31 @@ class RunFacts:
         return self.images * self.modes / self.seconds if self.seconds > 0 else float("nan")
 
     def to_dict(self) -> dict:
-        return {"backend": self.backend, "address": self.address, "workers": self.workers,
-                "threads_per_worker": self.threads_per_worker, "batch_size": self.batch_size,
-                "images": self.images, "modes": self.modes, "seconds": round(self.seconds, 3),
-                "setup_seconds": round(self.setup_seconds, 3),
-                "images_per_second": _round(self.images_per_second, 2), "peak_rss_mb": round(self.peak_rss_mb, 1),
-                "processes": list(self.processes), "timing": self.timing}
+        return {
+            "backend": self.backend,
+            "address": self.address,
+            "workers": self.workers,
+            "threads_per_worker": self.threads_per_worker,
+            "batch_size": self.batch_size,
+            "images": self.images,
+            "modes": self.modes,
+            "seconds": round(self.seconds, 3),
+            "setup_seconds": round(self.setup_seconds, 3),
+            "images_per_second": _round(self.images_per_second, 2),
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "processes": list(self.processes),
+            "timing": self.timing,
+        }
 
     def to_text(self) -> str:
         where = "local" if self.backend == "local" else f"ray at {self.address}"
-        return (f"{where}: {self.workers} worker{'s' * (self.workers != 1)} × {self.threads_per_worker} "
-                f"thread{'s' * (self.threads_per_worker != 1)}, batch {self.batch_size} · "
-                f"{self.images * self.modes} images in {self.seconds:.1f} s ({self.images_per_second:.1f}/s; "
-                f"set-up {self.setup_seconds:.1f} s) · "
-                f"peak RSS {self.peak_rss_mb:.0f} MB"
-                + (f" · modes {self.timing}" if self.modes > 1 else ""))
+        return (
+            f"{where}: {self.workers} worker{'s' * (self.workers != 1)} × {self.threads_per_worker} "
+            f"thread{'s' * (self.threads_per_worker != 1)}, batch {self.batch_size} · "
+            f"{self.images * self.modes} images in {self.seconds:.1f} s ({self.images_per_second:.1f}/s; "
+            f"set-up {self.setup_seconds:.1f} s) · "
+            f"peak RSS {self.peak_rss_mb:.0f} MB" + (f" · modes {self.timing}" if self.modes > 1 else "")
+        )
 
 
 def _round(v: float, nd: int = 6):
@@ -229,42 +264,60 @@ class Evaluation:
         return {lab: int(c) for lab, c in zip(self.labels, counts)}
 
     def to_dict(self) -> dict:
-        return {"folder": self.folder, "bundle": self.bundle, "layout": self.layout,
-                "labels": list(self.labels), "images": len(self.paths),
-                "class_counts": self.class_counts(),
-                "accuracy": {m: _round(a) for m, a in self.accuracy.items()},
-                "unreadable": [u.to_dict() for u in self.unreadable],
-                "modes": {m: r.to_dict() for m, r in self.modes.items()},
-                "agreement": [a.to_dict() for a in self.agreement],
-                "run": None if self.run is None else self.run.to_dict()}
+        return {
+            "folder": self.folder,
+            "bundle": self.bundle,
+            "layout": self.layout,
+            "labels": list(self.labels),
+            "images": len(self.paths),
+            "class_counts": self.class_counts(),
+            "accuracy": {m: _round(a) for m, a in self.accuracy.items()},
+            "unreadable": [u.to_dict() for u in self.unreadable],
+            "modes": {m: r.to_dict() for m, r in self.modes.items()},
+            "agreement": [a.to_dict() for a in self.agreement],
+            "run": None if self.run is None else self.run.to_dict(),
+        }
 
     def to_text(self, *, max_errors: int = 10) -> str:
         modes = list(self.modes)
-        lines = [f"{len(self.paths)} images in {len(self.labels)} classes from {self.folder} "
-                 f"({self.layout}); model {self.bundle}", ""]
-        lines.append(f"{'mode':<10} {'accuracy':>9} {'correct':>11} {'wrong':>6} {'build s':>8} {'run s':>7} "
-                     f"{'img/s':>7}")
+        lines = [
+            f"{len(self.paths)} images in {len(self.labels)} classes from {self.folder} "
+            f"({self.layout}); model {self.bundle}",
+            "",
+        ]
+        lines.append(
+            f"{'mode':<10} {'accuracy':>9} {'correct':>11} {'wrong':>6} {'build s':>8} {'run s':>7} {'img/s':>7}"
+        )
         for m, r in self.modes.items():
             n = r.scored
             ok = n - len(r.misclassified)
-            lines.append(f"{m:<10} {r.accuracy:>9.2%} {f'{ok}/{n}':>11} {len(r.misclassified):>6} "
-                         f"{r.build_seconds:>8.2f} {r.seconds:>7.2f} {r.images_per_second:>7.1f}")
+            lines.append(
+                f"{m:<10} {r.accuracy:>9.2%} {f'{ok}/{n}':>11} {len(r.misclassified):>6} "
+                f"{r.build_seconds:>8.2f} {r.seconds:>7.2f} {r.images_per_second:>7.1f}"
+            )
         if self.run is not None:
             lines.append(f"run: {self.run.to_text()}")
         for a in self.agreement:
-            lines.append(f"{a.mode} vs {a.reference}: top-1 agrees on {a.top1_agree:.2%} of {a.images} images, "
-                         f"top-{TOP_K} on {a.topk_agree:.2%}; max |Δp| {a.max_prob_diff:.2g}")
+            lines.append(
+                f"{a.mode} vs {a.reference}: top-1 agrees on {a.top1_agree:.2%} of {a.images} images, "
+                f"top-{TOP_K} on {a.topk_agree:.2%}; max |Δp| {a.max_prob_diff:.2g}"
+            )
         counts = self.class_counts()
         w = max([len("class")] + [len(x) for x in self.labels])
         lines += ["", f"{'class':<{w}} {'n':>5} " + " ".join(f"{m:>10}" for m in modes)]
         for lab in self.labels:
-            cells = " ".join(f"{'—' if r.per_class[lab] is None else format(r.per_class[lab], '.1%'):>10}"
-                             for r in self.modes.values())
+            cells = " ".join(
+                f"{'—' if r.per_class[lab] is None else format(r.per_class[lab], '.1%'):>10}"
+                for r in self.modes.values()
+            )
             lines.append(f"{lab:<{w}} {counts[lab]:>5} {cells}")
         first = self.modes[modes[0]]
         if first.misclassified:
-            lines += ["", f"misclassified ({modes[0]}, {min(max_errors, len(first.misclassified))} of "
-                          f"{len(first.misclassified)}):"]
+            lines += [
+                "",
+                f"misclassified ({modes[0]}, {min(max_errors, len(first.misclassified))} of "
+                f"{len(first.misclassified)}):",
+            ]
             for e in first.misclassified[:max_errors]:
                 lines.append(f"  {_rel(e.path, self.folder)}: {e.true} → {e.pred} ({e.score:.3f})")
         bad = self.unreadable
@@ -282,28 +335,44 @@ class Evaluation:
         return f"<Evaluation of {len(self.paths)} images in {len(self.labels)} classes: {acc}{run}>"
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><td><b>{html.escape(m)}</b></td><td style='text-align:right'>{r.accuracy:.2%}</td>"
-                       f"<td style='text-align:right'>{len(r.misclassified)}</td>"
-                       f"<td style='text-align:right'>{r.images_per_second:.1f}</td></tr>"
-                       for m, r in self.modes.items())
+        rows = "".join(
+            f"<tr><td><b>{html.escape(m)}</b></td><td style='text-align:right'>{r.accuracy:.2%}</td>"
+            f"<td style='text-align:right'>{len(r.misclassified)}</td>"
+            f"<td style='text-align:right'>{r.images_per_second:.1f}</td></tr>"
+            for m, r in self.modes.items()
+        )
         per = "".join(
-            f"<tr><td>{html.escape(lab)}</td>" + "".join(
+            f"<tr><td>{html.escape(lab)}</td>"
+            + "".join(
                 f"<td style='text-align:right'>{'—' if r.per_class[lab] is None else f'{r.per_class[lab]:.1%}'}</td>"
-                for r in self.modes.values()) + "</tr>" for lab in self.labels)
+                for r in self.modes.values()
+            )
+            + "</tr>"
+            for lab in self.labels
+        )
         heads = "".join(f"<th>{html.escape(m)}</th>" for m in self.modes)
-        agree = "".join(f"<br><small>{html.escape(a.mode)} vs {html.escape(a.reference)}: top-1 agrees on "
-                        f"{a.top1_agree:.2%}</small>" for a in self.agreement)
+        agree = "".join(
+            f"<br><small>{html.escape(a.mode)} vs {html.escape(a.reference)}: top-1 agrees on "
+            f"{a.top1_agree:.2%}</small>"
+            for a in self.agreement
+        )
         bad = self.unreadable
-        unread = (f"<br><small style='color:#b45309'>{len(bad)} unreadable image(s) left out: "
-                  f"{html.escape(', '.join(os.path.basename(u.path) for u in bad[:5]))}"
-                  f"{' …' if len(bad) > 5 else ''}</small>" if bad else "")
+        unread = (
+            f"<br><small style='color:#b45309'>{len(bad)} unreadable image(s) left out: "
+            f"{html.escape(', '.join(os.path.basename(u.path) for u in bad[:5]))}"
+            f"{' …' if len(bad) > 5 else ''}</small>"
+            if bad
+            else ""
+        )
         run = f"<br><small>{html.escape(self.run.to_text())}</small>" if self.run is not None else ""
-        return (f"<div><b>{len(self.paths)} images</b>, {len(self.labels)} classes from "
-                f"<code>{html.escape(self.folder)}</code>"
-                f"<table><tr><th>mode</th><th>accuracy</th><th>wrong</th><th>img/s</th></tr>{rows}</table>"
-                f"{run}{agree}{unread}"
-                f"<details><summary>per class</summary><table><tr><th>class</th>{heads}</tr>{per}</table>"
-                f"</details></div>")
+        return (
+            f"<div><b>{len(self.paths)} images</b>, {len(self.labels)} classes from "
+            f"<code>{html.escape(self.folder)}</code>"
+            f"<table><tr><th>mode</th><th>accuracy</th><th>wrong</th><th>img/s</th></tr>{rows}</table>"
+            f"{run}{agree}{unread}"
+            f"<details><summary>per class</summary><table><tr><th>class</th>{heads}</tr>{per}</table>"
+            f"</details></div>"
+        )
 
 
 EvalReport = Evaluation  # the name before Ray runs arrived
@@ -341,8 +410,11 @@ def read_labelled_folder(folder, labels: Sequence[str]) -> tuple[list[Path], lis
     """``(paths, class ids, layout)`` for a labelled folder; class names map through ``labels``."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FormatError("labelled folder not found", path=folder,
-                          hint="pass a folder with one sub-folder per class, or images plus labels.txt")
+        raise FormatError(
+            "labelled folder not found",
+            path=folder,
+            hint="pass a folder with one sub-folder per class, or images plus labels.txt",
+        )
     labels = [str(x) for x in labels]
     index = {name: i for i, name in enumerate(labels)}
     known = ", ".join(labels[:20]) + (" …" if len(labels) > 20 else "")
@@ -354,23 +426,31 @@ def read_labelled_folder(folder, labels: Sequence[str]) -> tuple[list[Path], lis
         layout = "labels_txt"
         base = folder.resolve()
         if not _within(txt, base):
-            raise FormatError(f"{LABELS_TXT} is a link to a file outside the folder", path=txt,
-                              hint="put the real labels.txt inside the folder")
+            raise FormatError(
+                f"{LABELS_TXT} is a link to a file outside the folder",
+                path=txt,
+                hint="put the real labels.txt inside the folder",
+            )
         for n, line in enumerate(read_text(txt, what=LABELS_TXT).splitlines(), 1):
             parts = line.split("#", 1)[0].split()
             if not parts:
                 continue
             if len(parts) < 2:
-                raise FormatError(f"{LABELS_TXT} line {n}: expected 'filename class', found {line.strip()!r}",
-                                  path=txt)
+                raise FormatError(f"{LABELS_TXT} line {n}: expected 'filename class', found {line.strip()!r}", path=txt)
             p = folder / parts[0]
             if not _within(p, base):  # '../x.png', '/etc/x.png', a link out: never read nor embedded
-                raise FormatError(f"{LABELS_TXT} line {n} names {parts[0]!r}, which is outside the folder",
-                                  path=txt, hint="list images by their path inside the folder that holds "
-                                                 "labels.txt; clsviz reads nothing outside it")
+                raise FormatError(
+                    f"{LABELS_TXT} line {n} names {parts[0]!r}, which is outside the folder",
+                    path=txt,
+                    hint="list images by their path inside the folder that holds "
+                    "labels.txt; clsviz reads nothing outside it",
+                )
             if not p.is_file():
-                raise FormatError(f"{LABELS_TXT} line {n} names {parts[0]!r}, which is not in the folder",
-                                  path=txt, hint="filenames are relative to the folder that holds labels.txt")
+                raise FormatError(
+                    f"{LABELS_TXT} line {n} names {parts[0]!r}, which is not in the folder",
+                    path=txt,
+                    hint="filenames are relative to the folder that holds labels.txt",
+                )
             cid = _class_id(parts[1], index, len(labels))
             if cid is None:
                 unknown.setdefault(parts[1], f"line {n}")
@@ -381,8 +461,11 @@ def read_labelled_folder(folder, labels: Sequence[str]) -> tuple[list[Path], lis
         layout = "folders"
         subdirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
         if not subdirs:
-            raise FormatError("folder has neither labels.txt nor class sub-folders", path=folder,
-                              hint="use FOLDER/<class name>/<image> or FOLDER/labels.txt ('filename class')")
+            raise FormatError(
+                "folder has neither labels.txt nor class sub-folders",
+                path=folder,
+                hint="use FOLDER/<class name>/<image> or FOLDER/labels.txt ('filename class')",
+            )
         for d in subdirs:
             imgs = sorted(p for p in d.rglob("*") if _is_image(p))
             if not imgs:
@@ -395,12 +478,15 @@ def read_labelled_folder(folder, labels: Sequence[str]) -> tuple[list[Path], lis
             ys.extend([cid] * len(imgs))
     if unknown:
         names = ", ".join(f"{k!r} ({v})" for k, v in list(unknown.items())[:8])
-        raise FormatError(f"unknown class name(s) {names}: the model's classes are {known}",
-                          path=txt if layout == "labels_txt" else folder,
-                          hint="name classes exactly as in the bundle's label list (inference.yml), or by id")
+        raise FormatError(
+            f"unknown class name(s) {names}: the model's classes are {known}",
+            path=txt if layout == "labels_txt" else folder,
+            hint="name classes exactly as in the bundle's label list (inference.yml), or by id",
+        )
     if not paths:
-        raise FormatError("no labelled images found", path=folder,
-                          hint=f"image files end in {', '.join(IMAGE_SUFFIXES)}")
+        raise FormatError(
+            "no labelled images found", path=folder, hint=f"image files end in {', '.join(IMAGE_SUFFIXES)}"
+        )
     return paths, ys, layout
 
 
@@ -410,8 +496,9 @@ def _parse_modes(modes) -> tuple[str, ...]:
     modes = tuple(dict.fromkeys(modes))
     bad = [m for m in modes if m not in ALL_MODES]
     if bad or not modes:
-        raise OptionError(f"unknown mode(s) {bad or modes}",
-                          hint=f"choose from {', '.join(ALL_MODES)} or 'all' (Paddle's three)")
+        raise OptionError(
+            f"unknown mode(s) {bad or modes}", hint=f"choose from {', '.join(ALL_MODES)} or 'all' (Paddle's three)"
+        )
     return modes
 
 
@@ -440,7 +527,7 @@ class _LocalScorer:
     def score(self, mode: str, paths: Sequence, labels: Sequence[int]) -> Iterator[tuple]:
         clf, bs = self.clfs[mode], self.batch_size
         for start in range(0, len(paths), bs):
-            chunk = paths[start:start + bs]
+            chunk = paths[start : start + bs]
             # wall clock, as on Ray, where the spans come from other processes
             (ids, probs, errors), span = spanned(partial(clf.score_batch, chunk, top_k=self.top_k))
             yield np.arange(start, start + len(chunk)), ids, probs, errors, span
@@ -479,14 +566,25 @@ class _Tally:
         return fresh
 
 
-def _mode_eval(mode: str, tally: _Tally, y_true: np.ndarray, labels, paths, *, build_seconds: float,
-               seconds: float, scoring_seconds: float | None = None) -> ModeEval:
+def _mode_eval(
+    mode: str,
+    tally: _Tally,
+    y_true: np.ndarray,
+    labels,
+    paths,
+    *,
+    build_seconds: float,
+    seconds: float,
+    scoring_seconds: float | None = None,
+) -> ModeEval:
     from .viz import confusion_counts
 
     if not tally.done.all():
         missing = int((~tally.done).sum())
-        raise EngineError(f"mode {mode!r} returned answers for {len(y_true) - missing} of {len(y_true)} images",
-                          hint="this is a bug in clsviz or a lost Ray result; rerun with CLSVIZ_VERBOSE=1")
+        raise EngineError(
+            f"mode {mode!r} returned answers for {len(y_true) - missing} of {len(y_true)} images",
+            hint="this is a bug in clsviz or a lost Ray result; rerun with CLSVIZ_VERBOSE=1",
+        )
     y_pred = tally.ids[:, 0].copy()
     scores = tally.probs[:, 0].copy()
     unread = np.zeros(len(y_true), dtype=bool)
@@ -496,16 +594,28 @@ def _mode_eval(mode: str, tally: _Tally, y_true: np.ndarray, labels, paths, *, b
     cm = confusion_counts(y_true, y_pred, len(labels))
     rows = cm.sum(axis=1)
     per_class = {lab: (None if rows[i] == 0 else float(cm[i, i] / rows[i])) for i, lab in enumerate(labels)}
-    wrong = tuple(Misclassified(str(paths[i]), labels[y_true[i]], labels[y_pred[i]], float(scores[i]))
-                  for i in np.flatnonzero(ok & (y_pred != y_true)))
+    wrong = tuple(
+        Misclassified(str(paths[i]), labels[y_true[i]], labels[y_pred[i]], float(scores[i]))
+        for i in np.flatnonzero(ok & (y_pred != y_true))
+    )
     unreadable = tuple(Unreadable(str(paths[i]), labels[y_true[i]], tally.errors[i]) for i in sorted(tally.errors))
     accuracy = float(np.mean(y_pred[ok] == y_true[ok])) if ok.any() else float("nan")
-    return ModeEval(mode=mode, accuracy=accuracy, per_class=per_class, confusion=cm, misclassified=wrong,
-                    y_pred=tuple(int(v) for v in y_pred), scores=tuple(float(v) for v in scores),
-                    build_seconds=float(build_seconds), seconds=float(seconds), unreadable=unreadable,
-                    topk_ids=tally.ids, topk_probs=tally.probs, busy_seconds=tally.busy,
-                    scoring_seconds=(max(0.0, tally.last - tally.first) if scoring_seconds is None
-                                     else scoring_seconds))
+    return ModeEval(
+        mode=mode,
+        accuracy=accuracy,
+        per_class=per_class,
+        confusion=cm,
+        misclassified=wrong,
+        y_pred=tuple(int(v) for v in y_pred),
+        scores=tuple(float(v) for v in scores),
+        build_seconds=float(build_seconds),
+        seconds=float(seconds),
+        unreadable=unreadable,
+        topk_ids=tally.ids,
+        topk_probs=tally.probs,
+        busy_seconds=tally.busy,
+        scoring_seconds=(max(0.0, tally.last - tally.first) if scoring_seconds is None else scoring_seconds),
+    )
 
 
 def _agreement(mode: ModeEval, ref: ModeEval, paths) -> ModeAgreement:
@@ -516,11 +626,15 @@ def _agreement(mode: ModeEval, ref: ModeEval, paths) -> ModeAgreement:
     same1 = both & (a_ids[:, 0] == b_ids[:, 0])
     samek = both & (a_ids == b_ids).all(axis=1)
     diff = np.abs(mode.topk_probs[samek] - ref.topk_probs[samek])
-    return ModeAgreement(mode=mode.mode, reference=ref.mode, images=n,
-                         top1_agree=float(same1.sum() / n) if n else float("nan"),
-                         topk_agree=float(samek.sum() / n) if n else float("nan"),
-                         max_prob_diff=float(diff.max()) if diff.size else 0.0,
-                         differing=tuple(str(paths[i]) for i in np.flatnonzero(both & ~same1)))
+    return ModeAgreement(
+        mode=mode.mode,
+        reference=ref.mode,
+        images=n,
+        top1_agree=float(same1.sum() / n) if n else float("nan"),
+        topk_agree=float(samek.sum() / n) if n else float("nan"),
+        max_prob_diff=float(diff.max()) if diff.size else 0.0,
+        differing=tuple(str(paths[i]) for i in np.flatnonzero(both & ~same1)),
+    )
 
 
 class _Progress:
@@ -561,10 +675,17 @@ def _split_options(options: dict) -> tuple[dict, dict]:
     return {k: v for k, v in options.items() if k in cfg_keys}, options
 
 
-def evaluate(folder: PathLike, bundle: PathLike, *, modes: str | Sequence[str] = ("predictor",), batch_size: int = 8,
-             progress: bool | Callable[[int, int, str], None] = True, ray: bool | str | None = None,
-             workers: int | None = None,
-             **engine_options) -> Evaluation:
+def evaluate(
+    folder: PathLike,
+    bundle: PathLike,
+    *,
+    modes: str | Sequence[str] = ("predictor",),
+    batch_size: int = 8,
+    progress: bool | Callable[[int, int, str], None] = True,
+    ray: bool | str | None = None,
+    workers: int | None = None,
+    **engine_options,
+) -> Evaluation:
     """Run every image of a labelled ``folder`` through ``bundle`` in each of ``modes``.
 
     ``modes`` is a sequence, a comma list, or ``"all"``.  Class names map to ids through
@@ -586,8 +707,9 @@ def evaluate(folder: PathLike, bundle: PathLike, *, modes: str | Sequence[str] =
     cfg = load_config(bundle, **cfg_kw)
     n_cls = cfg.class_num or len(cfg.labels or ())
     if not n_cls:
-        raise OptionError("cannot tell the model's classes", path=bundle,
-                          hint="pass labels= (a class list) or class_num=")
+        raise OptionError(
+            "cannot tell the model's classes", path=bundle, hint="pass labels= (a class list) or class_num="
+        )
     labels = tuple(cfg.labels) if cfg.labels else tuple(str(i) for i in range(n_cls))
     paths, ys, layout = read_labelled_folder(folder, labels)  # a bad folder fails before any engine is built
     y_true = np.asarray(ys, dtype=np.int64)
@@ -612,25 +734,50 @@ def evaluate(folder: PathLike, bundle: PathLike, *, modes: str | Sequence[str] =
                 t_mode = clock()
                 for index, ids, probs, errors, span in scorer.score(m, paths, ys):
                     bar.update(tally.add(index, ids, probs, errors, span), m)
-                results[m] = _mode_eval(m, tally, y_true, labels, paths, build_seconds=scorer.build_seconds(m),
-                                        seconds=clock() - t_mode)
+                results[m] = _mode_eval(
+                    m, tally, y_true, labels, paths, build_seconds=scorer.build_seconds(m), seconds=clock() - t_mode
+                )
     finally:
         bar.close()
         scorer.close()
     ref = results[modes[0]]
-    run = RunFacts(backend=scorer.backend, workers=scorer.workers, threads_per_worker=scorer.threads,
-                   batch_size=batch_size, images=len(paths), modes=len(modes), seconds=clock() - t0,
-                   setup_seconds=setup, peak_rss_mb=peak_rss_mb(), address=scorer.address,
-                   processes=tuple(sorted(scorer.processes)),
-                   timing=INTERLEAVED if scorer.backend == "local" else SEQUENTIAL)
-    return Evaluation(folder=str(folder), bundle=str(bundle), layout=layout, labels=labels,
-                      paths=tuple(str(p) for p in paths), y_true=tuple(int(v) for v in y_true), modes=results,
-                      agreement=tuple(_agreement(r, ref, paths) for m, r in results.items() if m != modes[0]),
-                      run=run)
+    run = RunFacts(
+        backend=scorer.backend,
+        workers=scorer.workers,
+        threads_per_worker=scorer.threads,
+        batch_size=batch_size,
+        images=len(paths),
+        modes=len(modes),
+        seconds=clock() - t0,
+        setup_seconds=setup,
+        peak_rss_mb=peak_rss_mb(),
+        address=scorer.address,
+        processes=tuple(sorted(scorer.processes)),
+        timing=INTERLEAVED if scorer.backend == "local" else SEQUENTIAL,
+    )
+    return Evaluation(
+        folder=str(folder),
+        bundle=str(bundle),
+        layout=layout,
+        labels=labels,
+        paths=tuple(str(p) for p in paths),
+        y_true=tuple(int(v) for v in y_true),
+        modes=results,
+        agreement=tuple(_agreement(r, ref, paths) for m, r in results.items() if m != modes[0]),
+        run=run,
+    )
 
 
-def _score_interleaved(scorer: _LocalScorer, modes: Sequence[str], paths: Sequence, ys: Sequence[int],
-                       y_true: np.ndarray, labels: Sequence[str], k: int, bar: _Progress) -> dict[str, ModeEval]:
+def _score_interleaved(
+    scorer: _LocalScorer,
+    modes: Sequence[str],
+    paths: Sequence,
+    ys: Sequence[int],
+    y_true: np.ndarray,
+    labels: Sequence[str],
+    k: int,
+    bar: _Progress,
+) -> dict[str, ModeEval]:
     """Every mode scores the folder side by side through the one interleaved harness
     (:func:`clsviz.timing.interleaved_laps`): a round per batch, in which each mode scores that
     batch once, in an order shuffled per round, so noise on a shared machine hits every mode alike.
@@ -644,6 +791,7 @@ def _score_interleaved(scorer: _LocalScorer, modes: Sequence[str], paths: Sequen
             bar.mode(m)
             bar.update(tallies[m].add(index, ids, probs, errors, span), m)
             return {"total": span[1] - span[0]}
+
         return run
 
     rounds = -(-len(paths) // scorer.batch_size)
@@ -651,8 +799,16 @@ def _score_interleaved(scorer: _LocalScorer, modes: Sequence[str], paths: Sequen
     results = {}
     for m in modes:
         own = float(sum(laps[m]["total"]))  # this mode's batches only: the others ran in between
-        results[m] = _mode_eval(m, tallies[m], y_true, labels, paths, build_seconds=scorer.build_seconds(m),
-                                seconds=own, scoring_seconds=own)
+        results[m] = _mode_eval(
+            m,
+            tallies[m],
+            y_true,
+            labels,
+            paths,
+            build_seconds=scorer.build_seconds(m),
+            seconds=own,
+            scoring_seconds=own,
+        )
     return results
 
 
@@ -685,8 +841,11 @@ def _explain_section(report: Evaluation, errors, base: Path, limit: int) -> str:
     if clf is None:
         return f"<p class='legend'>no saliency maps: {html.escape(why)}</p>"
     try:
-        captions = [f"<b>{html.escape(err.true)}</b> → <span style='color:var(--red)'>{html.escape(err.pred)}</span>"
-                    f"<div class='name'>{html.escape(_rel(err.path, report.folder))}</div>" for err in picked]
+        captions = [
+            f"<b>{html.escape(err.true)}</b> → <span style='color:var(--red)'>{html.escape(err.pred)}</span>"
+            f"<div class='name'>{html.escape(_rel(err.path, report.folder))}</div>"
+            for err in picked
+        ]
         return report_section([err.path for err in picked], {clf.mode: clf}, captions=captions, limit=limit)
     finally:
         clf.close()
@@ -701,32 +860,53 @@ def _write_evaluation_html(report: Evaluation, out: Path, *, max_gallery: int, e
     matrices = []
     same = len({r.y_pred for r in report.modes.values()}) == 1
     for i, (m, r) in enumerate(report.modes.items()):
-        fig = confusion_matrix(report.y_true, r.y_pred, report.labels,
-                               title=f"{m}: accuracy {r.accuracy:.1%} ({r.scored - len(r.misclassified)}"
-                                     f"/{r.scored})")
+        fig = confusion_matrix(
+            report.y_true,
+            r.y_pred,
+            report.labels,
+            title=f"{m}: accuracy {r.accuracy:.1%} ({r.scored - len(r.misclassified)}/{r.scored})",
+        )
         png = fig_to_png_bytes(fig)
         (out / ("confusion.png" if i == 0 else f"confusion-{m}.png")).write_bytes(png)
         if same and i > 0:
             continue  # identical answers: one matrix says it all
-        matrices.append(f"<img class='chart' style='flex:1 1 440px;max-width:560px;min-width:0' "
-                        f"alt='confusion matrix {e(m)}' "
-                        f"src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}'>")
+        matrices.append(
+            f"<img class='chart' style='flex:1 1 440px;max-width:560px;min-width:0' "
+            f"alt='confusion matrix {e(m)}' "
+            f"src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}'>"
+        )
 
     n = len(report.paths)
     cards = "".join(
-        card(f"accuracy · {m}", f"{r.accuracy:.1%}",
-             f"{r.scored - len(r.misclassified)}/{r.scored} right · "
-             + (badge("no errors", "ok") if not r.misclassified else badge(f"{len(r.misclassified)} wrong",
-                                                                          "bad" if r.accuracy < 0.9 else "warn")))
-        for m, r in report.modes.items())
+        card(
+            f"accuracy · {m}",
+            f"{r.accuracy:.1%}",
+            f"{r.scored - len(r.misclassified)}/{r.scored} right · "
+            + (
+                badge("no errors", "ok")
+                if not r.misclassified
+                else badge(f"{len(r.misclassified)} wrong", "bad" if r.accuracy < 0.9 else "warn")
+            ),
+        )
+        for m, r in report.modes.items()
+    )
     bad = report.unreadable
-    cards += card("data", f"{n} images", f"{len(report.labels)} classes · layout {e(report.layout)}"
-                  + (f" · {badge(f'{len(bad)} unreadable', 'warn')}" if bad else ""))
+    cards += card(
+        "data",
+        f"{n} images",
+        f"{len(report.labels)} classes · layout {e(report.layout)}"
+        + (f" · {badge(f'{len(bad)} unreadable', 'warn')}" if bad else ""),
+    )
     if report.run is not None:
         run = report.run
-        cards += card("run", f"{run.images_per_second:.1f} img/s",
-                      e(f"{'Ray' if run.backend == 'ray' else 'local'} · {run.workers} worker(s) × "
-                        f"{run.threads_per_worker} thread(s) · {run.seconds:.1f} s"))
+        cards += card(
+            "run",
+            f"{run.images_per_second:.1f} img/s",
+            e(
+                f"{'Ray' if run.backend == 'ray' else 'local'} · {run.workers} worker(s) × "
+                f"{run.threads_per_worker} thread(s) · {run.seconds:.1f} s"
+            ),
+        )
 
     counts = report.class_counts()
     heads = "".join(f"<th class='num'>{e(m)}</th>" for m in modes)
@@ -741,7 +921,7 @@ def _write_evaluation_html(report: Evaluation, out: Path, *, max_gallery: int, e
                 color = "var(--green)" if v >= 0.97 else ("var(--amber)" if v >= 0.8 else "var(--red)")
                 cells.append(f"<td class='num'><span style='color:{color};font-weight:600'>{v:.1%}</span></td>")
         per_rows.append(f"<tr><td>{e(lab)}</td><td class='num'>{counts[lab]}</td>{''.join(cells)}</tr>")
-    per_class = (f"<table><tr><th>class</th><th class='num'>images</th>{heads}</tr>{''.join(per_rows)}</table>")
+    per_class = f"<table><tr><th>class</th><th class='num'>images</th>{heads}</tr>{''.join(per_rows)}</table>"
 
     first = report.modes[modes[0]]
     figs = []
@@ -750,46 +930,72 @@ def _write_evaluation_html(report: Evaluation, out: Path, *, max_gallery: int, e
         # only files that really live inside the evaluated folder are embedded in the page
         uri = thumbnail_data_uri(err.path, size=192) if _within(err.path, base) else None
         img = f"<img alt='{e(os.path.basename(err.path))}' src='{uri}'>" if uri else "<div class='noimg'>?</div>"
-        figs.append(f"<figure>{img}<figcaption><b>{e(err.true)}</b> → "
-                    f"<span style='color:var(--red);font-weight:600'>{e(err.pred)}</span> "
-                    f"<small>({err.score:.2f})</small><div class='name'>{e(_rel(err.path, report.folder))}</div>"
-                    f"</figcaption></figure>")
+        figs.append(
+            f"<figure>{img}<figcaption><b>{e(err.true)}</b> → "
+            f"<span style='color:var(--red);font-weight:600'>{e(err.pred)}</span> "
+            f"<small>({err.score:.2f})</small><div class='name'>{e(_rel(err.path, report.folder))}</div>"
+            f"</figcaption></figure>"
+        )
     if figs:
-        more = (f"<p class='legend'>showing {len(figs)} of {len(first.misclassified)}</p>"
-                if len(first.misclassified) > len(figs) else "")
+        more = (
+            f"<p class='legend'>showing {len(figs)} of {len(first.misclassified)}</p>"
+            if len(first.misclassified) > len(figs)
+            else ""
+        )
         gallery = f"{more}<div class='gallery'>{''.join(figs)}</div>"
     else:
         gallery = f"<p>{badge('every image classified correctly', 'ok')}</p>"
 
     why = _explain_section(report, first.misclassified, base, explain) if explain else ""
     if why:
-        why = (f"<section><h2>Why did it say that?<small>{e(modes[0])} · misclassified images · "
-               f"saliency for the predicted class</small></h2>{why}</section>")
+        why = (
+            f"<section><h2>Why did it say that?<small>{e(modes[0])} · misclassified images · "
+            f"saliency for the predicted class</small></h2>{why}</section>"
+        )
     agree = ""
     if report.agreement:
-        rows = "".join(f"<tr><td>{e(a.mode)} vs {e(a.reference)}</td><td class='num'>{a.top1_agree:.2%}</td>"
-                       f"<td class='num'>{a.topk_agree:.2%}</td><td class='num'>{a.max_prob_diff:.2g}</td>"
-                       f"<td>{e(', '.join(_rel(x, report.folder) for x in a.differing[:10]))}"
-                       f"{' …' if len(a.differing) > 10 else ''}</td></tr>" for a in report.agreement)
-        agree = (f"<section><h2>Agreement between modes<small>image by image, over {report.agreement[0].images} "
-                 f"images</small></h2><table><tr><th>modes</th><th class='num'>top-1 agrees</th>"
-                 f"<th class='num'>top-{TOP_K} agrees</th><th class='num'>max |Δp|</th><th>differing images</th>"
-                 f"</tr>{rows}</table></section>")
+        rows = "".join(
+            f"<tr><td>{e(a.mode)} vs {e(a.reference)}</td><td class='num'>{a.top1_agree:.2%}</td>"
+            f"<td class='num'>{a.topk_agree:.2%}</td><td class='num'>{a.max_prob_diff:.2g}</td>"
+            f"<td>{e(', '.join(_rel(x, report.folder) for x in a.differing[:10]))}"
+            f"{' …' if len(a.differing) > 10 else ''}</td></tr>"
+            for a in report.agreement
+        )
+        agree = (
+            f"<section><h2>Agreement between modes<small>image by image, over {report.agreement[0].images} "
+            f"images</small></h2><table><tr><th>modes</th><th class='num'>top-1 agrees</th>"
+            f"<th class='num'>top-{TOP_K} agrees</th><th class='num'>max |Δp|</th><th>differing images</th>"
+            f"</tr>{rows}</table></section>"
+        )
     unread = ""
     if bad:
-        rows = "".join(f"<tr><td>{e(_rel(u.path, report.folder))}</td><td>{e(u.true)}</td><td>{e(u.error)}</td></tr>"
-                       for u in bad[:max_gallery])
-        unread = (f"<section><h2>Unreadable images<small>left out of the accuracy</small></h2>"
-                  f"<table><tr><th>image</th><th>class</th><th>error</th></tr>{rows}</table></section>")
-    note = (f"<p class='legend'>{badge('identical in every mode', 'ok')} {e(', '.join(modes))} gave the same "
-            f"answer for every image, so one matrix is shown.</p>" if same and len(modes) > 1 else "")
-    body = (f"<section><h2>Confusion matrix<small>rows: true class · columns: predicted</small></h2>{note}"
-            f"<div style='display:flex;flex-wrap:wrap;gap:18px;justify-content:center'>{''.join(matrices)}</div>"
-            f"</section><section><h2>Per-class accuracy</h2>{per_class}</section>"
-            f"<section><h2>Misclassified<small>{e(modes[0])} · true → predicted (score)</small></h2>"
-            f"{gallery}</section>{why}{agree}{unread}")
-    text = page(f"Evaluation: {os.path.basename(os.path.abspath(report.folder))}", body,
-                subtitle=f"{report.folder} · model {report.bundle} · modes: {', '.join(modes)}", cards=cards)
+        rows = "".join(
+            f"<tr><td>{e(_rel(u.path, report.folder))}</td><td>{e(u.true)}</td><td>{e(u.error)}</td></tr>"
+            for u in bad[:max_gallery]
+        )
+        unread = (
+            f"<section><h2>Unreadable images<small>left out of the accuracy</small></h2>"
+            f"<table><tr><th>image</th><th>class</th><th>error</th></tr>{rows}</table></section>"
+        )
+    note = (
+        f"<p class='legend'>{badge('identical in every mode', 'ok')} {e(', '.join(modes))} gave the same "
+        f"answer for every image, so one matrix is shown.</p>"
+        if same and len(modes) > 1
+        else ""
+    )
+    body = (
+        f"<section><h2>Confusion matrix<small>rows: true class · columns: predicted</small></h2>{note}"
+        f"<div style='display:flex;flex-wrap:wrap;gap:18px;justify-content:center'>{''.join(matrices)}</div>"
+        f"</section><section><h2>Per-class accuracy</h2>{per_class}</section>"
+        f"<section><h2>Misclassified<small>{e(modes[0])} · true → predicted (score)</small></h2>"
+        f"{gallery}</section>{why}{agree}{unread}"
+    )
+    text = page(
+        f"Evaluation: {os.path.basename(os.path.abspath(report.folder))}",
+        body,
+        subtitle=f"{report.folder} · model {report.bundle} · modes: {', '.join(modes)}",
+        cards=cards,
+    )
     path = out / "evaluation.html"
     tmp = out / ".evaluation.html.tmp"
     try:
@@ -806,10 +1012,20 @@ def evaluate_cli(a) -> int:
     [--batch_size N] [--cpu_threads N] [--out DIR] [--json]``."""
     out = Path(a.out or os.path.join("out", "evaluate"))
     check_output_dir(out, what="--out")  # before the evaluation, not after it
-    options = {k: v for k, v in (("cpu_threads", getattr(a, "cpu_threads", None)),
-                                 ("trust", getattr(a, "trust", None) or None)) if v is not None}
-    rep = evaluate(a.folder, a.bundle, modes=a.mode, batch_size=getattr(a, "batch_size", 8),
-                   ray=getattr(a, "ray", None), workers=getattr(a, "workers", None), **options)
+    options = {
+        k: v
+        for k, v in (("cpu_threads", getattr(a, "cpu_threads", None)), ("trust", getattr(a, "trust", None) or None))
+        if v is not None
+    }
+    rep = evaluate(
+        a.folder,
+        a.bundle,
+        modes=a.mode,
+        batch_size=getattr(a, "batch_size", 8),
+        ray=getattr(a, "ray", None),
+        workers=getattr(a, "workers", None),
+        **options,
+    )
     page_path = write_evaluation_html(rep, out)
     if a.json:
         d = rep.to_dict()

@@ -21,6 +21,7 @@ model's :class:`~clsviz.transforms.Preprocess` (pixels the crop cut away get 0).
   probability drops.  It calls only ``preprocess`` and ``forward``, so it runs in
   every mode; the occluded copies go through the engine in batches.
 """
+
 from __future__ import annotations
 
 import base64
@@ -46,8 +47,18 @@ from .transforms import Images, PathLike, Preprocess, expand_images, image_name,
 METHODS = ("gradcam", "gradcam++", "occlusion")
 GRADIENT_METHODS = ("gradcam", "gradcam++")
 
-__all__ = ["explain", "Explanation", "METHODS", "GRADIENT_METHODS", "to_original", "crop_box",
-           "occlusion_grid", "rank_correlation", "peak_of", "heatmap_image"]
+__all__ = [
+    "explain",
+    "Explanation",
+    "METHODS",
+    "GRADIENT_METHODS",
+    "to_original",
+    "crop_box",
+    "occlusion_grid",
+    "rank_correlation",
+    "peak_of",
+    "heatmap_image",
+]
 
 
 # ----------------------------------------------------------------------------- the result
@@ -58,16 +69,16 @@ class Explanation:
     heatmap: np.ndarray = field(repr=False)
     target: int
     label: str
-    score: float                    # the target's probability on the unaltered image
+    score: float  # the target's probability on the unaltered image
     method: str
     mode: str
     image_name: str
     peak: tuple[int, int] = (0, 0)  # (x, y) in original pixels: the centre of the raw map's top cell
-    layer: str | None = None        # the feature map Grad-CAM used
-    forward_passes: int = 1         # per image
+    layer: str | None = None  # the feature map Grad-CAM used
+    forward_passes: int = 1  # per image
     backward_passes: int = 0
-    seconds: float = 0.0            # this image's share of the wall time
-    params: tuple = ()              # method knobs as (name, value) pairs, e.g. patch, stride
+    seconds: float = 0.0  # this image's share of the wall time
+    params: tuple = ()  # method knobs as (name, value) pairs, e.g. patch, stride
     image: Image.Image | None = field(default=None, repr=False)  # the original RGB image
 
     @property
@@ -85,20 +96,32 @@ class Explanation:
         return Image.blend(self.image.convert("RGB"), colour, float(alpha))
 
     def to_dict(self) -> dict:
-        return {"image": self.image_name, "method": self.method, "mode": self.mode,
-                "target": self.target, "label": self.label, "score": self.score, "layer": self.layer,
-                "size": list(self.size), "peak": list(self.peak), "forward_passes": self.forward_passes,
-                "backward_passes": self.backward_passes, "seconds": self.seconds, "params": dict(self.params)}
+        return {
+            "image": self.image_name,
+            "method": self.method,
+            "mode": self.mode,
+            "target": self.target,
+            "label": self.label,
+            "score": self.score,
+            "layer": self.layer,
+            "size": list(self.size),
+            "peak": list(self.peak),
+            "forward_passes": self.forward_passes,
+            "backward_passes": self.backward_passes,
+            "seconds": self.seconds,
+            "params": dict(self.params),
+        }
 
     def _repr_html_(self) -> str:
-        return (f'<figure style="display:inline-block;margin:4px;text-align:center">'
-                f'{overlay_img_tag(self)}<figcaption style="font-size:12px">{html.escape(self.caption())}'
-                f"</figcaption></figure>")
+        return (
+            f'<figure style="display:inline-block;margin:4px;text-align:center">'
+            f'{overlay_img_tag(self)}<figcaption style="font-size:12px">{html.escape(self.caption())}'
+            f"</figcaption></figure>"
+        )
 
     def caption(self) -> str:
         cost = f"{self.forward_passes} fwd" + (f" + {self.backward_passes} bwd" if self.backward_passes else "")
-        return (f"{self.method} · {self.mode} · {self.label} ({self.score:.0%}) · {cost} · "
-                f"{self.seconds * 1e3:.0f} ms")
+        return f"{self.method} · {self.mode} · {self.label} ({self.score:.0%}) · {cost} · {self.seconds * 1e3:.0f} ms"
 
 
 def heatmap_image(heatmap: np.ndarray, *, cmap: str = "jet") -> Image.Image:
@@ -118,13 +141,17 @@ def overlay_img_tag(ex: Explanation, *, max_side: int = 224, alpha: float = 0.5,
     img = ex.overlay(alpha)
     s = max_side / max(img.size)
     if s < 1 or max(img.size) < 96:  # tiny images are scaled up so the map can be seen
-        img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))),
-                         Image.Resampling.BILINEAR if s < 1 else Image.Resampling.NEAREST)
+        img = img.resize(
+            (max(1, round(img.width * s)), max(1, round(img.height * s))),
+            Image.Resampling.BILINEAR if s < 1 else Image.Resampling.NEAREST,
+        )
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     extra = "".join(f' {k.replace("_", "-")}="{html.escape(str(v))}"' for k, v in attrs.items())
-    return (f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}" '
-            f'width="{img.width}" height="{img.height}" alt="{html.escape(ex.caption())}"{extra}>')
+    return (
+        f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}" '
+        f'width="{img.width}" height="{img.height}" alt="{html.escape(ex.caption())}"{extra}>'
+    )
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -195,6 +222,7 @@ def _unit(m: np.ndarray) -> np.ndarray:
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman's rank correlation of two maps (average ranks for ties), in numpy."""
+
     def ranks(v):
         v = np.asarray(v, np.float64).ravel()
         order = np.argsort(v, kind="stable")
@@ -211,10 +239,19 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # ----------------------------------------------------------------------------- entry point
-def explain(model_or_classifier: Classifier | PathLike, images: Images, *, method: str = "gradcam",
-            target: int | Sequence[int | None] | None = None, layer: str | None = None,
-            patch: int | None = None, stride: int | None = None, batch_size: int = 32,
-            mode: str | None = None, **load_kwargs) -> list[Explanation]:
+def explain(
+    model_or_classifier: Classifier | PathLike,
+    images: Images,
+    *,
+    method: str = "gradcam",
+    target: int | Sequence[int | None] | None = None,
+    layer: str | None = None,
+    patch: int | None = None,
+    stride: int | None = None,
+    batch_size: int = 32,
+    mode: str | None = None,
+    **load_kwargs,
+) -> list[Explanation]:
     """Saliency maps of ``images`` (path, PIL, array, or a list/folder of them), one per image.
 
     ``model_or_classifier``: a :class:`~clsviz.engines.base.Classifier`, or a path that
@@ -232,22 +269,26 @@ def explain(model_or_classifier: Classifier | PathLike, images: Images, *, metho
     if method in GRADIENT_METHODS and (patch is not None or stride is not None):
         raise OptionError("patch and stride are occlusion's knobs", hint="pass method='occlusion'")
     if method == "occlusion" and layer is not None:
-        raise OptionError("layer= chooses Grad-CAM's feature map; occlusion works on the input",
-                          hint="pass method='gradcam' or drop layer=")
+        raise OptionError(
+            "layer= chooses Grad-CAM's feature map; occlusion works on the input",
+            hint="pass method='gradcam' or drop layer=",
+        )
     for name, v in (("patch", patch), ("stride", stride), ("batch_size", batch_size)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
             raise OptionError(f"{name} must be an integer ≥ 1, got {v!r}")
 
-
     own = not isinstance(model_or_classifier, Classifier)
     clf: Classifier
     if not isinstance(model_or_classifier, Classifier):
-        clf = load(model_or_classifier, mode=mode or ("dygraph" if method in GRADIENT_METHODS else "predictor"),
-                   **load_kwargs)
+        clf = load(
+            model_or_classifier, mode=mode or ("dygraph" if method in GRADIENT_METHODS else "predictor"), **load_kwargs
+        )
     else:
         if mode is not None or load_kwargs:
-            raise OptionError("mode= and load options apply when explain() loads the model itself",
-                              hint="pass a path, or build the classifier with clsviz.load(...)")
+            raise OptionError(
+                "mode= and load options apply when explain() loads the model itself",
+                hint="pass a path, or build the classifier with clsviz.load(...)",
+            )
         clf = model_or_classifier
     try:
         items = expand_images(images)
@@ -270,8 +311,9 @@ def _targets(target, n: int, class_num: int | None) -> list[int | None]:
     elif isinstance(target, Sequence) and not isinstance(target, (str, bytes)):
         out = [None if t is None else t for t in target]
         if len(out) != n:
-            raise OptionError(f"got {len(out)} targets for {n} images",
-                              hint="pass one target per image, or one for all")
+            raise OptionError(
+                f"got {len(out)} targets for {n} images", hint="pass one target per image, or one for all"
+            )
     else:
         raise OptionError(f"target must be a class id, a list of them, or None; got {target!r}")
     for t in out:
@@ -284,8 +326,10 @@ def _targets(target, n: int, class_num: int | None) -> list[int | None]:
 
 def _check_target(t: int, class_num: int | None) -> None:
     if class_num is not None and not 0 <= t < class_num:
-        raise OptionError(f"target class {t} is out of range: the model has {class_num} classes (0..{class_num - 1})",
-                          hint="target=None explains each image's top-1 class")
+        raise OptionError(
+            f"target class {t} is out of range: the model has {class_num} classes (0..{class_num - 1})",
+            hint="target=None explains each image's top-1 class",
+        )
 
 
 def _probs(clf, outputs: np.ndarray) -> np.ndarray:
@@ -309,8 +353,10 @@ def _as_nchw(batch: np.ndarray, pre: Preprocess) -> tuple[np.ndarray, Callable[[
     h, w = pre.crop_hw
     layout = getattr(pre, "layout", "NCHW")
     if layout == "NHWC" or (batch.ndim == 4 and batch.shape[1:3] == (h, w) and batch.shape[2:] != (h, w)):
-        return (np.ascontiguousarray(batch.transpose(0, 3, 1, 2)),
-                lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1)))
+        return (
+            np.ascontiguousarray(batch.transpose(0, 3, 1, 2)),
+            lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1)),
+        )
     if layout == "flat" or batch.ndim == 2:
         return batch.reshape(len(batch), -1, h, w).copy(), lambda a: a.reshape(len(a), -1)
     return batch, lambda a: a
@@ -318,10 +364,18 @@ def _as_nchw(batch: np.ndarray, pre: Preprocess) -> tuple[np.ndarray, Callable[[
 
 def _result(clf, method, heat, target, probs, name, original, **kw) -> Explanation:
     pre = clf.config.preprocess
-    return Explanation(heatmap=to_original(heat, pre, original.size), peak=peak_of(heat, pre, original.size),
-                       target=target,
-                       label=clf.config.label(target), score=float(probs[target]), method=method,
-                       mode=clf.mode, image_name=name, image=original, **kw)
+    return Explanation(
+        heatmap=to_original(heat, pre, original.size),
+        peak=peak_of(heat, pre, original.size),
+        target=target,
+        label=clf.config.label(target),
+        score=float(probs[target]),
+        method=method,
+        mode=clf.mode,
+        image_name=name,
+        image=original,
+        **kw,
+    )
 
 
 # ----------------------------------------------------------------------------- occlusion
@@ -356,22 +410,36 @@ def _occlusion(clf, originals, names, targets, *, patch, stride, batch_size) -> 
         drop_sum = np.zeros((h, w), np.float64)
         count = np.zeros((h, w), np.float64)
         # 0 after normalising is the data set's mean colour; integer inputs get the image's own mean
-        fill = np.rint(x.mean(axis=(1, 2), keepdims=True)).astype(x.dtype) if x.dtype.kind in "iu" \
+        fill = (
+            np.rint(x.mean(axis=(1, 2), keepdims=True)).astype(x.dtype)
+            if x.dtype.kind in "iu"
             else np.zeros((x.shape[0], 1, 1), x.dtype)
+        )
         for start in range(0, len(grid), batch_size):
-            pos = grid[start:start + batch_size]
+            pos = grid[start : start + batch_size]
             copies = np.repeat(x[None], len(pos), axis=0)
             for k, (top, left) in enumerate(pos):
-                copies[k, :, top:top + p, left:left + p] = fill
+                copies[k, :, top : top + p, left : left + p] = fill
             probs = _probs(clf, clf.check_output(clf.forward(lay_out(copies)), len(pos)))[:, targets[i]]
             for (top, left), q in zip(pos, probs):
-                drop_sum[top:top + p, left:left + p] += base[i, targets[i]] - q
-                count[top:top + p, left:left + p] += 1
+                drop_sum[top : top + p, left : left + p] += base[i, targets[i]] - q
+                count[top : top + p, left : left + p] += 1
         heat = drop_sum / np.maximum(count, 1)
         share = (time.perf_counter() - ti) + (ti - t0) / len(batch) if i == 0 else time.perf_counter() - ti
-        out.append(_result(clf, "occlusion", heat, targets[i], base[i], names[i], originals[i],
-                           forward_passes=len(grid) + 1, seconds=share,
-                           params=(("patch", p), ("stride", s), ("positions", len(grid)))))
+        out.append(
+            _result(
+                clf,
+                "occlusion",
+                heat,
+                targets[i],
+                base[i],
+                names[i],
+                originals[i],
+                forward_passes=len(grid) + 1,
+                seconds=share,
+                params=(("patch", p), ("stride", s), ("positions", len(grid))),
+            )
+        )
     return out
 
 
@@ -382,7 +450,8 @@ def _gradient_net(clf, method: str):
         raise BackendUnavailable(
             f"{method} needs gradients, and the {clf.mode!r} engine has none",
             hint="use method='occlusion' (forward-only, every mode), or load the model with "
-                 "mode='dygraph' (an inference program is rebuilt as a Layer)")
+            "mode='dygraph' (an inference program is rebuilt as a Layer)",
+        )
 
     return net.net if isinstance(net, SoftmaxHead) else net  # Grad-CAM explains the logit
 
@@ -412,6 +481,7 @@ class _Recorder:
     def _hook(self, name):
         def hook(layer, inputs, output):
             self._keep(name, output)
+
         return hook
 
     def _keep(self, name, value):
@@ -439,13 +509,16 @@ class _Recorder:
             found = [t for n, t in self.records if n == layer]
             if not found:
                 valid = self.spatial()
-                raise OptionError(f"no layer {layer!r} with a 4-D output in this network",
-                                  hint="feature maps near the end: " + ", ".join(repr(n) for n in valid[-6:]))
+                raise OptionError(
+                    f"no layer {layer!r} with a 4-D output in this network",
+                    hint="feature maps near the end: " + ", ".join(repr(n) for n in valid[-6:]),
+                )
             return layer, found[-1]
         spatial = [(n, t) for n, t in self.records if t.shape[2] * t.shape[3] > 1]
         if not spatial:
-            raise OptionError("the network has no feature map with a spatial size above 1",
-                              hint="use method='occlusion'")
+            raise OptionError(
+                "the network has no feature map with a spatial size above 1", hint="use method='occlusion'"
+            )
         last = spatial[-1][1]
         # containers report their last child's tensor: name the innermost layer that made it
         name = next(n for n, t in spatial if t is last)
@@ -470,14 +543,27 @@ def _gradient_method(clf, originals, names, targets, *, layer, plus) -> list[Exp
         tgt = _fill_targets(targets, probs)
         onehot = paddle.to_tensor(np.eye(logits.shape[-1], dtype=np.float32)[tgt])
         score = (logits * onehot).sum()
-        grad, = paddle.grad(score, feat)
+        (grad,) = paddle.grad(score, feat)
         a, g = feat.numpy().astype(np.float64), grad.numpy().astype(np.float64)
     cams = _gradcam_pp(a, g) if plus else _gradcam(a, g)
     share = (time.perf_counter() - t0) / len(originals)
-    return [_result(clf, method, cams[i], tgt[i], probs[i], names[i], originals[i], layer=used,
-                    forward_passes=1, backward_passes=1, seconds=share,
-                    params=(("feature_map", "x".join(map(str, a.shape[2:]))),))
-            for i in range(len(originals))]
+    return [
+        _result(
+            clf,
+            method,
+            cams[i],
+            tgt[i],
+            probs[i],
+            names[i],
+            originals[i],
+            layer=used,
+            forward_passes=1,
+            backward_passes=1,
+            seconds=share,
+            params=(("feature_map", "x".join(map(str, a.shape[2:]))),),
+        )
+        for i in range(len(originals))
+    ]
 
 
 def _gradcam(a: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -486,7 +572,7 @@ def _gradcam(a: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 
 def _gradcam_pp(a: np.ndarray, g: np.ndarray) -> np.ndarray:
-    g2, g3 = g ** 2, g ** 3
+    g2, g3 = g**2, g**3
     denom = 2 * g2 + a.sum(axis=(2, 3), keepdims=True) * g3
     alpha = g2 / np.where(denom != 0, denom, 1)
     w = (alpha * np.maximum(g, 0)).sum(axis=(2, 3), keepdims=True)
@@ -518,9 +604,12 @@ def gallery_html(rows: Sequence[tuple[str, Sequence[Explanation]]], *, max_side:
             f'<figure style="margin:0;text-align:center">{overlay_img_tag(ex, max_side=max_side)}'
             f'<figcaption style="font-size:12px;max-width:{max_side}px">{html.escape(ex.method)} · '
             f"{html.escape(ex.mode)}<br>{html.escape(ex.label)} ({ex.score:.0%})</figcaption></figure>"
-            for ex in exs)
-        out.append(f'<div class="explain-row" style="display:flex;gap:10px;align-items:flex-start;'
-                   f'margin:8px 0"><div style="width:180px;font-size:13px">{caption}</div>{figs}</div>')
+            for ex in exs
+        )
+        out.append(
+            f'<div class="explain-row" style="display:flex;gap:10px;align-items:flex-start;'
+            f'margin:8px 0"><div style="width:180px;font-size:13px">{caption}</div>{figs}</div>'
+        )
     return "".join(out)
 
 
@@ -540,8 +629,10 @@ def report_section(images, classifiers, *, captions=None, limit: int = 6) -> str
         except ClsvizError as e:
             notes.append(f"{html.escape(name)}: {html.escape(str(e))}")
     rows = [(captions[i], [exs[i] for exs in per_clf.values()]) for i in range(len(items))]
-    legend = ("<p class='legend'>Where each engine looked: Grad-CAM where the engine has gradients, "
-              "occlusion with non-overlapping patches elsewhere; red = more evidence for the predicted "
-              "class, blue = none (also outside the centre crop the model sees).</p>")
+    legend = (
+        "<p class='legend'>Where each engine looked: Grad-CAM where the engine has gradients, "
+        "occlusion with non-overlapping patches elsewhere; red = more evidence for the predicted "
+        "class, blue = none (also outside the centre crop the model sees).</p>"
+    )
     note = "".join(f"<p class='legend'>not explained by {n}</p>" for n in notes)
     return legend + note + gallery_html(rows)

@@ -7,6 +7,7 @@ It is written into a temporary folder beside the target, verified by running
 the exported program against the network, and only then moved into place
 (:mod:`clsviz.publish`: only the files a previous clsviz export wrote are ever replaced).
 """
+
 from __future__ import annotations
 
 import html
@@ -64,30 +65,39 @@ class BundleFile:
 @dataclass(frozen=True)
 class ExportResult:
     out_dir: Path
-    model_name: str          # Global.model_name in inference.yml: the PaddleX name when there is one
+    model_name: str  # Global.model_name in inference.yml: the PaddleX name when there is one
     class_num: int
     files: tuple[BundleFile, ...]
     max_abs_diff: float
     seconds: float
-    arch: str = ""           # the architecture as the caller named it
+    arch: str = ""  # the architecture as the caller named it
     labels_note: str | None = None  # set when clsviz chose the labels (ImageNet-1k)
-    softmax: bool = True     # the program outputs probabilities (a softmax head, appended or its own)
-    notes: tuple = ()        # warnings worth reading (a model name PaddleX will refuse, …)
+    softmax: bool = True  # the program outputs probabilities (a softmax head, appended or its own)
+    notes: tuple = ()  # warnings worth reading (a model name PaddleX will refuse, …)
 
     def to_dict(self) -> dict:
-        return {"out_dir": str(self.out_dir), "model_name": self.model_name, "arch": self.arch,
-                "class_num": self.class_num, "labels_note": self.labels_note, "softmax": self.softmax,
-                "notes": list(self.notes),
-                "files": [f.to_dict() for f in self.files], "max_abs_diff": self.max_abs_diff,
-                "seconds": round(self.seconds, 3)}
+        return {
+            "out_dir": str(self.out_dir),
+            "model_name": self.model_name,
+            "arch": self.arch,
+            "class_num": self.class_num,
+            "labels_note": self.labels_note,
+            "softmax": self.softmax,
+            "notes": list(self.notes),
+            "files": [f.to_dict() for f in self.files],
+            "max_abs_diff": self.max_abs_diff,
+            "seconds": round(self.seconds, 3),
+        }
 
     def _title(self) -> str:
         also = f" (arch {self.arch})" if self.arch and self.arch != self.model_name else ""
         return f"{self.model_name}{also}"
 
     def __str__(self) -> str:
-        lines = [f"exported {self._title()} ({self.class_num} classes) to {self.out_dir} "
-                 f"in {self.seconds:.1f}s; verified max|Δ| {self.max_abs_diff:.2e}"]
+        lines = [
+            f"exported {self._title()} ({self.class_num} classes) to {self.out_dir} "
+            f"in {self.seconds:.1f}s; verified max|Δ| {self.max_abs_diff:.2e}"
+        ]
         if self.labels_note:
             lines.append(f"  {self.labels_note}")
         lines += [f"  warning: {n}" for n in self.notes]
@@ -95,14 +105,19 @@ class ExportResult:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><td><code>{html.escape(f.name)}</code></td><td style='text-align:right'>"
-                       f"{human_size(f.size)}</td><td>{html.escape(f.role)}</td></tr>" for f in self.files)
+        rows = "".join(
+            f"<tr><td><code>{html.escape(f.name)}</code></td><td style='text-align:right'>"
+            f"{human_size(f.size)}</td><td>{html.escape(f.role)}</td></tr>"
+            for f in self.files
+        )
         note = f"<br><small>{html.escape(self.labels_note)}</small>" if self.labels_note else ""
         note += "".join(f"<br><small>⚠ {html.escape(n)}</small>" for n in self.notes)
-        return (f"<div><b>Exported {html.escape(self._title())}</b> ({self.class_num} classes) → "
-                f"<code>{html.escape(str(self.out_dir))}</code> in {self.seconds:.1f}s · verified "
-                f"max|Δ| {self.max_abs_diff:.1e}{note}<table><tr><th>file</th><th>size</th><th>role</th></tr>"
-                f"{rows}</table></div>")
+        return (
+            f"<div><b>Exported {html.escape(self._title())}</b> ({self.class_num} classes) → "
+            f"<code>{html.escape(str(self.out_dir))}</code> in {self.seconds:.1f}s · verified "
+            f"max|Δ| {self.max_abs_diff:.1e}{note}<table><tr><th>file</th><th>size</th><th>role</th></tr>"
+            f"{rows}</table></div>"
+        )
 
 
 def _is_probabilities(out: np.ndarray) -> bool:
@@ -125,12 +140,23 @@ def list_bundle(folder) -> tuple[BundleFile, ...]:
     return tuple(out)
 
 
-def export(arch: str, checkpoint: PathLike | Mapping[str, np.ndarray], out_dir: PathLike, *,
-           class_num: int | None = None, image_shape: Sequence[int] = (3, 224, 224),
-           labels: PathLike | Sequence[str] | None = None, force: bool = False, softmax: bool = True,
-           preprocess: Preprocess | None = None, trust: bool = False, arch_kwargs: dict | None = None,
-           include_checkpoint: bool = True, tolerance: float = 1e-4,
-           model_name: str | None = None) -> ExportResult:
+def export(
+    arch: str,
+    checkpoint: PathLike | Mapping[str, np.ndarray],
+    out_dir: PathLike,
+    *,
+    class_num: int | None = None,
+    image_shape: Sequence[int] = (3, 224, 224),
+    labels: PathLike | Sequence[str] | None = None,
+    force: bool = False,
+    softmax: bool = True,
+    preprocess: Preprocess | None = None,
+    trust: bool = False,
+    arch_kwargs: dict | None = None,
+    include_checkpoint: bool = True,
+    tolerance: float = 1e-4,
+    model_name: str | None = None,
+) -> ExportResult:
     """Rebuild ``arch`` from code, load ``checkpoint`` strictly, save an inference bundle.
 
     ``checkpoint`` is a ``.pdparams`` path, a fluid persistables folder, or a state dict.
@@ -147,30 +173,63 @@ def export(arch: str, checkpoint: PathLike | Mapping[str, np.ndarray], out_dir: 
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     image_shape = check_image_shape(image_shape)  # before any work: a size never drives allocation
-    if class_num is not None and (isinstance(class_num, bool) or not isinstance(class_num, (int, np.integer))
-                                  or not 1 <= class_num <= MAX_CLASSES):
+    if class_num is not None and (
+        isinstance(class_num, bool) or not isinstance(class_num, (int, np.integer)) or not 1 <= class_num <= MAX_CLASSES
+    ):
         raise OptionError(f"class_num is {class_num!r}; allowed: an integer from 1 to {MAX_CLASSES:,}")
     ckpt_path = None if isinstance(checkpoint, Mapping) else Path(checkpoint)
-    names = [MODEL_PREFIX + ".json", MODEL_PREFIX + ".pdiparams", CONFIG_NAME] + \
-        ([CHECKPOINT_NAME] if include_checkpoint else [])
+    names = [MODEL_PREFIX + ".json", MODEL_PREFIX + ".pdiparams", CONFIG_NAME] + (
+        [CHECKPOINT_NAME] if include_checkpoint else []
+    )
     with Target(out_dir, force=force, sources=[ckpt_path], names=names) as target:
-        return _export_into(target, arch, checkpoint, ckpt_path, class_num=class_num,
-                            image_shape=image_shape, labels=labels, softmax=softmax, preprocess=preprocess,
-                            trust=trust, arch_kwargs=arch_kwargs, include_checkpoint=include_checkpoint,
-                            tolerance=tolerance, t0=t0, model_name=model_name)
+        return _export_into(
+            target,
+            arch,
+            checkpoint,
+            ckpt_path,
+            class_num=class_num,
+            image_shape=image_shape,
+            labels=labels,
+            softmax=softmax,
+            preprocess=preprocess,
+            trust=trust,
+            arch_kwargs=arch_kwargs,
+            include_checkpoint=include_checkpoint,
+            tolerance=tolerance,
+            t0=t0,
+            model_name=model_name,
+        )
 
 
-def _export_into(target: Target, arch, checkpoint, ckpt_path, *, class_num, image_shape, labels, softmax,
-                 preprocess, trust, arch_kwargs, include_checkpoint, tolerance, t0,
-                 model_name=None) -> ExportResult:
+def _export_into(
+    target: Target,
+    arch,
+    checkpoint,
+    ckpt_path,
+    *,
+    class_num,
+    image_shape,
+    labels,
+    softmax,
+    preprocess,
+    trust,
+    arch_kwargs,
+    include_checkpoint,
+    tolerance,
+    t0,
+    model_name=None,
+) -> ExportResult:
     out_dir = target.given
     if isinstance(checkpoint, Mapping):
         state = dict(checkpoint)
     else:
         kind = detect.source_kind(ckpt_path)
         if kind in detect.INFERENCE_KINDS:
-            raise FormatError("this is already an inference model, not a checkpoint", path=ckpt_path,
-                              hint="run it as it is (clsviz.load), or convert it with clsviz.migrate")
+            raise FormatError(
+                "this is already an inference model, not a checkpoint",
+                path=ckpt_path,
+                hint="run it as it is (clsviz.load), or convert it with clsviz.migrate",
+            )
         state, _ = clsviz_state(load_state_dict(ckpt_path, trust=trust), arch, kind=kind)
     if class_num is None:
         class_num = infer_class_num(state)
@@ -185,13 +244,21 @@ def _export_into(target: Target, arch, checkpoint, ckpt_path, *, class_num, imag
     model_name = model_name or paddlex_name(arch) or arch
     notes = []
     if model_name not in paddlex_model_names():
-        note = (f"Global.model_name {model_name!r} is not a PaddleX image-classification model name: "
-                "PaddleX's create_model will refuse this bundle (pass model_name= / --model_name with "
-                "a name from clsviz/data/paddlex_classification_models.txt, e.g. the closest architecture)")
+        note = (
+            f"Global.model_name {model_name!r} is not a PaddleX image-classification model name: "
+            "PaddleX's create_model will refuse this bundle (pass model_name= / --model_name with "
+            "a name from clsviz/data/paddlex_classification_models.txt, e.g. the closest architecture)"
+        )
         notes.append(note)
-    config = BundleConfig(model_name=model_name, arch=arch, image_shape=image_shape, preprocess=preprocess,
-                          labels=labels, softmax=bool(softmax),
-                          arch_kwargs=tuple(sorted((arch_kwargs or {}).items()))).with_class_num(class_num)
+    config = BundleConfig(
+        model_name=model_name,
+        arch=arch,
+        image_shape=image_shape,
+        preprocess=preprocess,
+        labels=labels,
+        softmax=bool(softmax),
+        arch_kwargs=tuple(sorted((arch_kwargs or {}).items())),
+    ).with_class_num(class_num)
     config = with_default_labels(config)  # 1000 classes and no labels: ImageNet-1k, and say so
 
     with dygraph_mode():
@@ -203,16 +270,18 @@ def _export_into(target: Target, arch, checkpoint, ckpt_path, *, class_num, imag
             with paddle.no_grad():
                 expected = net(paddle.to_tensor(probe))
         except Exception as e:
-            raise OptionError(f"{arch!r} does not accept inputs of image_shape {list(image_shape)}: "
-                              f"{first_line(e)}",
-                              hint="C must be the network's input channels (3 for RGB models), H and W "
-                                   "large enough for its downsampling") from e
+            raise OptionError(
+                f"{arch!r} does not accept inputs of image_shape {list(image_shape)}: {first_line(e)}",
+                hint="C must be the network's input channels (3 for RGB models), H and W "
+                "large enough for its downsampling",
+            ) from e
         if not hasattr(expected, "numpy") or tuple(expected.shape) != (2, class_num):
-            found = (type(expected).__name__ if not hasattr(expected, "shape")
-                     else list(expected.shape))
-            raise ArchitectureError(f"{arch!r} is not an image classifier: for a batch of 2 it "
-                                    f"returns {found}, expected a class vector [2, {class_num}]",
-                                    hint="export supports networks whose forward returns [N, classes]")
+            found = type(expected).__name__ if not hasattr(expected, "shape") else list(expected.shape)
+            raise ArchitectureError(
+                f"{arch!r} is not an image classifier: for a batch of 2 it "
+                f"returns {found}, expected a class vector [2, {class_num}]",
+                hint="export supports networks whose forward returns [N, classes]",
+            )
         expected = expected.numpy()
         already = _is_probabilities(expected)  # the net ends in a softmax: never apply it twice
         head = SoftmaxHead(net) if softmax and not already else net
@@ -230,8 +299,11 @@ def _export_into(target: Target, arch, checkpoint, ckpt_path, *, class_num, imag
             except (ClsvizError, OSError):
                 raise  # OSError (a full disk, permissions): clsviz.publish says so and cleans up
             except Exception as e:
-                raise ExportError(f"paddle.jit.save failed: {first_line(e)}", path=out_dir,
-                                  hint="the network must be convertible by paddle.jit.to_static") from e
+                raise ExportError(
+                    f"paddle.jit.save failed: {first_line(e)}",
+                    path=out_dir,
+                    hint="the network must be convertible by paddle.jit.to_static",
+                ) from e
             if include_checkpoint:
                 paddle.save(net.state_dict(), str(tmp / CHECKPOINT_NAME))
             names = [MODEL_PREFIX + ".json", MODEL_PREFIX + ".pdiparams", CHECKPOINT_NAME]
@@ -244,12 +316,23 @@ def _export_into(target: Target, arch, checkpoint, ckpt_path, *, class_num, imag
         clf.close()
         diff = float(np.max(np.abs(got - expected)))
         if not np.isfinite(diff) or diff > tolerance * max(1.0, float(np.abs(expected).max())):
-            raise ExportError(f"the exported program disagrees with the network (max|Δ| {diff:.3g})",
-                              path=out_dir, hint="nothing was written; please report this model")
+            raise ExportError(
+                f"the exported program disagrees with the network (max|Δ| {diff:.3g})",
+                path=out_dir,
+                hint="nothing was written; please report this model",
+            )
         return diff
 
     diff = target.publish(fill, verify)
-    return ExportResult(out_dir=out_dir, model_name=model_name, class_num=class_num,
-                        files=list_bundle(out_dir), max_abs_diff=diff, seconds=time.perf_counter() - t0,
-                        arch=arch, labels_note=config.labels_note, softmax=config.softmax,
-                        notes=tuple(notes))
+    return ExportResult(
+        out_dir=out_dir,
+        model_name=model_name,
+        class_num=class_num,
+        files=list_bundle(out_dir),
+        max_abs_diff=diff,
+        seconds=time.perf_counter() - t0,
+        arch=arch,
+        labels_note=config.labels_note,
+        softmax=config.softmax,
+        notes=tuple(notes),
+    )

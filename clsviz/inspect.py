@@ -16,6 +16,7 @@ This module is callable: ``clsviz.inspect(path)`` is :func:`inspect`, and
 headers are scanned without their data, except for ``.pdparams`` pickles
 (unpickled safely) and for :func:`compare`, which reads the values.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,29 +52,58 @@ from .results import human_size
 from .safe_io import read_text
 from .transforms import PathLike
 
-__all__ = ["inspect", "compare", "InspectReport", "InspectComparison", "FileInfo", "TensorStats",
-           "TensorSpec", "ModeSupport", "TensorMatch"]
+__all__ = [
+    "inspect",
+    "compare",
+    "InspectReport",
+    "InspectComparison",
+    "FileInfo",
+    "TensorStats",
+    "TensorSpec",
+    "ModeSupport",
+    "TensorMatch",
+]
 
 MODES = ("predictor", "dygraph", "executor", "export", "migrate")
 
 # detect kind -> (layout letter, title, era)
 _LAYOUT = {
-    detect.FLUID_PERSISTABLES: ("a", "fluid persistables folder: one tensor file per variable",
-                                "fluid 1.x (save_persistables / save_vars)"),
-    "fluid_inference_loose": ("b", "fluid inference model: __model__ + one tensor file per parameter",
-                              "fluid 1.x (save_inference_model)"),
-    "fluid_inference_combined": ("c", "fluid inference model: program + combined params file",
-                                 "fluid 1.x (save_inference_model, params_filename=)"),
-    "fluid_model_params": ("d", "fluid inference model: model + params",
-                           "fluid 1.x / early 2.0 (PaddleClas 1.x export_model.py)"),
-    detect.STATIC_SAVE: ("e", "paddle.static.save checkpoint: .pdparams + .pdopt + training .pdmodel",
-                         "Paddle 2.x (paddle.static.save)"),
-    detect.DYGRAPH_CHECKPOINT: ("f", "dygraph checkpoint: a state dict pickle (.pdparams)",
-                                "Paddle 2.x / 3 (paddle.save(layer.state_dict()))"),
-    detect.PADDLE2_INFERENCE: ("g", "Paddle 2 inference model: .pdmodel + .pdiparams",
-                               "Paddle 2.x (jit.save / save_inference_model)"),
-    detect.PADDLE3_INFERENCE: ("h", "Paddle 3 inference model: PIR .json + .pdiparams",
-                               "Paddle 3 (jit.save, PIR)"),
+    detect.FLUID_PERSISTABLES: (
+        "a",
+        "fluid persistables folder: one tensor file per variable",
+        "fluid 1.x (save_persistables / save_vars)",
+    ),
+    "fluid_inference_loose": (
+        "b",
+        "fluid inference model: __model__ + one tensor file per parameter",
+        "fluid 1.x (save_inference_model)",
+    ),
+    "fluid_inference_combined": (
+        "c",
+        "fluid inference model: program + combined params file",
+        "fluid 1.x (save_inference_model, params_filename=)",
+    ),
+    "fluid_model_params": (
+        "d",
+        "fluid inference model: model + params",
+        "fluid 1.x / early 2.0 (PaddleClas 1.x export_model.py)",
+    ),
+    detect.STATIC_SAVE: (
+        "e",
+        "paddle.static.save checkpoint: .pdparams + .pdopt + training .pdmodel",
+        "Paddle 2.x (paddle.static.save)",
+    ),
+    detect.DYGRAPH_CHECKPOINT: (
+        "f",
+        "dygraph checkpoint: a state dict pickle (.pdparams)",
+        "Paddle 2.x / 3 (paddle.save(layer.state_dict()))",
+    ),
+    detect.PADDLE2_INFERENCE: (
+        "g",
+        "Paddle 2 inference model: .pdmodel + .pdiparams",
+        "Paddle 2.x (jit.save / save_inference_model)",
+    ),
+    detect.PADDLE3_INFERENCE: ("h", "Paddle 3 inference model: PIR .json + .pdiparams", "Paddle 3 (jit.save, PIR)"),
 }
 
 
@@ -100,16 +130,21 @@ class TensorStats:
     """The tensors a model stores (weights; optimizer state is counted apart)."""
 
     count: int
-    params: int                      # number of values
+    params: int  # number of values
     nbytes: int
-    dtypes: tuple = ()               # ((dtype, tensor count), …)
-    optimizer_count: int = 0         # optimizer / LR state tensors (checkpoints only)
-    names: tuple = ()                # the first few names, for orientation
+    dtypes: tuple = ()  # ((dtype, tensor count), …)
+    optimizer_count: int = 0  # optimizer / LR state tensors (checkpoints only)
+    names: tuple = ()  # the first few names, for orientation
 
     def to_dict(self) -> dict:
-        return {"count": self.count, "params": self.params, "bytes": self.nbytes,
-                "dtypes": dict(self.dtypes), "optimizer_count": self.optimizer_count,
-                "names": list(self.names)}
+        return {
+            "count": self.count,
+            "params": self.params,
+            "bytes": self.nbytes,
+            "dtypes": dict(self.dtypes),
+            "optimizer_count": self.optimizer_count,
+            "names": list(self.names),
+        }
 
     def summary(self) -> str:
         dt = ", ".join(f"{d} ×{n}" for d, n in self.dtypes)
@@ -128,12 +163,10 @@ class TensorSpec:
     dtype: str | None
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "shape": None if self.shape is None else list(self.shape),
-                "dtype": self.dtype}
+        return {"name": self.name, "shape": None if self.shape is None else list(self.shape), "dtype": self.dtype}
 
     def __str__(self) -> str:
-        shape = "?" if self.shape is None else "[" + ", ".join("N" if d < 0 else str(d)
-                                                               for d in self.shape) + "]"
+        shape = "?" if self.shape is None else "[" + ", ".join("N" if d < 0 else str(d) for d in self.shape) + "]"
         return f"{self.name} {shape} {self.dtype or ''}".rstrip()
 
 
@@ -158,26 +191,26 @@ class InspectReport:
     """What :func:`inspect` found at ``path``."""
 
     path: str
-    kind: str                        # a clsviz.formats.detect kind, or "not_a_model"
-    layout: str                      # "a".."h", "bundle", or "" when not a model
-    title: str                       # what it is, in words
+    kind: str  # a clsviz.formats.detect kind, or "not_a_model"
+    layout: str  # "a".."h", "bundle", or "" when not a model
+    title: str  # what it is, in words
     era: str
     is_model: bool
-    verdict: str                     # one line
-    files: tuple = ()                # FileInfo
+    verdict: str  # one line
+    files: tuple = ()  # FileInfo
     tensors: TensorStats | None = None
-    inputs: tuple = ()               # TensorSpec
+    inputs: tuple = ()  # TensorSpec
     outputs: tuple = ()
-    ops: tuple = ()                  # ((op type, count), …), most frequent first
-    program: str = ""                # "ProgramDesc version 2004002 (Paddle 2.4.2), 82 ops", …
-    modes: tuple = ()                # ModeSupport, in MODES order
+    ops: tuple = ()  # ((op type, count), …), most frequent first
+    program: str = ""  # "ProgramDesc version 2004002 (Paddle 2.4.2), 82 ops", …
+    modes: tuple = ()  # ModeSupport, in MODES order
     notes: tuple = ()
     problems: tuple = ()
-    preprocess: str = ""             # what an image goes through for this model (Preprocess repr)
+    preprocess: str = ""  # what an image goes through for this model (Preprocess repr)
     deploy_check: tuple | None = None  # why PaddleX would not run it as clsviz does; () = it would
-    program_format: str = ""         # "ProgramDesc", "PIR JSON", or "" without a program
-    program_role: str = ""           # "inference" (the model's own program), "training", or ""
-    softmax: bool = False            # the program ends with a softmax: it outputs probabilities
+    program_format: str = ""  # "ProgramDesc", "PIR JSON", or "" without a program
+    program_role: str = ""  # "inference" (the model's own program), "training", or ""
+    softmax: bool = False  # the program ends with a softmax: it outputs probabilities
 
     @property
     def unused(self) -> tuple:
@@ -192,18 +225,30 @@ class InspectReport:
 
     def to_dict(self) -> dict:
         return {
-            "path": self.path, "kind": self.kind, "layout": self.layout, "title": self.title,
-            "era": self.era, "is_model": self.is_model, "verdict": self.verdict,
-            "files": [f.to_dict() for f in self.files], "unused": list(self.unused),
+            "path": self.path,
+            "kind": self.kind,
+            "layout": self.layout,
+            "title": self.title,
+            "era": self.era,
+            "is_model": self.is_model,
+            "verdict": self.verdict,
+            "files": [f.to_dict() for f in self.files],
+            "unused": list(self.unused),
             "tensors": None if self.tensors is None else self.tensors.to_dict(),
-            "inputs": [s.to_dict() for s in self.inputs], "outputs": [s.to_dict() for s in self.outputs],
-            "ops": dict(self.ops), "program": self.program, "program_format": self.program_format,
-            "program_role": self.program_role, "softmax": self.softmax,
+            "inputs": [s.to_dict() for s in self.inputs],
+            "outputs": [s.to_dict() for s in self.outputs],
+            "ops": dict(self.ops),
+            "program": self.program,
+            "program_format": self.program_format,
+            "program_role": self.program_role,
+            "softmax": self.softmax,
             "modes": {m.mode: {"status": m.status, "detail": m.detail} for m in self.modes},
-            "notes": list(self.notes), "problems": list(self.problems),
+            "notes": list(self.notes),
+            "problems": list(self.problems),
             "preprocess": self.preprocess,
-            "deploy_check": None if self.deploy_check is None else {
-                "paddlex": not self.deploy_check, "problems": list(self.deploy_check)},
+            "deploy_check": None
+            if self.deploy_check is None
+            else {"paddlex": not self.deploy_check, "problems": list(self.deploy_check)},
         }
 
     def to_text(self, max_files: int = 30) -> str:
@@ -234,8 +279,14 @@ class InspectReport:
         if self.preprocess:
             lines.append(f"  images  {self.preprocess}")
         if self.deploy_check is not None:
-            lines.append("  PaddleX " + ("✓ runs this bundle unchanged (create_model)" if not self.deploy_check
-                                         else "✗ " + "; ".join(self.deploy_check)))
+            lines.append(
+                "  PaddleX "
+                + (
+                    "✓ runs this bundle unchanged (create_model)"
+                    if not self.deploy_check
+                    else "✗ " + "; ".join(self.deploy_check)
+                )
+            )
         if self.modes:
             lines.append("  modes")
             for m in self.modes:
@@ -252,22 +303,27 @@ class InspectReport:
 
     def _repr_html_(self) -> str:
         color = "#2e7d32" if self.is_model and not self.problems else "#c62828"
-        head = (f"<div style='border-left:4px solid {color};padding:4px 8px'>"
-                f"<b>{_esc(self.verdict)}</b><br><code>{_esc(self.path)}</code>")
+        head = (
+            f"<div style='border-left:4px solid {color};padding:4px 8px'>"
+            f"<b>{_esc(self.verdict)}</b><br><code>{_esc(self.path)}</code>"
+        )
         if self.is_model:
-            head += (f"<br>format <b>({_esc(self.layout)})</b> {_esc(self.title)} · "
-                     f"era {_esc(self.era)}")
+            head += f"<br>format <b>({_esc(self.layout)})</b> {_esc(self.title)} · era {_esc(self.era)}"
         parts = [head + "</div>"]
         if self.files:
             unused_style = " style='background:#fff3e0'"
             rows = "".join(
                 f"<tr{'' if f.used else unused_style}><td><code>{_esc(f.name)}</code></td>"
                 f"<td style='text-align:right'>{human_size(f.size)}</td><td>{_esc(f.role)}</td>"
-                f"<td>{'' if f.used else '<b>unused</b>'}</td></tr>" for f in self.files)
+                f"<td>{'' if f.used else '<b>unused</b>'}</td></tr>"
+                for f in self.files
+            )
             table = f"<table><tr><th>file</th><th>size</th><th>role</th><th></th></tr>{rows}</table>"
-            if len(self.files) > 30:   # a fluid folder has hundreds; unused ones are in the notes too
-                table = (f"<details><summary>{len(self.files)} files, "
-                         f"{human_size(sum(f.size for f in self.files))}</summary>{table}</details>")
+            if len(self.files) > 30:  # a fluid folder has hundreds; unused ones are in the notes too
+                table = (
+                    f"<details><summary>{len(self.files)} files, "
+                    f"{human_size(sum(f.size for f in self.files))}</summary>{table}</details>"
+                )
             parts.append(table)
         facts = []
         if self.tensors is not None:
@@ -283,8 +339,10 @@ class InspectReport:
             parts.append("<ul>" + "".join(facts) + "</ul>")
         if self.modes:
             icon = {"ready": "✅", "needs": "➕", "no": "❌"}
-            rows = "".join(f"<tr><td>{icon[m.status]}</td><td><b>{_esc(m.mode)}</b></td>"
-                           f"<td>{_esc(m.detail)}</td></tr>" for m in self.modes)
+            rows = "".join(
+                f"<tr><td>{icon[m.status]}</td><td><b>{_esc(m.mode)}</b></td><td>{_esc(m.detail)}</td></tr>"
+                for m in self.modes
+            )
             parts.append(f"<table><tr><th></th><th>mode</th><th>how / what is missing</th></tr>{rows}</table>")
         for n in self.notes:
             parts.append(f"<div>ℹ️ {_esc(n)}</div>")
@@ -315,13 +373,13 @@ def _stats(entries, *, optimizer_count=0) -> TensorStats:
             item = 4
         nbytes += n * item
         dtypes[str(dtype)] += 1
-    return TensorStats(len(entries), params, nbytes, tuple(dtypes.most_common()),
-                       optimizer_count, tuple(e[0] for e in entries[:5]))
+    return TensorStats(
+        len(entries), params, nbytes, tuple(dtypes.most_common()), optimizer_count, tuple(e[0] for e in entries[:5])
+    )
 
 
 def _array_stats(state: dict, *, optimizer_count=0) -> TensorStats:
-    return _stats(((k, str(v.dtype), tuple(v.shape)) for k, v in state.items()),
-                  optimizer_count=optimizer_count)
+    return _stats(((k, str(v.dtype), tuple(v.shape)) for k, v in state.items()), optimizer_count=optimizer_count)
 
 
 def _info(f: Path, role: str, used: bool = True) -> FileInfo:
@@ -349,6 +407,7 @@ def _engine_modes(mf, *, program=None, hint: str = "", **tasks) -> tuple:
     """Every mode's row: the engines' from :func:`clsviz.engines.capability` (the one answer
     ``load`` gives too), ``export`` / ``migrate`` from ``tasks``.  ``hint`` replaces the
     capability's hint for a mode that needs an argument (what the files suggest)."""
+
     def row(m: str) -> ModeSupport:
         if m not in ENGINES:
             return ModeSupport(m, *tasks[m])
@@ -357,12 +416,14 @@ def _engine_modes(mf, *, program=None, hint: str = "", **tasks) -> tuple:
             return ModeSupport(m, "ready", cap.detail)
         why = (hint if cap.status == "needs" and hint else "") or cap.hint
         return ModeSupport(m, cap.status, f"{cap.detail}: {why}" if why else cap.detail)
+
     return tuple(row(m) for m in MODES + RUNTIMES)
 
 
 def _checkpoint_modes(mf, arch: str | None) -> tuple:
-    hint = ("pass --arch (arch=)" + (f", e.g. {arch} — the names and shapes are clsviz/PaddleClas {arch}'s"
-                                     if arch else "; see clsviz.list_models()"))
+    hint = "pass --arch (arch=)" + (
+        f", e.g. {arch} — the names and shapes are clsviz/PaddleClas {arch}'s" if arch else "; see clsviz.list_models()"
+    )
     need = ("needs", f"needs the network code: {hint}")
     return _engine_modes(mf, hint=hint, export=need, migrate=("needs", need[1] + "; migrate then exports it"))
 
@@ -378,13 +439,23 @@ def _program_facts(mf) -> dict:
         names = prog.persistable_names()
         declared = {n: (prog.vars[n].dtype, prog.vars[n].shape) for n in names}
         feeds, fetches = prog.feed_targets(), prog.fetch_targets()
-        out["inputs"] = tuple(TensorSpec(n, prog.vars[n].shape if n in prog.vars else None,
-                                         prog.vars[n].dtype if n in prog.vars else None) for n in feeds)
-        out["outputs"] = tuple(TensorSpec(n, prog.vars[n].shape if n in prog.vars else None,
-                                          prog.vars[n].dtype if n in prog.vars else None) for n in fetches)
+        out["inputs"] = tuple(
+            TensorSpec(
+                n, prog.vars[n].shape if n in prog.vars else None, prog.vars[n].dtype if n in prog.vars else None
+            )
+            for n in feeds
+        )
+        out["outputs"] = tuple(
+            TensorSpec(
+                n, prog.vars[n].shape if n in prog.vars else None, prog.vars[n].dtype if n in prog.vars else None
+            )
+            for n in fetches
+        )
         hist = prog.op_histogram()
-        out["program"] = (f"ProgramDesc, {_paddle_version(prog.version)} (version {prog.version or 0}), "
-                          f"{len(prog.blocks)} block(s), {sum(hist.values())} ops")
+        out["program"] = (
+            f"ProgramDesc, {_paddle_version(prog.version)} (version {prog.version or 0}), "
+            f"{len(prog.blocks)} block(s), {sum(hist.values())} ops"
+        )
         out["training"] = is_training_program(prog)
     else:
         prog = read_pir(mf.model_file)
@@ -404,12 +475,14 @@ def _program_facts(mf) -> dict:
         if len(infos) != len(names):
             out["problems"].append(
                 f"{mf.params_file.name} holds {len(infos)} tensors but the program declares "
-                f"{len(names)} parameters: they are not from the same export")
+                f"{len(names)} parameters: they are not from the same export"
+            )
         for n, i in zip(names, infos):
             want = declared.get(n, (None, None))[1]
             if want is not None and not shape_fits(want, i.shape):
-                out["problems"].append(f"{n} is {list(i.shape)} in {mf.params_file.name} but "
-                                       f"{list(want)} in the program")
+                out["problems"].append(
+                    f"{n} is {list(i.shape)} in {mf.params_file.name} but {list(want)} in the program"
+                )
             entries.append((n, i.dtype, i.shape))
     else:
         missing = []
@@ -421,8 +494,10 @@ def _program_facts(mf) -> dict:
             i = scan_combined(f)[0]
             entries.append((n, i.dtype, i.shape))
         if missing:
-            out["problems"].append(f"{len(missing)} parameter file(s) the program needs are missing: "
-                                   f"{', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}")
+            out["problems"].append(
+                f"{len(missing)} parameter file(s) the program needs are missing: "
+                f"{', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}"
+            )
     out["tensors"] = _stats(entries)
     return out
 
@@ -431,8 +506,11 @@ def _program_modes(mf, facts) -> tuple:
     legacy = mf.legacy_program
     prog = facts["prog"]
     if facts["training"]:
-        no = ("no", "a training program (no feed/fetch ops): rebuild the network from code (--arch) "
-                    "with the .pdparams beside it")
+        no = (
+            "no",
+            "a training program (no feed/fetch ops): rebuild the network from code (--arch) "
+            "with the .pdparams beside it",
+        )
         return _engine_modes(mf, program=prog, export=no, migrate=no)
     missing = rebuild_gaps(prog)
     if mf.kind == detect.BUNDLE and not legacy:
@@ -440,13 +518,19 @@ def _program_modes(mf, facts) -> tuple:
     elif not legacy:
         migrate = ("ready", "already a Paddle 3 program: copied into a bundle with inference.yml")
     elif missing:
-        migrate = ("ready", "ops not covered (" + ", ".join(sorted(missing)) + "): falls back to a "
-                            "Paddle 2 bundle (.pdmodel + .pdiparams) the predictor reads")
+        migrate = (
+            "ready",
+            "ops not covered (" + ", ".join(sorted(missing)) + "): falls back to a "
+            "Paddle 2 bundle (.pdmodel + .pdiparams) the predictor reads",
+        )
     else:
         migrate = ("ready", "rebuilt and saved as a Paddle 3 bundle (inference.json + .pdiparams + .yml)")
-    export = ("no", "already an inference model (export turns a checkpoint into one); "
-                    "use migrate to convert it" + (", or re-export from model.pdparams with --arch"
-                                                  if mf.checkpoint is not None else ""))
+    export = (
+        "no",
+        "already an inference model (export turns a checkpoint into one); "
+        "use migrate to convert it"
+        + (", or re-export from model.pdparams with --arch" if mf.checkpoint is not None else ""),
+    )
     return _engine_modes(mf, program=prog, export=export, migrate=migrate)
 
 
@@ -478,15 +562,17 @@ def _inspect_program(p: Path, mf, folder_files) -> InspectReport:
         facts = _program_facts(mf)
     except ClsvizError as e:  # a program no reader can decode: a report that says so, not a crash
         what = e.message
-        return _not_a_model(p, f"{mf.model_file.name} cannot be read ({what})",
-                            tuple(_info(f, "program" if f == mf.model_file else "", used=False)
-                                  for f in folder_files),
-                            hint="the file is damaged; export or download the model again")
-    used: dict[str, str] = {mf.model_file.name: "program (" + (
-        "ProgramDesc" if mf.legacy_program else "PIR JSON") + ")"}
+        return _not_a_model(
+            p,
+            f"{mf.model_file.name} cannot be read ({what})",
+            tuple(_info(f, "program" if f == mf.model_file else "", used=False) for f in folder_files),
+            hint="the file is damaged; export or download the model again",
+        )
+    used: dict[str, str] = {
+        mf.model_file.name: "program (" + ("ProgramDesc" if mf.legacy_program else "PIR JSON") + ")"
+    }
     if mf.params_file is not None:
-        used[mf.params_file.name] = f"weights: {len(facts['names'])} tensors back to back, " \
-                                    "names from the program"
+        used[mf.params_file.name] = f"weights: {len(facts['names'])} tensors back to back, names from the program"
     else:
         for n in facts["names"]:
             used[n] = "weight tensor (loose file)"
@@ -506,14 +592,14 @@ def _inspect_program(p: Path, mf, folder_files) -> InspectReport:
         if f.name in used:
             files.append(_info(f, used[f.name]))
         else:
-            role = ("stray tensor file: the program does not reference it" if is_tensor_file(f)
-                    else _stray_role(f))
+            role = "stray tensor file: the program does not reference it" if is_tensor_file(f) else _stray_role(f)
             files.append(_info(f, role, used=False))
     if mf.kind == detect.BUNDLE:
-        layout, title, era = "bundle", "clsviz / PaddleClas inference bundle (program + weights + " \
-                                       "inference.yml)", _LAYOUT[detect.PADDLE3_INFERENCE if not
-                                                                  mf.legacy_program else
-                                                                  detect.PADDLE2_INFERENCE][2]
+        layout, title, era = (
+            "bundle",
+            "clsviz / PaddleClas inference bundle (program + weights + inference.yml)",
+            _LAYOUT[detect.PADDLE3_INFERENCE if not mf.legacy_program else detect.PADDLE2_INFERENCE][2],
+        )
     else:
         key = detect.fluid_layout(mf) if mf.kind == detect.FLUID_INFERENCE else mf.kind
         layout, title, era = _LAYOUT[key]
@@ -527,8 +613,10 @@ def _inspect_program(p: Path, mf, folder_files) -> InspectReport:
     if mf.config_file is not None:
         try:
             cfg = BundleConfig.read(mf.config_file)
-            notes.append(f"inference.yml: model {cfg.model_name}, {cfg.class_num} classes, input "
-                         f"{list(cfg.image_shape)}, {'labels' if cfg.labels else 'no labels'}")
+            notes.append(
+                f"inference.yml: model {cfg.model_name}, {cfg.class_num} classes, input "
+                f"{list(cfg.image_shape)}, {'labels' if cfg.labels else 'no labels'}"
+            )
         except ClsvizError as e:
             facts["problems"].append(f"inference.yml cannot be read: {e}")
     unused = [f.name for f in files if not f.used]
@@ -542,20 +630,42 @@ def _inspect_program(p: Path, mf, folder_files) -> InspectReport:
         if pre is not None:
             preprocess = repr(pre)
         else:  # a real image cannot be fed: no mode that predicts is ready, whatever the engine
-            modes = tuple(ModeSupport(m.mode, "no", why) if m.mode in ("predictor", "executor", "dygraph")
-                          and m.status == "ready" else m for m in modes)
+            modes = tuple(
+                ModeSupport(m.mode, "no", why)
+                if m.mode in ("predictor", "executor", "dygraph") and m.status == "ready"
+                else m
+                for m in modes
+            )
             facts["problems"].append(why)
     problems = tuple(facts["problems"])
     n_ops = sum(c for _, c in facts["ops"])
-    verdict = (f"({layout}) {title}" if layout != "bundle" else f"(bundle) {title}")
+    verdict = f"({layout}) {title}" if layout != "bundle" else f"(bundle) {title}"
     verdict += f" · {n_ops} ops · {facts['tensors'].count} tensors"
     if problems:
         verdict += " · PROBLEMS"
-    return InspectReport(str(p), mf.kind, layout, title, era, True, verdict, tuple(files),
-                         facts["tensors"], facts["inputs"], facts["outputs"], facts["ops"],
-                         facts["program"], modes, tuple(notes), problems, preprocess, deploy,
-                         program_format="ProgramDesc" if mf.legacy_program else "PIR JSON",
-                         program_role="inference", softmax=softmax)
+    return InspectReport(
+        str(p),
+        mf.kind,
+        layout,
+        title,
+        era,
+        True,
+        verdict,
+        tuple(files),
+        facts["tensors"],
+        facts["inputs"],
+        facts["outputs"],
+        facts["ops"],
+        facts["program"],
+        modes,
+        tuple(notes),
+        problems,
+        preprocess,
+        deploy,
+        program_format="ProgramDesc" if mf.legacy_program else "PIR JSON",
+        program_role="inference",
+        softmax=softmax,
+    )
 
 
 def _inspect_pdparams(p: Path, mf, folder_files, trust: bool) -> InspectReport:
@@ -584,8 +694,7 @@ def _inspect_pdparams(p: Path, mf, folder_files, trust: bool) -> InspectReport:
             problems.append(f"cannot read the training program: {e}")
     if mf.config_file is not None:
         used[mf.config_file.name] = "sidecar: preprocessing, labels, model name"
-    files = [_info(f, used[f.name]) if f.name in used else _info(f, _stray_role(f), used=False)
-             for f in folder_files]
+    files = [_info(f, used[f.name]) if f.name in used else _info(f, _stray_role(f), used=False) for f in folder_files]
     layout, title, era = _LAYOUT[mf.kind]
     hist: tuple[tuple[str, int], ...] = ()
     program = ""
@@ -593,17 +702,34 @@ def _inspect_pdparams(p: Path, mf, folder_files, trust: bool) -> InspectReport:
     if prog_facts is not None:
         h = prog_facts.op_histogram()
         hist = tuple(h.items())
-        program = (f"training ProgramDesc, {_paddle_version(prog_facts.version)}, {sum(h.values())} ops "
-                   f"({sum(v for k, v in h.items() if k.endswith('_grad'))} backward)")
-        inputs = tuple(TensorSpec(v.name, v.shape, v.dtype) for v in prog_facts.blocks[0].vars
-                       if v.need_check_feed)
+        program = (
+            f"training ProgramDesc, {_paddle_version(prog_facts.version)}, {sum(h.values())} ops "
+            f"({sum(v for k, v in h.items() if k.endswith('_grad'))} backward)"
+        )
+        inputs = tuple(TensorSpec(v.name, v.shape, v.dtype) for v in prog_facts.blocks[0].vars if v.need_check_feed)
     if arch:
         notes.append(f"the parameter names are those of {arch}")
     verdict = f"({layout}) {title}" + (f" · {tensors.count} tensors" if tensors else "")
-    return InspectReport(str(p), mf.kind, layout, title, era, True, verdict, tuple(files), tensors,
-                         inputs, (), hist, program, _checkpoint_modes(mf, arch), tuple(notes),
-                         tuple(problems), program_format="ProgramDesc" if program else "",
-                         program_role="training" if program else "")
+    return InspectReport(
+        str(p),
+        mf.kind,
+        layout,
+        title,
+        era,
+        True,
+        verdict,
+        tuple(files),
+        tensors,
+        inputs,
+        (),
+        hist,
+        program,
+        _checkpoint_modes(mf, arch),
+        tuple(notes),
+        tuple(problems),
+        program_format="ProgramDesc" if program else "",
+        program_role="training" if program else "",
+    )
 
 
 def _inspect_persistables(p: Path, tensor_files, other_files) -> InspectReport:
@@ -614,25 +740,52 @@ def _inspect_persistables(p: Path, tensor_files, other_files) -> InspectReport:
         (optim if is_optimizer_state(f.name) else weights).append((f.name, i.dtype, i.shape))
     tensors = _stats(weights, optimizer_count=len(optim))
     arch = _guess_arch({n: shape for n, _, shape in weights})
-    files = [_info(f, "optimizer state tensor: not needed for inference" if is_optimizer_state(f.name)
-                   else "weight tensor (loose file)") for f in tensor_files]
+    files = [
+        _info(
+            f,
+            "optimizer state tensor: not needed for inference"
+            if is_optimizer_state(f.name)
+            else "weight tensor (loose file)",
+        )
+        for f in tensor_files
+    ]
     files += [_info(f, _stray_role(f), used=False) for f in other_files]
     files.sort(key=lambda fi: fi.name)
     layout, title, era = _LAYOUT[detect.FLUID_PERSISTABLES]
     notes, problems = [], []
     if optim:
-        notes.append(f"a training checkpoint: {len(optim)} optimizer-state tensors "
-                     "(velocities, learning rate) are skipped when loading")
+        notes.append(
+            f"a training checkpoint: {len(optim)} optimizer-state tensors "
+            "(velocities, learning rate) are skipped when loading"
+        )
     if arch:
         notes.append(f"the names are PaddleClas 1.x {arch}'s (clsviz maps them to its own)")
     modes = _checkpoint_modes(detect.ModelFiles(detect.FLUID_PERSISTABLES, p, checkpoint=p), arch)
     if other_files:
-        problems.append(f"{len(other_files)} file(s) here are not tensor files "
-                        f"({', '.join(f.name for f in other_files[:4])}): clsviz.load reads this "
-                        "folder only once they are moved out")
+        problems.append(
+            f"{len(other_files)} file(s) here are not tensor files "
+            f"({', '.join(f.name for f in other_files[:4])}): clsviz.load reads this "
+            "folder only once they are moved out"
+        )
     verdict = f"({layout}) {title} · {tensors.count} weights"
-    return InspectReport(str(p), detect.FLUID_PERSISTABLES, layout, title, era, True, verdict,
-                         tuple(files), tensors, (), (), (), "", modes, tuple(notes), tuple(problems))
+    return InspectReport(
+        str(p),
+        detect.FLUID_PERSISTABLES,
+        layout,
+        title,
+        era,
+        True,
+        verdict,
+        tuple(files),
+        tensors,
+        (),
+        (),
+        (),
+        "",
+        modes,
+        tuple(notes),
+        tuple(problems),
+    )
 
 
 def _missing_weights(p: Path, files, error: FormatError) -> InspectReport:
@@ -641,22 +794,58 @@ def _missing_weights(p: Path, files, error: FormatError) -> InspectReport:
     want = model.with_suffix(".pdiparams").name if model is not None else ".pdiparams"
     what = f"{want} is missing: the weights of {model.name if model else 'the program'}"
     no = ("no", what)
-    infos = tuple(_info(f, "program" if model is not None and f.name == model.name else
-                        ("sidecar: preprocessing, labels, model name" if f.name == "inference.yml" else ""),
-                        used=model is not None and f.name in (model.name, "inference.yml")) for f in files)
-    return InspectReport(str(p), "missing_weights", "", "an inference model without its weights", "",
-                         False, f"incomplete model: {what}", infos, None, (), (), (), "",
-                         _modes(**dict.fromkeys(MODES, no)), (),
-                         (f"{what}; copy it beside {model.name if model else 'the program'}, or pass "
-                          "params= / -p",))
+    infos = tuple(
+        _info(
+            f,
+            "program"
+            if model is not None and f.name == model.name
+            else ("sidecar: preprocessing, labels, model name" if f.name == "inference.yml" else ""),
+            used=model is not None and f.name in (model.name, "inference.yml"),
+        )
+        for f in files
+    )
+    return InspectReport(
+        str(p),
+        "missing_weights",
+        "",
+        "an inference model without its weights",
+        "",
+        False,
+        f"incomplete model: {what}",
+        infos,
+        None,
+        (),
+        (),
+        (),
+        "",
+        _modes(**dict.fromkeys(MODES, no)),
+        (),
+        (f"{what}; copy it beside {model.name if model else 'the program'}, or pass params= / -p",),
+    )
 
 
 def _not_a_model(p: Path, what: str, files=(), notes=(), hint: str = "") -> InspectReport:
     verdict = f"not a Paddle model: {what}"
     no = ("no", "not a Paddle model" + (f" — {hint}" if hint else ""))
     modes = _modes(**dict.fromkeys(MODES, no))
-    return InspectReport(str(p), "not_a_model", "", what, "", False, verdict, tuple(files), None,
-                         (), (), (), "", modes, tuple(notes) + ((hint,) if hint else ()), ())
+    return InspectReport(
+        str(p),
+        "not_a_model",
+        "",
+        what,
+        "",
+        False,
+        verdict,
+        tuple(files),
+        None,
+        (),
+        (),
+        (),
+        "",
+        modes,
+        tuple(notes) + ((hint,) if hint else ()),
+        (),
+    )
 
 
 _FOREIGN = {
@@ -670,25 +859,43 @@ def _inspect_file(p: Path, params, trust: bool) -> InspectReport:
     if found.kind in ("torch", "onnx"):
         return _not_a_model(p, found.text, (_info(p, found.text, used=False),), hint=_FOREIGN[found.kind])
     if found.kind == "empty":
-        return _not_a_model(p, "an empty file (0 bytes)", (_info(p, "empty", used=False),),
-                            hint="the file was cut short or never written; fetch it again")
+        return _not_a_model(
+            p,
+            "an empty file (0 bytes)",
+            (_info(p, "empty", used=False),),
+            hint="the file was cut short or never written; fetch it again",
+        )
     if found.kind in ("special", "unreadable"):  # a FIFO or device would block or never end
-        return _not_a_model(p, found.text, hint="clsviz reads only regular files it may open"
-                            if found.kind == "special" else "check the file's permissions")
+        return _not_a_model(
+            p,
+            found.text,
+            hint="clsviz reads only regular files it may open"
+            if found.kind == "special"
+            else "check the file's permissions",
+        )
     part = detect.part_of(p, found)
     if part == detect.PARAMS_INFO:
-        return _not_a_model(p, "the parameter-name table of a .pdiparams file (.pdiparams.info)",
-                            (_info(p, "parameter names (pickle)", used=False),),
-                            hint=f"inspect {p.name[:-len('.pdiparams.info')]}.pdmodel beside it")
+        return _not_a_model(
+            p,
+            "the parameter-name table of a .pdiparams file (.pdiparams.info)",
+            (_info(p, "parameter names (pickle)", used=False),),
+            hint=f"inspect {p.name[: -len('.pdiparams.info')]}.pdmodel beside it",
+        )
     if part == detect.OPTIMIZER_STATE:
         pdparams = p.with_suffix(".pdparams")
-        return _not_a_model(p, "optimizer state of a paddle.static.save checkpoint (.pdopt)",
-                            (_info(p, "optimizer state", used=False),),
-                            hint=f"inspect {pdparams.name} beside it (the parameters)")
+        return _not_a_model(
+            p,
+            "optimizer state of a paddle.static.save checkpoint (.pdopt)",
+            (_info(p, "optimizer state", used=False),),
+            hint=f"inspect {pdparams.name} beside it (the parameters)",
+        )
     if part == detect.LOOSE_TENSOR:
-        return _not_a_model(p, "one Paddle tensor (a loose persistable file)",
-                            (_info(p, found.text, used=False),),
-                            hint="it is one variable of a fluid model folder: inspect the folder")
+        return _not_a_model(
+            p,
+            "one Paddle tensor (a loose persistable file)",
+            (_info(p, found.text, used=False),),
+            hint="it is one variable of a fluid model folder: inspect the folder",
+        )
     if part == detect.FLUID_MEMBER:
         return inspect(p.parent, params=params, trust=trust)
     if part == detect.STATIC_PROGRAM:  # the training program of a static save (e)
@@ -696,8 +903,12 @@ def _inspect_file(p: Path, params, trust: bool) -> InspectReport:
     try:
         mf = detect.resolve(p, params=params)
     except FormatError as e:
-        return _not_a_model(p, found.text, (_info(p, found.text, used=False),),
-                            hint=str(e).split(" — ", 1)[-1] if " — " in str(e) else "")
+        return _not_a_model(
+            p,
+            found.text,
+            (_info(p, found.text, used=False),),
+            hint=str(e).split(" — ", 1)[-1] if " — " in str(e) else "",
+        )
     if mf.checkpoint is not None and mf.model_file is None:
         siblings = [mf.checkpoint]
         if mf.kind == detect.STATIC_SAVE:
@@ -716,8 +927,11 @@ def _inspect_dir(p: Path, params, trust: bool) -> InspectReport:
     if found.verdict == detect.EMPTY_FOLDER:
         return _not_a_model(p, "an empty folder", hint="point at the folder that holds the model files")
     if found.verdict == detect.ONLY_SUBFOLDERS:
-        return _not_a_model(p, f"a folder with no files, only sub-folders ({', '.join(found.subfolders[:4])})",
-                            hint="point at the folder that holds the model files")
+        return _not_a_model(
+            p,
+            f"a folder with no files, only sub-folders ({', '.join(found.subfolders[:4])})",
+            hint="point at the folder that holds the model files",
+        )
     if found.verdict == detect.MISSING_WEIGHTS:
         assert found.error is not None
         return _missing_weights(p, files, found.error)
@@ -732,17 +946,24 @@ def _inspect_dir(p: Path, params, trust: bool) -> InspectReport:
     infos = tuple(_info(f, k.text, used=False) for f, k in found.kinds)
     if found.verdict == detect.MANY_CHECKPOINTS:
         ckpts = found.checkpoints
-        return _not_a_model(p, f"a mixed folder: {len(ckpts)} checkpoints ({', '.join(ckpts[:4])}) "
-                            "and no single model", infos, hint="point at one of the .pdparams files")
+        return _not_a_model(
+            p,
+            f"a mixed folder: {len(ckpts)} checkpoints ({', '.join(ckpts[:4])}) and no single model",
+            infos,
+            hint="point at one of the .pdparams files",
+        )
     if found.verdict == detect.MIXED:
         listing = "; ".join(f"{f.name}: {k.text}" for f, k in found.kinds[:4])
-        return _not_a_model(p, f"a mixed folder of {len(files)} files that make no Paddle model "
-                            f"({listing}{' …' if len(files) > 4 else ''})", infos,
-                            hint="expected inference.json/.pdmodel + .pdiparams, __model__ (+ params), "
-                                 "a .pdparams checkpoint, or a folder of fluid tensor files")
-    (f, k), = found.kinds
-    return _not_a_model(p, f"a folder holding only {f.name}: {k.text}", infos,
-                        hint=_FOREIGN.get(k.kind, ""))
+        return _not_a_model(
+            p,
+            f"a mixed folder of {len(files)} files that make no Paddle model "
+            f"({listing}{' …' if len(files) > 4 else ''})",
+            infos,
+            hint="expected inference.json/.pdmodel + .pdiparams, __model__ (+ params), "
+            "a .pdparams checkpoint, or a folder of fluid tensor files",
+        )
+    ((f, k),) = found.kinds
+    return _not_a_model(p, f"a folder holding only {f.name}: {k.text}", infos, hint=_FOREIGN.get(k.kind, ""))
 
 
 # ------------------------------------------------------------------ public: inspect
@@ -761,8 +982,11 @@ def inspect(path: PathLike, *, params: PathLike | None = None, trust: bool = Fal
             raise FormatError("path not found", path=p, hint="check the path")
         return _inspect_dir(p, params, trust) if p.is_dir() else _inspect_file(p, params, trust)
     except OSError as e:  # an unreadable folder or file: say so in the report
-        return _not_a_model(p, f"unreadable ({e.strerror or e})", hint="check the permissions of "
-                            f"{e.filename or p} (and of the folders above it)")
+        return _not_a_model(
+            p,
+            f"unreadable ({e.strerror or e})",
+            hint=f"check the permissions of {e.filename or p} (and of the folders above it)",
+        )
 
 
 # ------------------------------------------------------------------ public: compare
@@ -770,17 +994,24 @@ def inspect(path: PathLike, *, params: PathLike | None = None, trust: bool = Fal
 class TensorMatch:
     """One row of a comparison: a tensor in ``a``, in ``b``, or in both."""
 
-    status: str                      # "equal", "different", "only in a", "only in b"
+    status: str  # "equal", "different", "only in a", "only in b"
     name_a: str | None
     name_b: str | None
     shape: tuple
     dtype: str
-    matched_by: str = ""             # "name", "value", "shape" (in order), ""
+    matched_by: str = ""  # "name", "value", "shape" (in order), ""
     max_abs_diff: float | None = None
 
     def to_dict(self) -> dict:
-        return {"status": self.status, "a": self.name_a, "b": self.name_b, "shape": list(self.shape),
-                "dtype": self.dtype, "matched_by": self.matched_by, "max_abs_diff": self.max_abs_diff}
+        return {
+            "status": self.status,
+            "a": self.name_a,
+            "b": self.name_b,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "matched_by": self.matched_by,
+            "max_abs_diff": self.max_abs_diff,
+        }
 
 
 @dataclass(frozen=True)
@@ -789,9 +1020,9 @@ class InspectComparison:
 
     a: InspectReport
     b: InspectReport
-    matches: tuple = ()              # TensorMatch
-    adds: tuple = ()                 # what b has that a lacks (program, feed/fetch, sidecar)
-    changes: tuple = ()              # what differs (folded BN, softmax head, class count, …)
+    matches: tuple = ()  # TensorMatch
+    adds: tuple = ()  # what b has that a lacks (program, feed/fetch, sidecar)
+    changes: tuple = ()  # what differs (folded BN, softmax head, class count, …)
 
     def count(self, status: str) -> int:
         return sum(1 for m in self.matches if m.status == status)
@@ -802,28 +1033,39 @@ class InspectComparison:
         return bool(self.matches) and all(m.status == "equal" for m in self.matches)
 
     def summary(self) -> str:
-        parts = [f"{self.count(s)} {s}" for s in ("equal", "different", "only in a", "only in b")
-                 if self.count(s)]
+        parts = [f"{self.count(s)} {s}" for s in ("equal", "different", "only in a", "only in b") if self.count(s)]
         return "tensors: " + (", ".join(parts) if parts else "none to compare")
 
     def to_dict(self) -> dict:
-        return {"a": self.a.to_dict(), "b": self.b.to_dict(), "summary": self.summary(),
-                "same_weights": self.same_weights,
-                "counts": {s: self.count(s) for s in ("equal", "different", "only in a", "only in b")},
-                "matches": [m.to_dict() for m in self.matches], "adds": list(self.adds),
-                "changes": list(self.changes)}
+        return {
+            "a": self.a.to_dict(),
+            "b": self.b.to_dict(),
+            "summary": self.summary(),
+            "same_weights": self.same_weights,
+            "counts": {s: self.count(s) for s in ("equal", "different", "only in a", "only in b")},
+            "matches": [m.to_dict() for m in self.matches],
+            "adds": list(self.adds),
+            "changes": list(self.changes),
+        }
 
     def to_text(self, limit: int = 12) -> str:
-        lines = [f"a: {self.a.path}", f"   {self.a.verdict}", f"b: {self.b.path}", f"   {self.b.verdict}",
-                 self.summary()]
+        lines = [
+            f"a: {self.a.path}",
+            f"   {self.a.verdict}",
+            f"b: {self.b.path}",
+            f"   {self.b.verdict}",
+            self.summary(),
+        ]
         for title, items in (("b adds", self.adds), ("changed", self.changes)):
             for x in items:
                 lines.append(f"  {title:<8} {x}")
         shown = [m for m in self.matches if m.status != "equal"][:limit]
         for m in shown:
             diff = f" max|Δ| {m.max_abs_diff:.3g}" if m.max_abs_diff is not None else ""
-            lines.append(f"  {m.status:<10} {m.name_a or '-'} ↔ {m.name_b or '-'} {list(m.shape)}"
-                         f"{(' by ' + m.matched_by) if m.matched_by else ''}{diff}")
+            lines.append(
+                f"  {m.status:<10} {m.name_a or '-'} ↔ {m.name_b or '-'} {list(m.shape)}"
+                f"{(' by ' + m.matched_by) if m.matched_by else ''}{diff}"
+            )
         rest = sum(1 for m in self.matches if m.status != "equal") - len(shown)
         if rest > 0:
             lines.append(f"  … and {rest} more")
@@ -834,24 +1076,32 @@ class InspectComparison:
 
     def _repr_html_(self) -> str:
         def col(r: InspectReport):
-            return (f"<td style='vertical-align:top'><b>{_esc(r.verdict)}</b><br><code>{_esc(r.path)}</code>"
-                    f"<br>{_esc(r.tensors.summary()) if r.tensors else ''}"
-                    f"<br>{_esc(r.program)}</td>")
+            return (
+                f"<td style='vertical-align:top'><b>{_esc(r.verdict)}</b><br><code>{_esc(r.path)}</code>"
+                f"<br>{_esc(r.tensors.summary()) if r.tensors else ''}"
+                f"<br>{_esc(r.program)}</td>"
+            )
 
-        color = {"equal": "#2e7d32", "different": "#c62828", "only in a": "#ef6c00",
-                 "only in b": "#ef6c00"}
+        color = {"equal": "#2e7d32", "different": "#c62828", "only in a": "#ef6c00", "only in b": "#ef6c00"}
         rows = "".join(
             f"<tr><td style='color:{color[m.status]}'>{_esc(m.status)}</td><td><code>{_esc(m.name_a or '')}"
             f"</code></td><td><code>{_esc(m.name_b or '')}</code></td><td>{_esc(list(m.shape))}</td>"
             f"<td>{_esc(m.matched_by)}</td><td>{'' if m.max_abs_diff is None else f'{m.max_abs_diff:.2e}'}"
-            f"</td></tr>" for m in self.matches[:200])
-        more = (f"<div>… {len(self.matches) - 200} more rows</div>" if len(self.matches) > 200 else "")
-        lists = "".join(f"<li><b>{t}</b>: {_esc(x)}</li>" for t, items in
-                        (("b adds", self.adds), ("changed", self.changes)) for x in items)
-        return (f"<div><table><tr><th>a</th><th>b</th></tr><tr>{col(self.a)}{col(self.b)}</tr></table>"
-                f"<b>{_esc(self.summary())}</b><ul>{lists}</ul>"
-                f"<details><summary>tensors</summary><table><tr><th>status</th><th>a</th><th>b</th>"
-                f"<th>shape</th><th>matched by</th><th>max|Δ|</th></tr>{rows}</table>{more}</details></div>")
+            f"</td></tr>"
+            for m in self.matches[:200]
+        )
+        more = f"<div>… {len(self.matches) - 200} more rows</div>" if len(self.matches) > 200 else ""
+        lists = "".join(
+            f"<li><b>{t}</b>: {_esc(x)}</li>"
+            for t, items in (("b adds", self.adds), ("changed", self.changes))
+            for x in items
+        )
+        return (
+            f"<div><table><tr><th>a</th><th>b</th></tr><tr>{col(self.a)}{col(self.b)}</tr></table>"
+            f"<b>{_esc(self.summary())}</b><ul>{lists}</ul>"
+            f"<details><summary>tensors</summary><table><tr><th>status</th><th>a</th><th>b</th>"
+            f"<th>shape</th><th>matched by</th><th>max|Δ|</th></tr>{rows}</table>{more}</details></div>"
+        )
 
 
 def load_tensors(path, *, params=None, trust: bool = False) -> dict:
@@ -866,8 +1116,7 @@ def load_tensors(path, *, params=None, trust: bool = False) -> dict:
         state = load_state_dict(mf.checkpoint, trust=trust)
         return {k: v for k, v in state.items() if not is_optimizer_state(k)}
     if mf.legacy_program:
-        return read_program_weights(read_program(mf.model_file), model_file=mf.model_file,
-                                    params_file=mf.params_file)
+        return read_program_weights(read_program(mf.model_file), model_file=mf.model_file, params_file=mf.params_file)
 
     return read_combined(mf.params_file, read_pir(mf.model_file).persistable_names())
 
@@ -893,8 +1142,7 @@ def match_tensors(ta: dict, tb: dict) -> tuple:
         x, y = left_a.pop(name), left_b.pop(name)
         d = _diff(x, y)
         same = x.shape == y.shape and x.dtype == y.dtype and np.array_equal(x, y)
-        rows.append(TensorMatch("equal" if same else "different", name, name, tuple(x.shape),
-                                str(x.dtype), "name", d))
+        rows.append(TensorMatch("equal" if same else "different", name, name, tuple(x.shape), str(x.dtype), "name", d))
     by_hash: dict[str, list] = {}
     for n, y in left_b.items():
         by_hash.setdefault(_digest(y), []).append(n)
@@ -905,6 +1153,7 @@ def match_tensors(ta: dict, tb: dict) -> tuple:
             x = left_a.pop(n)
             left_b.pop(m)
             rows.append(TensorMatch("equal", n, m, tuple(x.shape), str(x.dtype), "value", 0.0))
+
     # Same shape, different values: pair in order, but only where both sides hold the same
     # number of tensors of that shape (otherwise the pairing would be a guess).
     def by_shape(left):
@@ -947,7 +1196,7 @@ def compare(a: PathLike, b: PathLike, *, trust: bool = False) -> InspectComparis
     tb = load_tensors(b, trust=trust)
     matches = match_tensors(ta, tb)
     adds, changes = [], []
-    for (x, y, side) in ((ra, rb, "b"), (rb, ra, "a")):
+    for x, y, side in ((ra, rb, "b"), (rb, ra, "a")):
         if _has_program(y) and not _has_program(x):
             what = [f"a program ({y.program})"]
             what += [f"input {s}" for s in y.inputs] + [f"output {s}" for s in y.outputs]
@@ -960,6 +1209,7 @@ def compare(a: PathLike, b: PathLike, *, trust: bool = False) -> InspectComparis
         if side == "b" and "inference.yml" in yfiles and "inference.yml" not in xfiles:
             adds.append("a sidecar (inference.yml): preprocessing, labels, model name")
     ops_a, ops_b = dict(ra.ops), dict(rb.ops)
+
     def bn_like(names):
         return sum(1 for n in names if n.endswith(("_mean", "_variance", ".w_1", ".w_2", "._mean", "._variance")))
 
@@ -967,8 +1217,10 @@ def compare(a: PathLike, b: PathLike, *, trust: bool = False) -> InspectComparis
     has_bn_a = ops_a.get("batch_norm", 0) + ops_a.get("batch_norm_", 0) > 0 or bn_a > 0
     has_bn_b = ops_b.get("batch_norm", 0) + ops_b.get("batch_norm_", 0) > 0 if _has_program(rb) else bn_b > 0
     if has_bn_a and not has_bn_b and _has_program(rb):
-        changes.append("BatchNorm folded into the convolutions: b's program has no batch_norm ops "
-                       f"and {len(ta) - len(tb)} fewer tensors")
+        changes.append(
+            "BatchNorm folded into the convolutions: b's program has no batch_norm ops "
+            f"and {len(ta) - len(tb)} fewer tensors"
+        )
     elif has_bn_b and not has_bn_a and _has_program(ra):
         changes.append("BatchNorm folded in a: a's program has no batch_norm ops")
     soft_a, soft_b = ra.softmax, rb.softmax

@@ -18,6 +18,7 @@ old files and on the new bundle, on random inputs and on the images in
 ``sample_images/`` (when there are any), and refuses a bundle whose outputs
 differ by more than ``tolerance`` × the output scale.
 """
+
 from __future__ import annotations
 
 import html
@@ -64,11 +65,11 @@ class MigrateResult:
 
     src: str
     dst: Path
-    source_kind: str                 # a clsviz.formats.detect kind
-    route: str                       # one of ROUTES
-    program_format: str              # "Paddle 3 PIR (inference.json)" or "Paddle 2 ProgramDesc (…)"
-    files: tuple                     # clsviz.export.BundleFile
-    max_abs_diff: float              # old vs new on random inputs
+    source_kind: str  # a clsviz.formats.detect kind
+    route: str  # one of ROUTES
+    program_format: str  # "Paddle 3 PIR (inference.json)" or "Paddle 2 ProgramDesc (…)"
+    files: tuple  # clsviz.export.BundleFile
+    max_abs_diff: float  # old vs new on random inputs
     images_checked: int = 0
     images_max_abs_diff: float | None = None
     tolerance: float = 1e-4
@@ -77,12 +78,21 @@ class MigrateResult:
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"src": self.src, "dst": str(self.dst), "source_kind": self.source_kind,
-                "route": self.route, "program_format": self.program_format,
-                "files": [f.to_dict() for f in self.files], "max_abs_diff": self.max_abs_diff,
-                "images_checked": self.images_checked, "images_max_abs_diff": self.images_max_abs_diff,
-                "tolerance": self.tolerance, "unsupported_ops": list(self.unsupported_ops),
-                "notes": list(self.notes), "seconds": round(self.seconds, 3)}
+        return {
+            "src": self.src,
+            "dst": str(self.dst),
+            "source_kind": self.source_kind,
+            "route": self.route,
+            "program_format": self.program_format,
+            "files": [f.to_dict() for f in self.files],
+            "max_abs_diff": self.max_abs_diff,
+            "images_checked": self.images_checked,
+            "images_max_abs_diff": self.images_max_abs_diff,
+            "tolerance": self.tolerance,
+            "unsupported_ops": list(self.unsupported_ops),
+            "notes": list(self.notes),
+            "seconds": round(self.seconds, 3),
+        }
 
     def _checks(self) -> str:
         s = f"random inputs max|Δ| {self.max_abs_diff:.2e}"
@@ -91,9 +101,11 @@ class MigrateResult:
         return s
 
     def __str__(self) -> str:
-        lines = [f"migrated {self.src} ({self.source_kind.replace('_', ' ')}) → {self.dst}",
-                 f"  route {self.route}: {self.program_format}; checked old vs new: {self._checks()} "
-                 f"(tolerance {self.tolerance:g} × output scale) in {self.seconds:.1f}s"]
+        lines = [
+            f"migrated {self.src} ({self.source_kind.replace('_', ' ')}) → {self.dst}",
+            f"  route {self.route}: {self.program_format}; checked old vs new: {self._checks()} "
+            f"(tolerance {self.tolerance:g} × output scale) in {self.seconds:.1f}s",
+        ]
         if self.unsupported_ops:
             lines.append(f"  ops not covered by the rebuild: {', '.join(self.unsupported_ops)}")
         lines += [f"  note: {n}" for n in self.notes]
@@ -101,22 +113,31 @@ class MigrateResult:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><td><code>{html.escape(f.name)}</code></td><td style='text-align:right'>"
-                       f"{human_size(f.size)}</td><td>{html.escape(f.role)}</td></tr>" for f in self.files)
+        rows = "".join(
+            f"<tr><td><code>{html.escape(f.name)}</code></td><td style='text-align:right'>"
+            f"{human_size(f.size)}</td><td>{html.escape(f.role)}</td></tr>"
+            for f in self.files
+        )
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
-        ops = (f"<br>ops not covered: <code>{html.escape(', '.join(self.unsupported_ops))}</code>"
-               if self.unsupported_ops else "")
-        return (f"<div><b>Migrated</b> <code>{html.escape(self.src)}</code> → "
-                f"<code>{html.escape(str(self.dst))}</code><br>route <b>{html.escape(self.route)}</b>: "
-                f"{html.escape(self.program_format)} · {html.escape(self._checks())}{ops}"
-                f"<ul>{notes}</ul><table><tr><th>file</th><th>size</th><th>role</th></tr>{rows}</table></div>")
+        ops = (
+            f"<br>ops not covered: <code>{html.escape(', '.join(self.unsupported_ops))}</code>"
+            if self.unsupported_ops
+            else ""
+        )
+        return (
+            f"<div><b>Migrated</b> <code>{html.escape(self.src)}</code> → "
+            f"<code>{html.escape(str(self.dst))}</code><br>route <b>{html.escape(self.route)}</b>: "
+            f"{html.escape(self.program_format)} · {html.escape(self._checks())}{ops}"
+            f"<ul>{notes}</ul><table><tr><th>file</th><th>size</th><th>role</th></tr>{rows}</table></div>"
+        )
 
 
 def _image_batch(images, config) -> tuple[np.ndarray | None, int]:
     if images is None:
         folder = _REPO_SAMPLES
-        if not folder.is_dir() or not any(f.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-                                          for f in folder.iterdir()):
+        if not folder.is_dir() or not any(
+            f.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp") for f in folder.iterdir()
+        ):
             return None, 0
         images = folder
     elif images is False:
@@ -142,15 +163,20 @@ def _check(old_files, new_dir: Path, config, *, tolerance: float, images, where)
                 continue
             a, b = old.forward(x), new.forward(x)
             if a.shape != b.shape:
-                raise ExportError(f"the new bundle's output has shape {list(b.shape)}, the old model's "
-                                  f"{list(a.shape)}", path=where, hint="nothing was written")
+                raise ExportError(
+                    f"the new bundle's output has shape {list(b.shape)}, the old model's {list(a.shape)}",
+                    path=where,
+                    hint="nothing was written",
+                )
             diff = float(np.max(np.abs(a.astype(np.float64) - b))) if a.size else 0.0
             scale = max(1.0, float(np.abs(a).max()) if a.size else 1.0)
             if not np.isfinite(diff) or diff > tolerance * scale:
                 raise ExportError(
                     f"the new bundle disagrees with the old model on {key} inputs "
-                    f"(max|Δ| {diff:.3g} > {tolerance:g} × {scale:.3g})", path=where,
-                    hint="nothing was written; please report this model")
+                    f"(max|Δ| {diff:.3g} > {tolerance:g} × {scale:.3g})",
+                    path=where,
+                    hint="nothing was written; please report this model",
+                )
             out[key] = diff
         out["n_images"] = n_images
         return out
@@ -173,19 +199,31 @@ def _legacy_route(files, config, *, fallback: bool):
     """Decide rebuild vs fallback.  Returns (route, net or None, config, unsupported ops, notes)."""
     program = read_program(files.model_file)
     if not program.feed_targets():
-        raise FormatError("this is a training program (no feed/fetch ops), not an inference model",
-                          path=files.model_file,
-                          hint="migrate the .pdparams beside it with arch= instead")
+        raise FormatError(
+            "this is a training program (no feed/fetch ops), not an inference model",
+            path=files.model_file,
+            hint="migrate the .pdparams beside it with arch= instead",
+        )
     missing = unsupported_ops(program)
     if missing:
         if not fallback:
-            raise ExportError("the program uses ops the rebuild does not cover: "
-                              + ", ".join(sorted(missing)), path=files.model_file,
-                              hint="pass fallback=True to write a Paddle 2 bundle (.pdmodel + .pdiparams)")
+            raise ExportError(
+                "the program uses ops the rebuild does not cover: " + ", ".join(sorted(missing)),
+                path=files.model_file,
+                hint="pass fallback=True to write a Paddle 2 bundle (.pdmodel + .pdiparams)",
+            )
         config = infer_config(program, config, from_file=files.config_file is not None)
-        return "fallback", None, config, program, tuple(sorted(missing)), (
-            "ops not covered by the rebuild (" + ", ".join(sorted(missing)) + "): wrote a Paddle 2 "
-            "bundle (the program copied, the weights combined) that the predictor reads",)
+        return (
+            "fallback",
+            None,
+            config,
+            program,
+            tuple(sorted(missing)),
+            (
+                "ops not covered by the rebuild (" + ", ".join(sorted(missing)) + "): wrote a Paddle 2 "
+                "bundle (the program copied, the weights combined) that the predictor reads",
+            ),
+        )
     net, config = program_to_layer(files, config)
     return "rebuild", net, config, program, (), ()
 
@@ -198,8 +236,7 @@ def _fill_rebuild(tmp: Path, net, program, config):
         except ClsvizError:
             raise
         except Exception as e:
-            raise ExportError(f"paddle.jit.save failed on the rebuilt program: {first_line(e)}",
-                              path=tmp) from e
+            raise ExportError(f"paddle.jit.save failed on the rebuilt program: {first_line(e)}", path=tmp) from e
 
 
 def _fill_fallback(tmp: Path, files, program):
@@ -211,11 +248,22 @@ def _fill_fallback(tmp: Path, files, program):
         write_combined(tmp / f"{_PREFIX}.pdiparams", [weights[n] for n in program.persistable_names()])
 
 
-def migrate(src: PathLike, dst: PathLike, *, arch: str | None = None, params: PathLike | None = None,
-            class_num: int | None = None, force: bool = False, labels: PathLike | Sequence[str] | None = None,
-            preprocess: Preprocess | None = None, image_shape: Sequence[int] | None = None,
-            images: Images | bool | None = None, tolerance: float = 1e-4, fallback: bool = True,
-            trust: bool = False) -> MigrateResult:
+def migrate(
+    src: PathLike,
+    dst: PathLike,
+    *,
+    arch: str | None = None,
+    params: PathLike | None = None,
+    class_num: int | None = None,
+    force: bool = False,
+    labels: PathLike | Sequence[str] | None = None,
+    preprocess: Preprocess | None = None,
+    image_shape: Sequence[int] | None = None,
+    images: Images | bool | None = None,
+    tolerance: float = 1e-4,
+    fallback: bool = True,
+    trust: bool = False,
+) -> MigrateResult:
     """Turn any Paddle model into a Paddle 3 bundle at ``dst`` (``inference.json`` +
     ``inference.pdiparams`` + ``inference.yml``), checked against the original.
 
@@ -237,19 +285,33 @@ def migrate(src: PathLike, dst: PathLike, *, arch: str | None = None, params: Pa
         raise OptionError("dst is the source folder", hint="migrate into a new folder")
 
     if files.model_file is None:
-        return _migrate_checkpoint(files, src, dst, arch=arch, class_num=class_num, force=force,
-                                   labels=labels, preprocess=preprocess, image_shape=image_shape,
-                                   trust=trust, t0=t0, tolerance=tolerance)
+        return _migrate_checkpoint(
+            files,
+            src,
+            dst,
+            arch=arch,
+            class_num=class_num,
+            force=force,
+            labels=labels,
+            preprocess=preprocess,
+            image_shape=image_shape,
+            trust=trust,
+            t0=t0,
+            tolerance=tolerance,
+        )
     sources = [Path(src), files.model_file, files.params_file, files.config_file, files.root]
     with Target(dst, force=force, sources=sources, names=[f"{_PREFIX}.pdiparams", "inference.yml"]):
         pass  # the output folder is checked (and a concurrent writer found) before the work
     if files.kind == detect.BUNDLE and not files.legacy_program:
-        raise ExportError("this is already a Paddle 3 bundle (inference.json + inference.yml); "
-                          "there is nothing to migrate", path=files.root,
-                          hint="copy the folder as it is, or re-export from model.pdparams")
+        raise ExportError(
+            "this is already a Paddle 3 bundle (inference.json + inference.yml); there is nothing to migrate",
+            path=files.root,
+            hint="copy the folder as it is, or re-export from model.pdparams",
+        )
 
-    config = resolve_config(files.config_file, arch=arch, class_num=class_num, labels=labels,
-                            preprocess=preprocess, image_shape=image_shape)
+    config = resolve_config(
+        files.config_file, arch=arch, class_num=class_num, labels=labels, preprocess=preprocess, image_shape=image_shape
+    )
 
     unsupported, notes = (), []
     if files.legacy_program:
@@ -281,27 +343,46 @@ def migrate(src: PathLike, dst: PathLike, *, arch: str | None = None, params: Pa
         return _check(files, tmp, config, tolerance=tolerance, images=images, where=dst)
 
     checks = atomic_write_dir(dst, force, fill, verify, sources=sources)
-    fmt = ("Paddle 2 ProgramDesc (inference.pdmodel + inference.pdiparams)" if route == "fallback"
-           else "Paddle 3 PIR (inference.json + inference.pdiparams)")
-    return MigrateResult(str(src), dst.absolute(), files.kind, route, fmt, list_bundle(dst),
-                         checks["random"], checks["n_images"], checks.get("images"), tolerance,
-                         unsupported, tuple(notes), time.perf_counter() - t0)
+    fmt = (
+        "Paddle 2 ProgramDesc (inference.pdmodel + inference.pdiparams)"
+        if route == "fallback"
+        else "Paddle 3 PIR (inference.json + inference.pdiparams)"
+    )
+    return MigrateResult(
+        str(src),
+        dst.absolute(),
+        files.kind,
+        route,
+        fmt,
+        list_bundle(dst),
+        checks["random"],
+        checks["n_images"],
+        checks.get("images"),
+        tolerance,
+        unsupported,
+        tuple(notes),
+        time.perf_counter() - t0,
+    )
 
 
-def _migrate_checkpoint(files, src, dst, *, arch, class_num, force, labels, preprocess, image_shape,
-                        trust, t0, tolerance) -> MigrateResult:
+def _migrate_checkpoint(
+    files, src, dst, *, arch, class_num, force, labels, preprocess, image_shape, trust, t0, tolerance
+) -> MigrateResult:
     with Target(dst, force=force, sources=[Path(src), files.checkpoint]):
         pass  # the output folder is checked before the checkpoint is read
     state = load_state_dict(files.checkpoint, trust=trust)
     if arch is None:
         guess = guess_arch(state) or guess_architecture(state)
-        what = {detect.FLUID_PERSISTABLES: "a fluid persistables folder",
-                detect.STATIC_SAVE: "a paddle.static.save checkpoint"}.get(files.kind, "a checkpoint")
+        what = {
+            detect.FLUID_PERSISTABLES: "a fluid persistables folder",
+            detect.STATIC_SAVE: "a paddle.static.save checkpoint",
+        }.get(files.kind, "a checkpoint")
         raise OptionError(
             f"{what} holds weights only; migrating it needs the network code",
             path=files.checkpoint,
-            hint="pass arch= (CLI: --arch), " + (f"e.g. {guess}: the names are its" if guess
-                                                  else "see clsviz.list_models()"))
+            hint="pass arch= (CLI: --arch), "
+            + (f"e.g. {guess}: the names are its" if guess else "see clsviz.list_models()"),
+        )
     notes = []
     state, mapped = clsviz_state(state, arch, kind=files.kind)
     if mapped:
@@ -309,9 +390,30 @@ def _migrate_checkpoint(files, src, dst, *, arch, class_num, force, labels, prep
     if image_shape is None and preprocess is not None:
         h, w = preprocess.crop_hw
         image_shape = (3, h, w)
-    r = export(arch, state, dst, class_num=class_num, image_shape=image_shape or (3, 224, 224),
-               labels=labels, force=force, preprocess=preprocess, tolerance=tolerance)
+    r = export(
+        arch,
+        state,
+        dst,
+        class_num=class_num,
+        image_shape=image_shape or (3, 224, 224),
+        labels=labels,
+        force=force,
+        preprocess=preprocess,
+        tolerance=tolerance,
+    )
     notes.append("checked by export: the saved program against the network on random inputs")
-    return MigrateResult(str(src), r.out_dir, files.kind, "export",
-                         "Paddle 3 PIR (inference.json + inference.pdiparams)", r.files, r.max_abs_diff,
-                         0, None, tolerance, (), tuple(notes), time.perf_counter() - t0)
+    return MigrateResult(
+        str(src),
+        r.out_dir,
+        files.kind,
+        "export",
+        "Paddle 3 PIR (inference.json + inference.pdiparams)",
+        r.files,
+        r.max_abs_diff,
+        0,
+        None,
+        tolerance,
+        (),
+        tuple(notes),
+        time.perf_counter() - t0,
+    )

@@ -26,6 +26,7 @@ then it is ``rmdir``-ed.  A kill at any point is repaired by the next export to 
 target (under its lock): unpublished folders are dropped, a half-done publish is finished.
 A symlinked target stays a symlink: the folder it points to is what gets written.
 """
+
 from __future__ import annotations
 
 import errno
@@ -50,10 +51,16 @@ from .safe_io import check_output_dir, os_error, read_text
 __all__ = ["Target", "atomic_write_dir", "add_own_files", "MANIFEST", "read_manifest", "owned_files"]
 
 MANIFEST = ".clsviz-manifest.json"
-_INCOMPLETE = ".clsviz-incomplete"   # in a folder still being written: all of it is clsviz's
-_PLAN = ".clsviz-plan.json"          # in a folder being published file by file: what to remove
-_LEGACY_NAMES = ("inference.json", "inference.pdiparams", "inference.pdmodel",
-                 "inference.pdiparams.info", "inference.yml", "model.pdparams")
+_INCOMPLETE = ".clsviz-incomplete"  # in a folder still being written: all of it is clsviz's
+_PLAN = ".clsviz-plan.json"  # in a folder being published file by file: what to remove
+_LEGACY_NAMES = (
+    "inference.json",
+    "inference.pdiparams",
+    "inference.pdmodel",
+    "inference.pdiparams.info",
+    "inference.yml",
+    "model.pdparams",
+)
 
 
 # ------------------------------------------------------------------ manifest
@@ -62,8 +69,13 @@ def _sha256(path: Path) -> str:
 
 
 def _plain_name(name) -> bool:
-    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name \
-        and "\\" not in name and "\x00" not in name
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and "\x00" not in name
+    )
 
 
 def write_manifest(folder: Path) -> dict:
@@ -89,8 +101,12 @@ def read_manifest(folder: Path) -> dict | None:
         doc = json.loads(read_text(p, what="manifest", max_bytes=1 << 20))
         files = doc["files"]
         ok = isinstance(files, dict) and all(
-            _plain_name(n) and isinstance(v, dict) and isinstance(v.get("size"), int)
-            and isinstance(v.get("sha256"), str) for n, v in files.items())
+            _plain_name(n)
+            and isinstance(v, dict)
+            and isinstance(v.get("size"), int)
+            and isinstance(v.get("sha256"), str)
+            for n, v in files.items()
+        )
     except (ClsvizError, ValueError, KeyError, TypeError, RecursionError):
         return None
     return files if ok else None
@@ -133,8 +149,11 @@ def owned_files(folder: Path) -> tuple[set, set]:
         if not os.path.lexists(p):
             continue
         st = os.lstat(p)
-        same = stat.S_ISREG(st.st_mode) and (size is None or st.st_size == size) \
+        same = (
+            stat.S_ISREG(st.st_mode)
+            and (size is None or st.st_size == size)
             and (digest is None or _sha256(p) == digest)
+        )
         (unchanged if same else changed).add(name)
     return unchanged, changed
 
@@ -147,9 +166,11 @@ def _lock(real: Path) -> tuple[int, Path]:
         try:
             if not _flock(fd):
                 holder = os.read(fd, 32).decode("ascii", "replace").strip()
-                raise ExportError(f"another clsviz export{f' (pid {holder})' if holder.isdigit() else ''} "
-                                  "is writing to this folder", path=real,
-                                  hint="wait for it to finish, or choose another output folder")
+                raise ExportError(
+                    f"another clsviz export{f' (pid {holder})' if holder.isdigit() else ''} is writing to this folder",
+                    path=real,
+                    hint="wait for it to finish, or choose another output folder",
+                )
             # the previous holder may have removed the lock file between our open and flock
             try:
                 same = os.path.samestat(os.fstat(fd), os.stat(lock))
@@ -217,8 +238,7 @@ def add_own_files(folder, files: dict) -> bool:
                 listed[name] = {"size": (real / name).stat().st_size, "sha256": _sha256(real / name)}
             staged = real / f".{MANIFEST}.{secrets.token_hex(4)}"
             with open(staged, "w", encoding="utf-8") as fh:
-                json.dump({"written_by": f"clsviz {__version__}", "files": listed}, fh,
-                          indent=1, sort_keys=True)
+                json.dump({"written_by": f"clsviz {__version__}", "files": listed}, fh, indent=1, sort_keys=True)
             os.replace(staged, real / MANIFEST)
         return True
     finally:
@@ -270,8 +290,11 @@ def _move_into(src: Path, dst: Path) -> None:
     try:  # link + unlink: never replaces a file that appeared at dst meanwhile
         os.link(src, dst)
     except FileExistsError as e:
-        raise ExportError(f"{dst.name} appeared in the output folder while publishing; it was kept",
-                          path=dst.parent, hint="run the export again") from e
+        raise ExportError(
+            f"{dst.name} appeared in the output folder while publishing; it was kept",
+            path=dst.parent,
+            hint="run the export again",
+        ) from e
     except OSError:  # no hard links here (some file systems): plain rename
         os.rename(src, dst)
         return
@@ -297,8 +320,11 @@ def _retire(d: Path, real: Path) -> None:
         else:
             kept.append(entry)
     if kept:
-        warnings.warn(f"clsviz kept {d}: it holds {', '.join(kept[:5])}, which clsviz did not write "
-                      f"and whose names are taken in {real}; move them yourself", stacklevel=3)
+        warnings.warn(
+            f"clsviz kept {d}: it holds {', '.join(kept[:5])}, which clsviz did not write "
+            f"and whose names are taken in {real}; move them yourself",
+            stacklevel=3,
+        )
         return
     os.rmdir(d)
 
@@ -333,13 +359,13 @@ def _recover(real: Path) -> None:
             continue
         stage = m.group(1)
         if (d / _INCOMPLETE).exists():
-            shutil.rmtree(d, ignore_errors=True)      # never published: all of it is clsviz's
+            shutil.rmtree(d, ignore_errors=True)  # never published: all of it is clsviz's
         elif stage == "pub" and real.is_dir():
-            _finish(d, real)                          # half published file by file: finish it
+            _finish(d, real)  # half published file by file: finish it
         elif stage == "old" and not os.path.lexists(real):
-            os.rename(d, real)                        # killed between the fallback's two renames
+            os.rename(d, real)  # killed between the fallback's two renames
         else:
-            _retire(d, real)                          # an old folder displaced by a swap
+            _retire(d, real)  # an old folder displaced by a swap
 
 
 # ------------------------------------------------------------------ the target
@@ -399,11 +425,17 @@ class Target:
 
     def _check_parents(self) -> None:
         if os.path.lexists(self.real) and not self.real.is_dir():
-            raise ExportError("output path exists and is not a folder", path=self.given,
-                              hint="choose a folder (new or existing) for the bundle")
+            raise ExportError(
+                "output path exists and is not a folder",
+                path=self.given,
+                hint="choose a folder (new or existing) for the bundle",
+            )
         if self.real.is_dir() and not os.access(self.real, os.W_OK | os.X_OK):
-            raise ExportError("cannot write into the output folder: permission denied", path=self.given,
-                              hint="choose a folder you can write to")
+            raise ExportError(
+                "cannot write into the output folder: permission denied",
+                path=self.given,
+                hint="choose a folder you can write to",
+            )
         check_output_dir(self.real.parent, what="the folder that will hold the output", error=ExportError)
 
     # -- what may be replaced -----------------------------------------------------------------
@@ -421,24 +453,33 @@ class Target:
             return "rename"
         if not self.force and not getattr(self, "_existed", True):
             shown = ", ".join(sorted(entries)[:4]) + (" …" if len(entries) > 4 else "")
-            raise ExportError(f"a folder appeared at the output path while exporting (it holds {shown}); "
-                              "nothing was written into it", path=self.given,
-                              hint="choose another output folder, or pass force=True (CLI: --force) to "
-                                   "add the bundle beside its files")
+            raise ExportError(
+                f"a folder appeared at the output path while exporting (it holds {shown}); nothing was written into it",
+                path=self.given,
+                hint="choose another output folder, or pass force=True (CLI: --force) to "
+                "add the bundle beside its files",
+            )
         if not self.force:
-            raise ExportError("output folder is not empty", path=self.given,
-                              hint="pass force=True (CLI: --force) to replace the files a previous "
-                                   "clsviz export wrote there; other files are kept")
+            raise ExportError(
+                "output folder is not empty",
+                path=self.given,
+                hint="pass force=True (CLI: --force) to replace the files a previous "
+                "clsviz export wrote there; other files are kept",
+            )
         unchanged, changed = owned_files(real)
         self._check_sources(unchanged, names)
         clash = sorted(n for n in names if n in entries and n not in unchanged)
         if clash:
-            why = [f"{n} (changed since clsviz wrote it)" if n in changed else
-                   (f"{n}/" if (real / n).is_dir() else n) for n in clash]
-            raise ExportError(f"refusing to overwrite {', '.join(why)}: clsviz did not write "
-                              f"{'it' if len(clash) == 1 else 'them'}", path=self.given,
-                              hint="move them away or choose another output folder; clsviz replaces "
-                                   "only the unchanged files its manifest lists")
+            why = [
+                f"{n} (changed since clsviz wrote it)" if n in changed else (f"{n}/" if (real / n).is_dir() else n)
+                for n in clash
+            ]
+            raise ExportError(
+                f"refusing to overwrite {', '.join(why)}: clsviz did not write {'it' if len(clash) == 1 else 'them'}",
+                path=self.given,
+                hint="move them away or choose another output folder; clsviz replaces "
+                "only the unchanged files its manifest lists",
+            )
         self._unchanged = unchanged
         return "exchange" if entries <= unchanged else "merge"
 
@@ -450,12 +491,17 @@ class Target:
             except (OSError, RuntimeError):
                 continue
             if s == self.real:
-                raise ExportError(f"the source {src} is the output folder", path=self.given,
-                                  hint="write the bundle into another folder")
+                raise ExportError(
+                    f"the source {src} is the output folder",
+                    path=self.given,
+                    hint="write the bundle into another folder",
+                )
             if self.real in s.parents and s.relative_to(self.real).parts[0] in replaced:
-                raise ExportError(f"the source {src} lies inside what this export would replace",
-                                  path=self.given,
-                                  hint="write the bundle into another folder, or move the source out first")
+                raise ExportError(
+                    f"the source {src} lies inside what this export would replace",
+                    path=self.given,
+                    hint="write the bundle into another folder, or move the source out first",
+                )
 
     # -- write, verify, publish -----------------------------------------------------------------
     def publish(self, fill, verify=None):
@@ -541,8 +587,11 @@ class Target:
             _finish(pub, real)
             _fsync(real)
             return
-        raise ExportError("the output folder kept changing while publishing", path=self.given,
-                          hint="is another program writing there?")
+        raise ExportError(
+            "the output folder kept changing while publishing",
+            path=self.given,
+            hint="is another program writing there?",
+        )
 
 
 def atomic_write_dir(out_dir, force: bool, fill, verify=None, *, sources=(), names=()):

@@ -14,6 +14,7 @@ as a deployment running only ONNX Runtime would (``spinning=True``, ONNX Runtime
 While the spinning candidate is timed, its threads also take CPU from the candidates timed
 right after it; recommending it means: run ONNX Runtime alone in its process.
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,9 +32,16 @@ from .timing import interleaved, timed
 __all__ = ["recommend", "Recommendation", "Candidate", "CANDIDATES"]
 
 #: (mode, precision[, engine options]) tried, in this order; the first is the reference
-CANDIDATES = (("predictor", "fp32"), ("predictor", "bf16"), ("openvino", "fp32"), ("openvino", "bf16"),
-              ("onnxruntime", "fp32"), ("onnxruntime", "fp32", {"spinning": True}), ("executor", "fp32"),
-              ("dygraph", "fp32"))
+CANDIDATES = (
+    ("predictor", "fp32"),
+    ("predictor", "bf16"),
+    ("openvino", "fp32"),
+    ("openvino", "bf16"),
+    ("onnxruntime", "fp32"),
+    ("onnxruntime", "fp32", {"spinning": True}),
+    ("executor", "fp32"),
+    ("dygraph", "fp32"),
+)
 
 
 @dataclass(frozen=True)
@@ -42,16 +50,16 @@ class Candidate:
 
     mode: str
     precision: str
-    status: str                         # "ok", "disagrees" or "unavailable"
-    detail: str = ""                    # why unavailable / how it disagrees
+    status: str  # "ok", "disagrees" or "unavailable"
+    detail: str = ""  # why unavailable / how it disagrees
     p50_ms: float | None = None
     p90_ms: float | None = None
-    relative: float | None = None       # p50 / the reference's p50
+    relative: float | None = None  # p50 / the reference's p50
     max_abs_diff: float | None = None
-    rel_diff: float | None = None       # max |Δ| / max |reference|
-    top1_agree: float | None = None     # share of inputs with the same top-1
+    rel_diff: float | None = None  # max |Δ| / max |reference|
+    top1_agree: float | None = None  # share of inputs with the same top-1
     build_seconds: float | None = None
-    options: tuple = ()                 # further engine options, (name, value) pairs: (("spinning", True),)
+    options: tuple = ()  # further engine options, (name, value) pairs: (("spinning", True),)
 
     @property
     def name(self) -> str:
@@ -59,11 +67,20 @@ class Candidate:
         return f"{self.mode} {self.precision}{extra}"
 
     def to_dict(self) -> dict:
-        return {"mode": self.mode, "precision": self.precision, "options": dict(self.options),
-                "status": self.status, "detail": self.detail,
-                "p50_ms": self.p50_ms, "p90_ms": self.p90_ms, "relative": self.relative,
-                "max_abs_diff": self.max_abs_diff, "rel_diff": self.rel_diff, "top1_agree": self.top1_agree,
-                "build_seconds": self.build_seconds}
+        return {
+            "mode": self.mode,
+            "precision": self.precision,
+            "options": dict(self.options),
+            "status": self.status,
+            "detail": self.detail,
+            "p50_ms": self.p50_ms,
+            "p90_ms": self.p90_ms,
+            "relative": self.relative,
+            "max_abs_diff": self.max_abs_diff,
+            "rel_diff": self.rel_diff,
+            "top1_agree": self.top1_agree,
+            "build_seconds": self.build_seconds,
+        }
 
 
 @dataclass(frozen=True)
@@ -72,8 +89,8 @@ class Recommendation:
 
     model: str
     input_shape: tuple
-    inputs: str                          # what the agreement was checked on
-    candidates: tuple                    # Candidate, fastest first (unavailable last)
+    inputs: str  # what the agreement was checked on
+    candidates: tuple  # Candidate, fastest first (unavailable last)
     best: Candidate | None
     repeats: int
     rtol: float
@@ -94,26 +111,40 @@ class Recommendation:
         return {"mode": self.best.mode, "precision": self.best.precision, **dict(self.best.options)}
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "input_shape": list(self.input_shape), "inputs": self.inputs,
-                "best": self.best.to_dict() if self.best else None, "repeats": self.repeats,
-                "rtol": self.rtol, "machine": self.machine,
-                "candidates": [c.to_dict() for c in self.candidates]}
+        return {
+            "model": self.model,
+            "input_shape": list(self.input_shape),
+            "inputs": self.inputs,
+            "best": self.best.to_dict() if self.best else None,
+            "repeats": self.repeats,
+            "rtol": self.rtol,
+            "machine": self.machine,
+            "candidates": [c.to_dict() for c in self.candidates],
+        }
 
     def to_text(self) -> str:
-        lines = [f"{'engine':<26} {'p50 ms':>8} {'p90 ms':>8} {'× ref':>6} {'max|Δ|':>9} {'rel Δ':>9} "
-                 f"{'top-1':>6}  status"]
+        lines = [
+            f"{'engine':<26} {'p50 ms':>8} {'p90 ms':>8} {'× ref':>6} {'max|Δ|':>9} {'rel Δ':>9} {'top-1':>6}  status"
+        ]
         for c in self.candidates:
             if c.status == "unavailable":
                 lines.append(f"{c.name:<26} {'':>8} {'':>8} {'':>6} {'':>9} {'':>9} {'':>6}  unavailable: {c.detail}")
                 continue
-            lines.append(f"{c.name:<26} {c.p50_ms:>8.2f} {c.p90_ms:>8.2f} {c.relative:>6.2f} "
-                         f"{c.max_abs_diff:>9.2e} {c.rel_diff:>9.2e} {c.top1_agree:>6.0%}  "
-                         + (c.status if not c.detail else f"{c.status}: {c.detail}"))
+            lines.append(
+                f"{c.name:<26} {c.p50_ms:>8.2f} {c.p90_ms:>8.2f} {c.relative:>6.2f} "
+                f"{c.max_abs_diff:>9.2e} {c.rel_diff:>9.2e} {c.top1_agree:>6.0%}  "
+                + (c.status if not c.detail else f"{c.status}: {c.detail}")
+            )
         lines.append("")
-        lines.append(f"recommended: {self.best.name} ({self.best.p50_ms:.2f} ms, {self.best.relative:.2f}× the "
-                     f"predictor fp32)" if self.best else "recommended: none (no candidate agrees)")
-        lines.append(f"{self.model}, input {list(self.input_shape)}, {self.repeats} interleaved rounds; "
-                     f"agreement on {self.inputs}; {self.machine}")
+        lines.append(
+            f"recommended: {self.best.name} ({self.best.p50_ms:.2f} ms, {self.best.relative:.2f}× the predictor fp32)"
+            if self.best
+            else "recommended: none (no candidate agrees)"
+        )
+        lines.append(
+            f"{self.model}, input {list(self.input_shape)}, {self.repeats} interleaved rounds; "
+            f"agreement on {self.inputs}; {self.machine}"
+        )
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -129,8 +160,13 @@ class Recommendation:
         colors = [GREEN if c is self.best else (BLUE if c.status == "ok" else MUTED) for c in ran]
         ax.barh([c.name for c in ran], [c.p50_ms for c in ran], color=colors)
         for i, c in enumerate(ran):
-            ax.text(c.p50_ms, i, f"  {c.p50_ms:.2f} ms" + ("" if c.status == "ok" else f" ({c.status})"),
-                    va="center", fontsize=8)
+            ax.text(
+                c.p50_ms,
+                i,
+                f"  {c.p50_ms:.2f} ms" + ("" if c.status == "ok" else f" ({c.status})"),
+                va="center",
+                fontsize=8,
+            )
         ax.set_xlabel("p50 latency per batch (ms)")
         ax.set_title(f"{self.model}: engines side by side", fontsize=10)
         ax.set_xlim(0, max(c.p50_ms for c in ran) * 1.45 if ran else 1)
@@ -146,22 +182,30 @@ class Recommendation:
         for c in self.candidates:
             mark = "✓" if c is self.best else ""
             if c.status == "unavailable":
-                rows.append(f"<tr><td>{e(c.name)}</td><td colspan='6'><small>unavailable: {e(c.detail)}"
-                            "</small></td></tr>")
+                rows.append(
+                    f"<tr><td>{e(c.name)}</td><td colspan='6'><small>unavailable: {e(c.detail)}</small></td></tr>"
+                )
                 continue
-            rows.append(f"<tr><td>{mark} <b>{e(c.name)}</b></td><td>{c.p50_ms:.2f}</td><td>{c.relative:.2f}</td>"
-                        f"<td>{c.max_abs_diff:.1e}</td><td>{c.rel_diff:.1e}</td><td>{c.top1_agree:.0%}</td>"
-                        f"<td>{e(c.status + (': ' + c.detail if c.detail else ''))}</td></tr>")
-        head = (f"<b>recommended: {e(self.best.name)}</b> · {self.best.p50_ms:.2f} ms · "
-                f"{self.best.relative:.2f}× the predictor fp32" if self.best else
-                "<b>no candidate agrees with the reference</b>")
+            rows.append(
+                f"<tr><td>{mark} <b>{e(c.name)}</b></td><td>{c.p50_ms:.2f}</td><td>{c.relative:.2f}</td>"
+                f"<td>{c.max_abs_diff:.1e}</td><td>{c.rel_diff:.1e}</td><td>{c.top1_agree:.0%}</td>"
+                f"<td>{e(c.status + (': ' + c.detail if c.detail else ''))}</td></tr>"
+            )
+        head = (
+            f"<b>recommended: {e(self.best.name)}</b> · {self.best.p50_ms:.2f} ms · "
+            f"{self.best.relative:.2f}× the predictor fp32"
+            if self.best
+            else "<b>no candidate agrees with the reference</b>"
+        )
         img = ""
         if any(c.p50_ms is not None for c in self.candidates):
             img = f"<img src='{fig_to_data_uri(self.figure(), dpi=90)}' style='max-width:560px'>"
-        return (f"<div>{head}<br><small>{e(self.model)}, input {list(self.input_shape)}, {self.repeats} "
-                f"interleaved rounds; agreement on {e(self.inputs)}; {e(self.machine)}</small>"
-                "<table><tr><th>engine</th><th>p50 ms</th><th>× ref</th><th>max|Δ|</th><th>rel Δ</th>"
-                f"<th>top-1</th><th>status</th></tr>{''.join(rows)}</table>{img}</div>")
+        return (
+            f"<div>{head}<br><small>{e(self.model)}, input {list(self.input_shape)}, {self.repeats} "
+            f"interleaved rounds; agreement on {e(self.inputs)}; {e(self.machine)}</small>"
+            "<table><tr><th>engine</th><th>p50 ms</th><th>× ref</th><th>max|Δ|</th><th>rel Δ</th>"
+            f"<th>top-1</th><th>status</th></tr>{''.join(rows)}</table>{img}</div>"
+        )
 
 
 def machine_line() -> str:
@@ -171,8 +215,10 @@ def machine_line() -> str:
     m = machine_info()
     flags = set(m.get("flags") or ())
     bf16 = "AMX" if "amx_bf16" in flags else ("avx512_bf16" if "avx512_bf16" in flags else "no bf16")
-    return (f"{m.get('cpu', '?')}, {m.get('logical_cpus', '?')} vCPUs, {m.get('isa', '?')}, {bf16}, "
-            f"Paddle {paddle.__version__} CPU")
+    return (
+        f"{m.get('cpu', '?')}, {m.get('logical_cpus', '?')} vCPUs, {m.get('isa', '?')}, {bf16}, "
+        f"Paddle {paddle.__version__} CPU"
+    )
 
 
 def _key(candidate) -> tuple[str, str, tuple]:
@@ -190,9 +236,20 @@ def _inputs(ref, images, n_random: int, seed: int) -> tuple[np.ndarray, str]:
     return ref.config.preprocess.probe(n_random, seed=seed), f"{n_random} random inputs of the model's own signature"
 
 
-def recommend(model, images=None, *, candidates: Sequence = CANDIDATES, repeats: int = 20, warmup: int = 3,
-              batch_size: int = 1, cpu_threads: int | None = None, rtol: float = 1e-3, seed: int = 0,
-              progress=None, **load_kwargs) -> Recommendation:
+def recommend(
+    model,
+    images=None,
+    *,
+    candidates: Sequence = CANDIDATES,
+    repeats: int = 20,
+    warmup: int = 3,
+    batch_size: int = 1,
+    cpu_threads: int | None = None,
+    rtol: float = 1e-3,
+    seed: int = 0,
+    progress=None,
+    **load_kwargs,
+) -> Recommendation:
     """Time every available engine × precision on ``model`` and pick the fastest that agrees.
 
     ``model`` is anything :func:`clsviz.load` takes.  ``images`` (paths, arrays, a folder) are
@@ -236,8 +293,7 @@ def recommend(model, images=None, *, candidates: Sequence = CANDIDATES, repeats:
                 continue
             diff = float(np.abs(got - want).max())
             checks[key] = (diff, diff / scale, float(np.mean(got.argmax(1) == want.argmax(1))))
-        one = np.ascontiguousarray(x[:batch_size] if len(x) >= batch_size else
-                                   np.repeat(x[:1], batch_size, axis=0))
+        one = np.ascontiguousarray(x[:batch_size] if len(x) >= batch_size else np.repeat(x[:1], batch_size, axis=0))
         names = {k: Candidate(*k[:2], "", options=k[2]).name for k in checks}
         timing = {names[k]: timed(functools.partial(built[k].forward, one)) for k in checks}
         say(f"timing {len(timing)} engines side by side, {repeats} rounds ...")
@@ -251,14 +307,24 @@ def recommend(model, images=None, *, candidates: Sequence = CANDIDATES, repeats:
                 status, detail = "disagrees", f"relative max|Δ| {rel:.1e} > {rtol:g}"
             else:
                 status, detail = "ok", ("reduced precision: outputs differ by design" if p != "fp32" else "")
-            rows[(m, p, extra)] = Candidate(m, p, status, detail, round(s.p50, 4), round(s.p90, 4),
-                                            round(s.p50 / ref_p50, 4), diff, rel, top1,
-                                            round(built[(m, p, extra)].build_seconds, 3), extra)
+            rows[(m, p, extra)] = Candidate(
+                m,
+                p,
+                status,
+                detail,
+                round(s.p50, 4),
+                round(s.p90, 4),
+                round(s.p50 / ref_p50, 4),
+                diff,
+                rel,
+                top1,
+                round(built[(m, p, extra)].build_seconds, 3),
+                extra,
+            )
     finally:
         for clf in built.values():
             clf.close()
     order = sorted(rows.values(), key=lambda c: (c.p50_ms is None, c.p50_ms or 0.0))
     best = next((c for c in order if c.status == "ok"), None)
     line = machine_line()
-    return Recommendation(str(model), tuple(int(v) for v in x.shape[1:]), what, tuple(order), best,
-                          repeats, rtol, line)
+    return Recommendation(str(model), tuple(int(v) for v in x.shape[1:]), what, tuple(order), best, repeats, rtol, line)

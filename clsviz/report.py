@@ -4,6 +4,7 @@
 (thumbnails with true labels, top-k per mode, latency per stage, build times, agreement).
 :func:`page` is the shared shell (styles, header, footer) that other reports reuse.
 """
+
 from __future__ import annotations
 
 import base64
@@ -105,7 +106,8 @@ def page(title: str, body: str, *, subtitle: str = "", cards: str = "") -> str:
         f"<div class='wrap' style='padding-top:0'>"
         f"{f'<div class=cards>{cards}</div>' if cards else ''}{body}"
         f"<footer>clsviz {_e(__version__)} · generated {_e(stamp)} · one self-contained file</footer>"
-        "</div></body></html>\n")
+        "</div></body></html>\n"
+    )
 
 
 def card(key: str, value: str, sub: str = "", *, value_html: bool = False) -> str:
@@ -143,16 +145,20 @@ def _aligned(values, images: Sequence[str], what: str) -> list:
         return [(str(p) in values or os.path.basename(str(p)) in values) for p in images]
     values = list(values)
     if len(values) != len(images):
-        raise OptionError(f"{what} has {len(values)} entries for {len(images)} images",
-                          hint="give one per image, or a dict keyed by file name")
+        raise OptionError(
+            f"{what} has {len(values)} entries for {len(images)} images",
+            hint="give one per image, or a dict keyed by file name",
+        )
     return values
 
 
 def _agreement_section(cmp: Comparison) -> str:
-    failed = "".join(f"<tr><td><b>{_e(m)}</b></td><td colspan='4'>{_e(why)}</td>"
-                     f"<td>{badge('FAILED', 'bad')}</td></tr>" for m, why in cmp.failed.items())
+    failed = "".join(
+        f"<tr><td><b>{_e(m)}</b></td><td colspan='4'>{_e(why)}</td><td>{badge('FAILED', 'bad')}</td></tr>"
+        for m, why in cmp.failed.items()
+    )
     if not cmp.agreements and not failed:
-        return ("<section><h2>Agreement</h2><p>Only one mode ran; nothing to compare.</p></section>")
+        return "<section><h2>Agreement</h2><p>Only one mode ran; nothing to compare.</p></section>"
     rows = [failed] if failed else []
     for a in cmp.agreements:
         good = a.max_abs_diff <= cmp.tolerance and a.top1_agree == 1.0
@@ -160,12 +166,16 @@ def _agreement_section(cmp: Comparison) -> str:
             f"<tr><td><b>{_e(a.mode)}</b> vs {_e(a.reference)}</td>"
             f"<td class='num'>{a.max_abs_diff:.2e}</td><td class='num'>{a.cosine:.6f}</td>"
             f"<td class='num'>{a.top1_agree:.0%}</td><td class='num'>{a.topk_agree:.0%}</td>"
-            f"<td>{badge('agree' if good else 'DISAGREE', 'ok' if good else 'bad')}</td></tr>")
-    return ("<section><h2>Agreement<small>raw outputs of each mode against "
-            f"{_e(cmp.reference)}, tolerance max|Δ| ≤ {cmp.tolerance:g}</small></h2>"
-            "<table><tr><th>pair</th><th class='num'>max |Δ|</th><th class='num'>cosine (min)</th>"
-            "<th class='num'>top-1 agree</th><th class='num'>top-k agree</th><th></th></tr>"
-            + "".join(rows) + "</table></section>")
+            f"<td>{badge('agree' if good else 'DISAGREE', 'ok' if good else 'bad')}</td></tr>"
+        )
+    return (
+        "<section><h2>Agreement<small>raw outputs of each mode against "
+        f"{_e(cmp.reference)}, tolerance max|Δ| ≤ {cmp.tolerance:g}</small></h2>"
+        "<table><tr><th>pair</th><th class='num'>max |Δ|</th><th class='num'>cosine (min)</th>"
+        "<th class='num'>top-1 agree</th><th class='num'>top-k agree</th><th></th></tr>"
+        + "".join(rows)
+        + "</table></section>"
+    )
 
 
 def _speed_section(cmp: Comparison) -> str:
@@ -173,19 +183,32 @@ def _speed_section(cmp: Comparison) -> str:
 
     chart = fig_to_data_uri(latency_bars(cmp), dpi=120)
     n = next(iter(cmp.modes.values())).total.n
-    descr = "".join(f"<li><b>{_e(m)}</b>: <span class='mono'>{_e(r.description)}</span></li>"
-                    for m, r in cmp.modes.items() if r.description)
-    return ("<section><h2>Speed<small>milliseconds per batch, p50 over "
-            f"{n} timed batches after warm-up, modes interleaved; build time in seconds</small></h2>"
-            + render.latency_table(cmp)
-            + f"<div class='center'><img class='chart' alt='latency per mode and stage' src='{chart}'></div>"
-            + (f"<ul class='legend' style='margin-top:10px'>{descr}</ul>" if descr else "")
-            + "</section>")
+    descr = "".join(
+        f"<li><b>{_e(m)}</b>: <span class='mono'>{_e(r.description)}</span></li>"
+        for m, r in cmp.modes.items()
+        if r.description
+    )
+    return (
+        "<section><h2>Speed<small>milliseconds per batch, p50 over "
+        f"{n} timed batches after warm-up, modes interleaved; build time in seconds</small></h2>"
+        + render.latency_table(cmp)
+        + f"<div class='center'><img class='chart' alt='latency per mode and stage' src='{chart}'></div>"
+        + (f"<ul class='legend' style='margin-top:10px'>{descr}</ul>" if descr else "")
+        + "</section>"
+    )
 
 
-def render_report(comparison: Comparison, *, title: str = "clsviz report", images=None,
-                  true_labels=None, hard=None, extra_sections: Iterable = (), subtitle: str = "",
-                  progress=None) -> str:
+def render_report(
+    comparison: Comparison,
+    *,
+    title: str = "clsviz report",
+    images=None,
+    true_labels=None,
+    hard=None,
+    extra_sections: Iterable = (),
+    subtitle: str = "",
+    progress=None,
+) -> str:
     """The report as an HTML string (see :func:`write_report`)."""
     from .viz import fig_to_data_uri, topk_bars
 
@@ -215,8 +238,11 @@ def render_report(comparison: Comparison, *, title: str = "clsviz report", image
                 if not all_ok:
                     wrong_names.append(os.path.basename(name))
         uri = thumbnail_data_uri(src)
-        thumb = (f"<img class='thumb' alt='{_e(os.path.basename(name))}' src='{uri}'>" if uri
-                 else "<div class='noimg'>no preview</div>")
+        thumb = (
+            f"<img class='thumb' alt='{_e(os.path.basename(name))}' src='{uri}'>"
+            if uri
+            else "<div class='noimg'>no preview</div>"
+        )
         chips = []
         if truth is not None:
             chips.append(f"<span class='truth'>true: {_e(truth)}</span>")
@@ -225,8 +251,12 @@ def render_report(comparison: Comparison, *, title: str = "clsviz report", image
             if correct[m] is None:
                 chips.append(badge(f"{m}: {p.label}", "neutral"))
             else:
-                chips.append(badge(f"{'✓' if correct[m] else '✗'} {m}: {p.label}",
-                                   "ok" if correct[m] else ("warn" if hards[i] else "bad")))
+                chips.append(
+                    badge(
+                        f"{'✓' if correct[m] else '✗'} {m}: {p.label}",
+                        "ok" if correct[m] else ("warn" if hards[i] else "bad"),
+                    )
+                )
         if hards[i]:
             chips.append(badge("hard case", "warn"))
         chart = fig_to_data_uri(topk_bars(preds, true_label=truth), dpi=100)
@@ -237,7 +267,8 @@ def render_report(comparison: Comparison, *, title: str = "clsviz report", image
             f"<div class='name'>{_e(os.path.basename(name))}</div></div>"
             f"<div><div class='meta'>{''.join(chips)}</div>"
             f"<img class='chart' alt='top-k per mode for {_e(os.path.basename(name))}' src='{chart}'>"
-            f"</div></div>")
+            f"</div></div>"
+        )
         if progress is not None:
             progress(i + 1, len(names))
 
@@ -245,38 +276,69 @@ def render_report(comparison: Comparison, *, title: str = "clsviz report", image
     agree = cmp.agree
     if cmp.agreements:
         verdict = badge("✓ modes agree" if agree else "✗ modes DISAGREE", "ok" if agree else "bad", big=True)
-        vsub = (f"max |Δ| {cmp.max_abs_diff:.1e} (tolerance {cmp.tolerance:g}); top-1 agree "
-                f"{min(a.top1_agree for a in cmp.agreements):.0%}")
+        vsub = (
+            f"max |Δ| {cmp.max_abs_diff:.1e} (tolerance {cmp.tolerance:g}); top-1 agree "
+            f"{min(a.top1_agree for a in cmp.agreements):.0%}"
+        )
     else:
         verdict, vsub = badge("single mode", "neutral", big=True), "nothing to compare"
     cards = [card("agreement", verdict, _e(vsub), value_html=True)]
     if n_lab or n_hard:
         acc_ok = n_ok == n_lab
         more = f", +{len(wrong_names) - 3} more" if len(wrong_names) > 3 else ""
-        cards.append(card("labelled images", f"{n_ok}/{n_lab} correct",
-                          ("<span style='color:var(--green)'>✓ right in every mode</span>" if acc_ok else
-                           f"<span class='bad-text'>wrong: {_e(', '.join(wrong_names[:3]) + more)}</span>")
-                          + (f"<br>hard cases: {n_hard_ok}/{n_hard} right" if n_hard else "")))
+        cards.append(
+            card(
+                "labelled images",
+                f"{n_ok}/{n_lab} correct",
+                (
+                    "<span style='color:var(--green)'>✓ right in every mode</span>"
+                    if acc_ok
+                    else f"<span class='bad-text'>wrong: {_e(', '.join(wrong_names[:3]) + more)}</span>"
+                )
+                + (f"<br>hard cases: {n_hard_ok}/{n_hard} right" if n_hard else ""),
+            )
+        )
     fastest = min(cmp.modes.values(), key=lambda r: r.total.p50)
-    cards.append(card("fastest mode", f"{fastest.mode}",
-                      f"{fastest.total.p50:.2f} ms p50 per batch of {fastest.batch_size}"))
+    cards.append(
+        card("fastest mode", f"{fastest.mode}", f"{fastest.total.p50:.2f} ms p50 per batch of {fastest.batch_size}")
+    )
     slow = max(cmp.modes.values(), key=lambda r: r.build_seconds)
-    cards.append(card("build time", f"≤ {slow.build_seconds:.2f} s",
-                      _e(" · ".join(f"{m} {r.build_seconds:.2f}s" for m, r in cmp.modes.items()))))
+    cards.append(
+        card(
+            "build time",
+            f"≤ {slow.build_seconds:.2f} s",
+            _e(" · ".join(f"{m} {r.build_seconds:.2f}s" for m, r in cmp.modes.items())),
+        )
+    )
 
-    legend = (f"<p class='legend'>Bars: top-{cmp.top_k} scores per mode. Green = the true class, red = a wrong "
-              "top-1, blue = top-1 when no label is known.</p>")
-    body = [_agreement_section(cmp), _speed_section(cmp),
-            f"<section><h2>Images<small>{len(names)} images · {len(modes)} modes</small></h2>{legend}"
-            + "".join(rows) + "</section>"]
+    legend = (
+        f"<p class='legend'>Bars: top-{cmp.top_k} scores per mode. Green = the true class, red = a wrong "
+        "top-1, blue = top-1 when no label is known.</p>"
+    )
+    body = [
+        _agreement_section(cmp),
+        _speed_section(cmp),
+        f"<section><h2>Images<small>{len(names)} images · {len(modes)} modes</small></h2>{legend}"
+        + "".join(rows)
+        + "</section>",
+    ]
     for head, content in extra_sections or ():
         body.append(f"<section><h2>{_e(head)}</h2>{content}</section>")
     return page(title, "".join(body), subtitle=subtitle, cards="".join(cards))
 
 
-def write_report(path, comparison: Comparison, *, title: str = "clsviz report", images=None,
-                 true_labels=None, hard=None, extra_sections: Iterable = (), subtitle: str = "",
-                 progress=None) -> Path:
+def write_report(
+    path,
+    comparison: Comparison,
+    *,
+    title: str = "clsviz report",
+    images=None,
+    true_labels=None,
+    hard=None,
+    extra_sections: Iterable = (),
+    subtitle: str = "",
+    progress=None,
+) -> Path:
     """Write a self-contained ``report.html`` for ``comparison``; returns its path.
 
     ``images`` are the inputs (paths; default: the comparison's image names) for the
@@ -284,8 +346,16 @@ def write_report(path, comparison: Comparison, *, title: str = "clsviz report", 
     dicts keyed by path or file name.  ``extra_sections`` is a list of ``(heading, html)``.
     ``progress`` is an optional callable(done, total) called per image.
     """
-    text = render_report(comparison, title=title, images=images, true_labels=true_labels, hard=hard,
-                         extra_sections=extra_sections, subtitle=subtitle, progress=progress)
+    text = render_report(
+        comparison,
+        title=title,
+        images=images,
+        true_labels=true_labels,
+        hard=hard,
+        extra_sections=extra_sections,
+        subtitle=subtitle,
+        progress=progress,
+    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

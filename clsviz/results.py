@@ -1,4 +1,5 @@
 """Typed, frozen result objects.  Each has ``to_dict()`` and an HTML repr."""
+
 from __future__ import annotations
 
 import html
@@ -13,7 +14,6 @@ from . import render
 
 def _esc(x) -> str:
     return html.escape(str(x))
-
 
 
 def human_size(n: float) -> str:
@@ -66,9 +66,13 @@ class Prediction:
         rows = "".join(
             f"<tr><td>{t.class_id}</td><td>{_esc(t.label)}</td><td style='width:160px'>"
             f"<div style='background:#1976d2;height:10px;width:{max(1, int(150 * t.score))}px'></div></td>"
-            f"<td style='text-align:right'>{t.score:.4f}</td></tr>" for t in self.topk)
-        return (f"<div><b>{_esc(self.image)}</b> <i>({_esc(self.mode)})</i>"
-                f"<table><tr><th>id</th><th>label</th><th></th><th>score</th></tr>{rows}</table></div>")
+            f"<td style='text-align:right'>{t.score:.4f}</td></tr>"
+            for t in self.topk
+        )
+        return (
+            f"<div><b>{_esc(self.image)}</b> <i>({_esc(self.mode)})</i>"
+            f"<table><tr><th>id</th><th>label</th><th></th><th>score</th></tr>{rows}</table></div>"
+        )
 
 
 @dataclass(frozen=True)
@@ -152,9 +156,14 @@ class Agreement:
     topk_agree: float
 
     def to_dict(self) -> dict:
-        return {"mode": self.mode, "reference": self.reference,
-                "max_abs_diff": float(self.max_abs_diff), "cosine": float(self.cosine),
-                "top1_agree": self.top1_agree, "topk_agree": self.topk_agree}
+        return {
+            "mode": self.mode,
+            "reference": self.reference,
+            "max_abs_diff": float(self.max_abs_diff),
+            "cosine": float(self.cosine),
+            "top1_agree": self.top1_agree,
+            "topk_agree": self.topk_agree,
+        }
 
 
 @dataclass(frozen=True)
@@ -213,5 +222,7 @@ class Comparison:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        return (f"<div>{render.agreement_badge(self)}{render.top1_table(self, top=3)}"
-                f"{render.latency_table(self)}{render.failed_list(self)}</div>")
+        return (
+            f"<div>{render.agreement_badge(self)}{render.top1_table(self, top=3)}"
+            f"{render.latency_table(self)}{render.failed_list(self)}</div>"
+        )

@@ -13,6 +13,7 @@ Every file clsviz reads because a user or a model's files named it should come t
 :func:`check_output_dir` answers "can results be written there?" before a long run, so a
 mistyped ``--out`` fails in milliseconds, not after the evaluation.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,8 +25,19 @@ from pathlib import Path
 
 from .errors import ClsvizError, FormatError, OutputError
 
-__all__ = ["TEXT_LIMIT", "PROGRAM_LIMIT", "special_kind", "open_regular", "read_bytes", "read_text",
-           "check_regular", "check_output_dir", "os_error", "translate_os_errors", "size_text"]
+__all__ = [
+    "TEXT_LIMIT",
+    "PROGRAM_LIMIT",
+    "special_kind",
+    "open_regular",
+    "read_bytes",
+    "read_text",
+    "check_regular",
+    "check_output_dir",
+    "os_error",
+    "translate_os_errors",
+    "size_text",
+]
 
 MiB = 1 << 20
 #: labels files, ``inference.yml``, ``labels.txt``: 16 MiB is ~100x ImageNet-21k's label list
@@ -33,9 +45,13 @@ TEXT_LIMIT = 16 * MiB
 #: model programs (``.json``, ``.pdmodel``, ``__model__``): protobuf itself stops at 2 GiB
 PROGRAM_LIMIT = 1024 * MiB
 
-_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-          (stat.S_ISSOCK, "a socket"))
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def size_text(n: float) -> str:
@@ -87,9 +103,11 @@ def translate_os_errors(error=FormatError, *, action: str = "read"):
 
 
 def _refuse(what: str, path, kind: str, error) -> ClsvizError:
-    return error(f"cannot read {what}: it is {kind}, not a regular file", path=path,
-                 hint="clsviz reads only regular files: a FIFO, device or socket could block "
-                      "or never end")
+    return error(
+        f"cannot read {what}: it is {kind}, not a regular file",
+        path=path,
+        hint="clsviz reads only regular files: a FIFO, device or socket could block or never end",
+    )
 
 
 def check_regular(path, *, what: str = "file", error=FormatError) -> os.stat_result:
@@ -135,8 +153,11 @@ def open_regular(path, *, what: str = "file", error=FormatError, max_bytes: int 
         if kind is not None:
             raise _refuse(what, path, kind, error)
         if max_bytes is not None and st.st_size > max_bytes:
-            raise error(f"{what} is {size_text(st.st_size)}, over the {size_text(max_bytes)} clsviz "
-                        f"reads for one", path=path, hint="is this the right file?")
+            raise error(
+                f"{what} is {size_text(st.st_size)}, over the {size_text(max_bytes)} clsviz reads for one",
+                path=path,
+                hint="is this the right file?",
+            )
         if hasattr(os, "set_blocking"):
             os.set_blocking(f.fileno(), True)
         return f
@@ -166,13 +187,16 @@ def read_text(path, *, what: str = "text file", error=FormatError, max_bytes: in
     encoding = "utf-8"
     for bom, enc in _BOMS:
         if data.startswith(bom):
-            data, encoding = data[len(bom):], enc
+            data, encoding = data[len(bom) :], enc
             break
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as e:
-        raise error(f"{what} is not {encoding.upper()} text (undecodable byte at offset {e.start})",
-                    path=path, hint="save it as UTF-8") from e
+        raise error(
+            f"{what} is not {encoding.upper()} text (undecodable byte at offset {e.start})",
+            path=path,
+            hint="save it as UTF-8",
+        ) from e
 
 
 def check_output_dir(path, *, what: str = "output folder", error=OutputError) -> Path:
@@ -186,24 +210,34 @@ def check_output_dir(path, *, what: str = "output folder", error=OutputError) ->
         if p.exists():
             kind = special_kind(p.stat().st_mode)
             if kind != "a folder":
-                raise error(f"{what} names {kind or 'a file'}, not a folder", path=p,
-                            hint="choose a folder (new or existing) for the results")
+                raise error(
+                    f"{what} names {kind or 'a file'}, not a folder",
+                    path=p,
+                    hint="choose a folder (new or existing) for the results",
+                )
             existing = p
         else:
             if os.path.lexists(p):
-                raise error(f"{what} is a symbolic link to nowhere", path=p,
-                            hint="fix or remove the link, or choose another folder")
+                raise error(
+                    f"{what} is a symbolic link to nowhere",
+                    path=p,
+                    hint="fix or remove the link, or choose another folder",
+                )
             existing = p.parent
             while not existing.exists():
                 if os.path.lexists(existing):
                     raise error(f"{existing} is a symbolic link to nowhere", path=p)
                 existing = existing.parent
             if not existing.is_dir():
-                raise error(f"{what} lies under {existing}, which is a file", path=p,
-                            hint="choose a folder that is not inside a file's path")
+                raise error(
+                    f"{what} lies under {existing}, which is a file",
+                    path=p,
+                    hint="choose a folder that is not inside a file's path",
+                )
         if not os.access(existing, os.W_OK | os.X_OK):
-            raise error(f"cannot write into {existing}: permission denied", path=p,
-                        hint="choose a folder you can write to")
+            raise error(
+                f"cannot write into {existing}: permission denied", path=p, hint="choose a folder you can write to"
+            )
     except OSError as e:
         raise os_error(e, error, action="check the output folder", path=p) from e
     return p

@@ -26,6 +26,7 @@ What Paddle writes (``python/paddle/framework/io.py``, 2.1 to 3.3):
 * ``paddle.save(..., safetensors=True)`` writes a safetensors file, read here
   directly (no pickle involved).
 """
+
 from __future__ import annotations
 
 import _compat_pickle
@@ -86,24 +87,26 @@ class _CheckedArray(np.ndarray):
             raise _Refused("numpy.ndarray.__setstate__", "with a state numpy does not write")
         shape, dtype, _, raw = state[-4:]
         if not isinstance(dtype, np.dtype) or dtype.hasobject:
-            raise _Refused("numpy.ndarray.__setstate__",
-                           f"with dtype {dtype!r} (object arrays hold Python objects, not tensors)")
+            raise _Refused(
+                "numpy.ndarray.__setstate__", f"with dtype {dtype!r} (object arrays hold Python objects, not tensors)"
+            )
         if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape):
             raise ValueError(f"array shape {str(shape)[:60]} is not a tuple of sizes")
         if not isinstance(raw, (bytes, bytearray)):
             raise _Refused("numpy.ndarray.__setstate__", f"with {type(raw).__name__} data")
         need = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
         if need != len(raw):
-            raise ValueError(f"an array declares shape {list(shape)} {dtype} ({need} bytes) "
-                             f"but holds {len(raw)} bytes")
+            raise ValueError(f"an array declares shape {list(shape)} {dtype} ({need} bytes) but holds {len(raw)} bytes")
         super().__setstate__(state)
 
 
 def _reconstruct(subtype, shape, dtype, *, limit: int | None = None):
     # numpy's _reconstruct calls subtype.__new__: only the plain ndarray may come in.
     if subtype is not np.ndarray:
-        raise _Refused("numpy._core.multiarray._reconstruct",
-                       f"with class {getattr(subtype, '__name__', subtype)!r} instead of ndarray")
+        raise _Refused(
+            "numpy._core.multiarray._reconstruct",
+            f"with class {getattr(subtype, '__name__', subtype)!r} instead of ndarray",
+        )
     dtype = np.dtype(dtype)
     if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape):
         raise ValueError(f"array shape {str(shape)[:60]} is not a tuple of sizes")
@@ -123,8 +126,13 @@ class _TooLarge(Exception):
 
 def _paddle_dense_tensor(source, globals_=None, locals_=None):
     """Stand-in for ``eval``: Paddle's DenseTensor record is ``eval("data", {"data": arr})``."""
-    if (source == "data" and locals_ is None and type(globals_) is dict
-            and list(globals_) == ["data"] and isinstance(globals_["data"], np.ndarray)):
+    if (
+        source == "data"
+        and locals_ is None
+        and type(globals_) is dict
+        and list(globals_) == ["data"]
+        and isinstance(globals_["data"], np.ndarray)
+    ):
         return _plain(globals_["data"])
     raise _Refused("builtins.eval", f"with {str(source)[:80]!r} (not Paddle's tensor record)")
 
@@ -149,7 +157,7 @@ _SAFE_GLOBALS: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("builtins", "dict"): dict,
     ("builtins", "list"): list,
-    ("builtins", "tuple"): tuple,   # Paddle's Tensor record
+    ("builtins", "tuple"): tuple,  # Paddle's Tensor record
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
     ("builtins", "complex"): complex,
@@ -200,22 +208,31 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 _NOT_PARAMS = {
-    "torch": ("this is a PyTorch checkpoint, not Paddle",
-              "convert it first (e.g. with X2Paddle), then load the .pdparams it writes"),
-    "onnx": ("this is an ONNX model, not a Paddle checkpoint",
-             "convert it with X2Paddle, or run it with onnxruntime"),
-    "program": ("this is a Paddle program (the network structure), not parameters",
-                "pass the .pdparams / .pdiparams file beside it"),
-    "numpy": ("this is a NumPy file, not a Paddle .pdparams pickle",
-              "load it with numpy.load(path, allow_pickle=False)"),
+    "torch": (
+        "this is a PyTorch checkpoint, not Paddle",
+        "convert it first (e.g. with X2Paddle), then load the .pdparams it writes",
+    ),
+    "onnx": ("this is an ONNX model, not a Paddle checkpoint", "convert it with X2Paddle, or run it with onnxruntime"),
+    "program": (
+        "this is a Paddle program (the network structure), not parameters",
+        "pass the .pdparams / .pdiparams file beside it",
+    ),
+    "numpy": (
+        "this is a NumPy file, not a Paddle .pdparams pickle",
+        "load it with numpy.load(path, allow_pickle=False)",
+    ),
     "zip": ("this is a zip archive, not a Paddle .pdparams pickle", None),
     "empty": ("the file is empty (0 bytes)", "re-download or re-save the checkpoint"),
-    "directory": ("this is a directory, not a .pdparams file",
-                  "for a fluid persistables folder use clsviz.load_state_dict(folder)"),
+    "directory": (
+        "this is a directory, not a .pdparams file",
+        "for a fluid persistables folder use clsviz.load_state_dict(folder)",
+    ),
     "missing": ("no such file", "check the path"),
     "unreadable": ("cannot read the file", "check the file's permissions"),
-    "special": ("this is not a regular file",
-                "clsviz reads only regular files: a FIFO, device or socket could block or never end"),
+    "special": (
+        "this is not a regular file",
+        "clsviz reads only regular files: a FIFO, device or socket could block or never end",
+    ),
 }
 
 
@@ -224,9 +241,11 @@ def _refuse_non_pickle(found: FileKind, path: Path) -> None:
         raise FormatError(
             f"this is an inference params file, not a .pdparams state dict (found {found.text}); "
             "pass the model file too: its tensors have no names, those come from the "
-            ".json/.pdmodel program beside it", path=path,
+            ".json/.pdmodel program beside it",
+            path=path,
             hint="e.g. clsviz.load('inference.json'); a single tensor saved with "
-                 "use_binary_format=True reads with clsviz.formats.tensorfile.read_tensor_file")
+            "use_binary_format=True reads with clsviz.formats.tensorfile.read_tensor_file",
+        )
     if found.kind in _NOT_PARAMS:
         message, hint = _NOT_PARAMS[found.kind]
         raise FormatError(f"{message} (found {found.text})", path=path, hint=hint)
@@ -257,8 +276,10 @@ def load_pdparams(path, *, trust: bool = False) -> dict[str, Any]:
     obj = _paddle_load(path) if trust else _restricted_load(path, found)
     if not isinstance(obj, dict):
         raise FormatError(
-            f"expected a state dict (a dict of tensors), found {_describe(obj)}", path=path,
-            hint="save parameters with paddle.save(layer.state_dict(), path)")
+            f"expected a state dict (a dict of tensors), found {_describe(obj)}",
+            path=path,
+            hint="save parameters with paddle.save(layer.state_dict(), path)",
+        )
     try:
         obj = _to_numpy(obj)
     except RecursionError as e:
@@ -332,35 +353,53 @@ def _restricted_load(path: Path, found: FileKind):
         where = f" at byte {e.at}" if e.at is not None else ""
         raise FormatError(
             f"the pickle is truncated or damaged: it declares {e.declared:,} bytes of data{where}, "
-            f"but the file holds only {e.available:,} more", path=path,
-            hint="the file was cut short or altered; fetch it again") from None
+            f"but the file holds only {e.available:,} more",
+            path=path,
+            hint="the file was cut short or altered; fetch it again",
+        ) from None
     except _TooMany:
-        raise FormatError(f"the pickle holds more than {MAX_PICKLE_OPS:,} objects; a Paddle checkpoint "
-                          "holds a few thousand", path=path,
-                          hint="the file is damaged or built to exhaust memory") from None
+        raise FormatError(
+            f"the pickle holds more than {MAX_PICKLE_OPS:,} objects; a Paddle checkpoint holds a few thousand",
+            path=path,
+            hint="the file is damaged or built to exhaust memory",
+        ) from None
     except _Refused as e:
         raise UnsafeCheckpoint(
             f"refusing to unpickle {path}: it asks for {e.name}"
             + (f" {e.detail}" if e.detail else "")
             + ", which is outside the safe set (numpy arrays, plain containers, "
-              "Paddle's tensor records)", path=path, hint=TRUST_HINT) from None
+            "Paddle's tensor records)",
+            path=path,
+            hint=TRUST_HINT,
+        ) from None
     except _NotPaddle as e:
-        raise FormatError(f"this is a PyTorch checkpoint, not Paddle (the pickle uses {e})",
-                          path=path, hint=_NOT_PARAMS["torch"][1]) from None
+        raise FormatError(
+            f"this is a PyTorch checkpoint, not Paddle (the pickle uses {e})", path=path, hint=_NOT_PARAMS["torch"][1]
+        ) from None
     except (EOFError, pickle.UnpicklingError) as e:
         text = str(e)
         if isinstance(e, EOFError) or "truncated" in text:
             raise FormatError(
                 f"the pickle is truncated: the data stops before its end ({size} bytes)",
-                path=path, hint="the file was cut short (interrupted download or copy?); "
-                                "fetch it again") from e
-        raise FormatError(f"not a valid pickle ({text}); the file is {found.text}",
-                          path=path, hint="is this really a .pdparams file?") from e
+                path=path,
+                hint="the file was cut short (interrupted download or copy?); fetch it again",
+            ) from e
+        raise FormatError(
+            f"not a valid pickle ({text}); the file is {found.text}", path=path, hint="is this really a .pdparams file?"
+        ) from e
     except MemoryError as e:
-        raise FormatError(f"ran out of memory unpickling a {size}-byte file; it may be damaged",
-                          path=path) from e
-    except (ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError,
-            struct.error, UnicodeDecodeError, RecursionError) as e:
+        raise FormatError(f"ran out of memory unpickling a {size}-byte file; it may be damaged", path=path) from e
+    except (
+        ValueError,
+        TypeError,
+        AttributeError,
+        KeyError,
+        IndexError,
+        OverflowError,
+        struct.error,
+        UnicodeDecodeError,
+        RecursionError,
+    ) as e:
         raise FormatError(f"damaged pickle: {type(e).__name__}: {e}", path=path) from e
 
 
@@ -369,8 +408,7 @@ def _paddle_load(path: Path):
     try:
         obj = paddle.load(str(path), return_numpy=True)
     except (EOFError, pickle.UnpicklingError) as e:
-        raise FormatError(f"paddle.load cannot read it ({e}); it may be truncated",
-                          path=path) from e
+        raise FormatError(f"paddle.load cannot read it ({e}); it may be truncated", path=path) from e
     except (ValueError, TypeError, RuntimeError) as e:
         raise FormatError(f"paddle.load cannot read it: {e}", path=path) from e
     dense = getattr(paddle.base.core, "DenseTensor", None)
@@ -443,8 +481,7 @@ def _join_big_params(obj: dict, path: Path) -> dict:
             first_slice[spec["slices"][0]] = key
         dropped = {name for spec in info.values() for name in spec["slices"]}
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise FormatError(f"damaged {BIG_PARAMS_KEY} table ({type(e).__name__}: {e})",
-                          path=path) from e
+        raise FormatError(f"damaged {BIG_PARAMS_KEY} table ({type(e).__name__}: {e})", path=path) from e
     # Put each joined array where its slices were, so file order (= layer order) holds.
     out = {}
     for key, value in obj.items():
@@ -467,8 +504,18 @@ def _describe(obj) -> str:
 
 # ---------------------------------------------------------------- safetensors
 _SAFETENSORS_DTYPES = {
-    "BOOL": "bool", "U8": "u1", "I8": "i1", "I16": "<i2", "U16": "<u2", "I32": "<i4",
-    "U32": "<u4", "I64": "<i8", "U64": "<u8", "F16": "<f2", "F32": "<f4", "F64": "<f8",
+    "BOOL": "bool",
+    "U8": "u1",
+    "I8": "i1",
+    "I16": "<i2",
+    "U16": "<u2",
+    "I32": "<i4",
+    "U32": "<u4",
+    "I64": "<i8",
+    "U64": "<u8",
+    "F16": "<f2",
+    "F32": "<f4",
+    "F64": "<f8",
     "BF16": "<u2",  # numpy has no bfloat16: bit patterns, as Paddle does
     "C64": "<c8",
 }
@@ -480,8 +527,9 @@ def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
         size = os.fstat(f.fileno()).st_size
         (n,) = struct.unpack("<Q", f.read(8))
         if not 2 <= n <= size - 8:  # checked before reading: a declared size never drives allocation
-            raise FormatError(f"damaged safetensors header: it declares {n:,} bytes, the file has "
-                              f"{size - 8:,}", path=path)
+            raise FormatError(
+                f"damaged safetensors header: it declares {n:,} bytes, the file has {size - 8:,}", path=path
+            )
         try:
             header = json.loads(f.read(n))
         except (ValueError, UnicodeDecodeError) as e:
@@ -490,20 +538,21 @@ def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
         f.readinto(data)
     out = {}
     try:
-        entries = sorted(((k, v) for k, v in header.items() if k != "__metadata__"),
-                         key=lambda kv: kv[1]["data_offsets"][0])
+        entries = sorted(
+            ((k, v) for k, v in header.items() if k != "__metadata__"), key=lambda kv: kv[1]["data_offsets"][0]
+        )
         for key, spec in entries:
             dtype = np.dtype(_SAFETENSORS_DTYPES[spec["dtype"]])
             begin, end = spec["data_offsets"]
             shape = tuple(int(d) for d in spec["shape"])
             if not 0 <= begin <= end <= len(data) or end - begin != dtype.itemsize * int(
-                    np.prod(shape, dtype=np.int64)):
+                np.prod(shape, dtype=np.int64)
+            ):
                 raise ValueError(f"tensor {key!r}: offsets {begin}..{end} do not fit")
             arr = np.frombuffer(data, dtype, count=(end - begin) // dtype.itemsize, offset=begin)
             out[key] = arr.reshape(shape).astype(dtype.newbyteorder("="), copy=False)
     except KeyError as e:
-        raise FormatError(f"safetensors entry without {e} or with an unsupported dtype",
-                          path=path) from e
+        raise FormatError(f"safetensors entry without {e} or with an unsupported dtype", path=path) from e
     except (ValueError, TypeError, AttributeError) as e:
         raise FormatError(f"damaged safetensors file ({e})", path=path) from e
     return out

@@ -12,6 +12,7 @@ The limits below apply to every size clsviz would allocate for, wherever it was 
 (a sidecar, a program's input shape, an option such as ``--img_size``), and are checked
 before any allocation: :func:`check_image_shape`, :func:`check_preprocess`.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,16 @@ from pathlib import Path
 
 from .errors import FormatError, OptionError
 
-__all__ = ["MAX_SIDE", "MAX_CHANNELS", "MAX_INPUT_VALUES", "MAX_CLASSES", "validate_sidecar",
-           "check_image_shape", "check_preprocess", "show"]
+__all__ = [
+    "MAX_SIDE",
+    "MAX_CHANNELS",
+    "MAX_INPUT_VALUES",
+    "MAX_CLASSES",
+    "validate_sidecar",
+    "check_image_shape",
+    "check_preprocess",
+    "show",
+]
 
 #: pixels per side of a model input, a crop or a resize target
 MAX_SIDE = 4096
@@ -114,8 +123,9 @@ def _floats(nonzero: bool, lengths: tuple = (1, 3)):
     counts = f"{', '.join(head)} or {last}" if head else last
 
     def check(v):
-        allowed = (f"a list of {counts} finite numbers (one per channel, or one for all)"
-                   + (", none of them 0" if nonzero else ""))
+        allowed = f"a list of {counts} finite numbers (one per channel, or one for all)" + (
+            ", none of them 0" if nonzero else ""
+        )
         if not isinstance(v, (list, tuple)) or len(v) not in lengths:
             raise _Bad(allowed)
         out = [_number(x, allowed) for x in v]
@@ -201,7 +211,7 @@ def _ops(ops, channels: int | None):
         where = f"PreProcess.transform_ops[{i}]"
         if not isinstance(op, dict) or len(op) != 1 or not isinstance(next(iter(op)), str):
             raise _Bad(allowed, where, op)
-        (name, args), = op.items()
+        ((name, args),) = op.items()
         if args is not None and not isinstance(args, dict):
             raise _Bad("a mapping of arguments, or nothing", f"{where}.{name}", args)
         for key, check in _OP_ARGS.get(name, {}).items():
@@ -216,11 +226,15 @@ def _ops(ops, channels: int | None):
 
 
 _OP_ARGS = {
-    "ResizeImage": {"resize_short": _resize, "size": _size2, "interpolation": _opt(_str),
-                    "backend": _opt(_str)},
+    "ResizeImage": {"resize_short": _resize, "size": _size2, "interpolation": _opt(_str), "backend": _opt(_str)},
     "CropImage": {"size": _size2},
-    "NormalizeImage": {"scale": _scale, "mean": _floats(False), "std": _floats(True),
-                       "order": _opt(_str), "channel_num": _int(1, MAX_CHANNELS)},
+    "NormalizeImage": {
+        "scale": _scale,
+        "mean": _floats(False),
+        "std": _floats(True),
+        "order": _opt(_str),
+        "channel_num": _int(1, MAX_CHANNELS),
+    },
     "DecodeImage": {"to_rgb": _bool, "channel_first": _bool},
 }
 
@@ -230,6 +244,7 @@ def _choice(*allowed):
         if v not in allowed:
             raise _Bad("one of " + ", ".join(map(repr, allowed)))
         return v
+
     return check
 
 
@@ -262,8 +277,13 @@ def _checksums(v):
     allowed = "a mapping of file names to sha256 digests (64 lower-case hex digits)"
     _mapping(v, allowed)
     for k, x in v.items():
-        if not isinstance(k, str) or not _FILE.match(k) or k in (".", "..") \
-                or not isinstance(x, str) or not _HEX64.match(x):
+        if (
+            not isinstance(k, str)
+            or not _FILE.match(k)
+            or k in (".", "..")
+            or not isinstance(x, str)
+            or not _HEX64.match(x)
+        ):
             raise _Bad(allowed)
     return v
 
@@ -273,8 +293,7 @@ def _label_list(v):
     if not isinstance(v, list) or not v or len(v) > MAX_CLASSES:
         raise _Bad(allowed)
     for x in v:
-        if isinstance(x, bool) or not isinstance(x, (str, int, float)) or \
-                (isinstance(x, str) and len(x) > _MAX_STR):
+        if isinstance(x, bool) or not isinstance(x, (str, int, float)) or (isinstance(x, str) and len(x) > _MAX_STR):
             raise _Bad(allowed)
     return v
 
@@ -284,19 +303,23 @@ def validate_sidecar(doc, *, where=None) -> None:
     allowed, naming the field, the value and what is allowed.  Unknown keys are ignored."""
     name = Path(where).name if where is not None else "inference.yml"
     if not isinstance(doc, dict):
-        raise FormatError(f"{name} is not a mapping (found {show(doc)})", path=where,
-                          hint="expected Global / PreProcess / PostProcess sections")
+        raise FormatError(
+            f"{name} is not a mapping (found {show(doc)})",
+            path=where,
+            hint="expected Global / PreProcess / PostProcess sections",
+        )
     w = _Walk(doc)
     try:
-        for section in ("Global", "Global.clsviz", "clsviz", "Hpi", "PreProcess", "PostProcess",
-                        "PostProcess.Topk"):
+        for section in ("Global", "Global.clsviz", "clsviz", "Hpi", "PreProcess", "PostProcess", "PostProcess.Topk"):
             w.at(section, _section)
         w.at("Global.model_name", _opt(lambda v: _str(v, 512)))
         # clsviz's own section: top level (PaddleX-compatible bundles) or Global.clsviz (older ones)
         facts = {}
         for ns in ("Global.clsviz", "clsviz"):
-            facts[ns] = (w.at(f"{ns}.class_num", _opt(_int(1, MAX_CLASSES))),
-                         w.at(f"{ns}.image_shape", _opt(_image_shape)))
+            facts[ns] = (
+                w.at(f"{ns}.class_num", _opt(_int(1, MAX_CLASSES))),
+                w.at(f"{ns}.image_shape", _opt(_image_shape)),
+            )
             w.at(f"{ns}.softmax", _opt(_bool))
             w.at(f"{ns}.arch_kwargs", _opt(_arch_kwargs))
             w.at(f"{ns}.sha256", _opt(_checksums))
@@ -311,13 +334,18 @@ def validate_sidecar(doc, *, where=None) -> None:
         labels = w.at("PostProcess.Topk.label_list", _opt(_label_list))
         w.at("PostProcess.Topk.class_id_map_file", _opt(_str))
     except _Bad as e:
-        raise FormatError(f"{name}: {e.field} is {show(e.value)}; allowed: {e.allowed}", path=where,
-                          hint="fix the value, or export the model again") from None
+        raise FormatError(
+            f"{name}: {e.field} is {show(e.value)}; allowed: {e.allowed}",
+            path=where,
+            hint="fix the value, or export the model again",
+        ) from None
     for ns, (class_num, _) in facts.items():
         if class_num and labels and len(labels) != class_num:
-            raise FormatError(f"{name}: {ns}.class_num is {class_num} but "
-                              f"PostProcess.Topk.label_list has {len(labels)} labels", path=where,
-                              hint="give exactly one label per class")
+            raise FormatError(
+                f"{name}: {ns}.class_num is {class_num} but PostProcess.Topk.label_list has {len(labels)} labels",
+                path=where,
+                hint="give exactly one label per class",
+            )
 
 
 # ------------------------------------------------------------------ options and declared sizes
@@ -329,13 +357,14 @@ def check_image_shape(shape, *, field: str = "image_shape", error=OptionError, w
     """``(C, H, W)`` as ints, or raise ``error``: three whole numbers, C from 1 to
     :data:`MAX_CHANNELS`, H and W from 1 to :data:`MAX_SIDE`, C×H×W at most
     :data:`MAX_INPUT_VALUES` (so a declared size never makes clsviz allocate gigabytes)."""
-    allowed = (f"[C, H, W]: C from 1 to {MAX_CHANNELS} channels, H and W from 1 to {MAX_SIDE} "
-               f"pixels, C×H×W at most {MAX_INPUT_VALUES:,}")
+    allowed = (
+        f"[C, H, W]: C from 1 to {MAX_CHANNELS} channels, H and W from 1 to {MAX_SIDE} "
+        f"pixels, C×H×W at most {MAX_INPUT_VALUES:,}"
+    )
     ok = isinstance(shape, (list, tuple)) and len(shape) == 3 and all(_is_int(v) for v in shape)
     if ok:
         c, h, w = (int(v) for v in shape)
-        ok = 1 <= c <= MAX_CHANNELS and 1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE \
-            and c * h * w <= MAX_INPUT_VALUES
+        ok = 1 <= c <= MAX_CHANNELS and 1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE and c * h * w <= MAX_INPUT_VALUES
     if not ok:
         if error is _BadRaiser:
             raise _Bad(allowed)
@@ -346,9 +375,13 @@ def check_image_shape(shape, *, field: str = "image_shape", error=OptionError, w
 def check_preprocess(pre) -> None:
     """Raise :class:`OptionError` if a :class:`~clsviz.transforms.Preprocess` holds a value
     that would make preprocessing fail or allocate without bound."""
-    checks = [("resize_short", pre.resize_short, _opt(_resize)), ("crop_size", pre.crop_size, _size2),
-              ("scale", pre.scale, _scale), ("mean", list(pre.mean), _floats(False)),
-              ("std", list(pre.std), _floats(True))]
+    checks = [
+        ("resize_short", pre.resize_short, _opt(_resize)),
+        ("crop_size", pre.crop_size, _size2),
+        ("scale", pre.scale, _scale),
+        ("mean", list(pre.mean), _floats(False)),
+        ("std", list(pre.std), _floats(True)),
+    ]
     for field, value, check in checks:
         try:
             check(value)

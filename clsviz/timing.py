@@ -11,6 +11,7 @@ notebooks) comes from :func:`interleaved_laps`:
   the preprocess / forward / postprocess clocks; :func:`timed` wraps a plain callable;
 * :func:`interleaved` reduces the laps to :class:`StageStats` (p50 / p90 / mean).
 """
+
 from __future__ import annotations
 
 import gc
@@ -40,10 +41,10 @@ Contender = Callable[[], Laps]
 def rss_mb() -> float:
     """Current resident set size of this process in MiB."""
     try:
-        return psutil.Process(os.getpid()).memory_info().rss / 2 ** 20
+        return psutil.Process(os.getpid()).memory_info().rss / 2**20
     except (psutil.Error, OSError):  # pragma: no cover
         with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _vm_hwm_mb() -> float | None:
@@ -67,7 +68,7 @@ def peak_rss_mb() -> float:
     if hwm is not None:
         return hwm
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # pragma: no cover - not Linux
-    return peak / 2 ** 20 if sys.platform == "darwin" else peak / 1024
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def reset_peak_rss() -> bool:
@@ -106,26 +107,32 @@ def spanned(fn: Callable[[], T]) -> tuple[T, tuple[float, float]]:
 # contenders
 # --------------------------------------------------------------------------------------------
 
+
 def timed(fn: Callable[[], object]) -> Contender:
     """A contender that times one plain call as stage ``total``."""
+
     def run() -> dict[str, float]:
         t0 = clock()
         fn()
         return {"total": clock() - t0}
+
     return run
 
 
 def timed_cpu(fn: Callable[[], object]) -> Contender:
     """A contender that records wall time (``total``) and process CPU time, all threads (``cpu``)."""
+
     def run() -> dict[str, float]:
         c0, t0 = time.process_time(), clock()
         fn()
         return {"total": clock() - t0, "cpu": time.process_time() - c0}
+
     return run
 
 
-def staged(clf, chunks: Sequence[Sequence], *, top_k: int = 5, names: Sequence[str] | None = None,
-           sink: dict | None = None) -> Contender:
+def staged(
+    clf, chunks: Sequence[Sequence], *, top_k: int = 5, names: Sequence[str] | None = None, sink: dict | None = None
+) -> Contender:
     """A contender running ``clf`` on each chunk (one batch each) with three clocks per batch.
 
     Returns per-batch laps for ``preprocess``, ``forward`` (engine call + output check),
@@ -143,7 +150,7 @@ def staged(clf, chunks: Sequence[Sequence], *, top_k: int = 5, names: Sequence[s
             t1 = clock()
             o = clf.check_output(clf.forward(batch), len(batch))
             t2 = clock()
-            p = clf.postprocess(o, top_k, None if names is None else list(names[off:off + len(chunk)]))
+            p = clf.postprocess(o, top_k, None if names is None else list(names[off : off + len(chunk)]))
             t3 = clock()
             outs.append(o)
             preds.extend(p)
@@ -155,6 +162,7 @@ def staged(clf, chunks: Sequence[Sequence], *, top_k: int = 5, names: Sequence[s
             sink["outputs"] = np.concatenate(outs) if outs else None
             sink["predictions"] = preds
         return laps
+
     return run
 
 
@@ -162,9 +170,16 @@ def staged(clf, chunks: Sequence[Sequence], *, top_k: int = 5, names: Sequence[s
 # the harness
 # --------------------------------------------------------------------------------------------
 
-def interleaved_laps(contenders: Mapping[str, Contender], *, repeats: int, warmup: int = 3, seed: int = 0,
-                     progress: Callable[[int, int], object] | None = None,
-                     on_call: Callable[[str, bool], object] | None = None) -> dict[str, dict[str, list[float]]]:
+
+def interleaved_laps(
+    contenders: Mapping[str, Contender],
+    *,
+    repeats: int,
+    warmup: int = 3,
+    seed: int = 0,
+    progress: Callable[[int, int], object] | None = None,
+    on_call: Callable[[str, bool], object] | None = None,
+) -> dict[str, dict[str, list[float]]]:
     """Run contenders side by side and return their raw laps (seconds), ``{name: {stage: [...]}}``.
 
     ``warmup`` untimed rounds run every contender in the given order; then each of ``repeats``
@@ -200,8 +215,14 @@ def interleaved_laps(contenders: Mapping[str, Contender], *, repeats: int, warmu
     return laps
 
 
-def interleaved(contenders: Mapping[str, Contender], *, repeats: int, warmup: int = 3, seed: int = 0,
-                progress: Callable[[int, int], object] | None = None) -> dict[str, dict[str, StageStats]]:
+def interleaved(
+    contenders: Mapping[str, Contender],
+    *,
+    repeats: int,
+    warmup: int = 3,
+    seed: int = 0,
+    progress: Callable[[int, int], object] | None = None,
+) -> dict[str, dict[str, StageStats]]:
     """:func:`interleaved_laps` reduced to ``{name: {stage: StageStats}}`` (milliseconds)."""
     laps = interleaved_laps(contenders, repeats=repeats, warmup=warmup, seed=seed, progress=progress)
     return {k: {s: StageStats.of(v) for s, v in d.items()} for k, d in laps.items()}

@@ -5,6 +5,7 @@ Default pipeline (PaddleClas ``ResizeImage`` → ``CropImage`` → ``NormalizeIm
 1/255, subtract the ImageNet mean and divide by its std, HWC → CHW, RGB.
 Everything is vectorised (PIL resize + one fused numpy multiply-add).
 """
+
 from __future__ import annotations
 
 import io
@@ -43,8 +44,13 @@ _INTERP = {
     "area": Image.Resampling.BOX,  # PIL has no area filter; box averaging is its equivalent
 }
 #: clsviz/PaddleClas interpolation name -> the name PaddleX's inference.yml spells (both ways)
-PADDLEX_INTERP = {"nearest": "NEAREST", "bilinear": "LINEAR", "bicubic": "BICUBIC",
-                  "area": "AREA", "lanczos": "LANCZOS4"}
+PADDLEX_INTERP = {
+    "nearest": "NEAREST",
+    "bilinear": "LINEAR",
+    "bicubic": "BICUBIC",
+    "area": "AREA",
+    "lanczos": "LANCZOS4",
+}
 _FROM_PADDLEX = {v: k for k, v in PADDLEX_INTERP.items()}
 BACKENDS = ("pil", "cv2")
 LAYOUTS = ("NCHW", "NHWC", "flat")
@@ -102,8 +108,10 @@ class Preprocess:
             raise OptionError(f"resize_short must be ≥ 1, got {self.resize_short}")
         name = interpolation_name(self.interpolation)
         if name is None:
-            raise OptionError(f"interpolation must be one of {sorted(_INTERP)} (or PaddleX's "
-                              f"{', '.join(PADDLEX_INTERP.values())}), got {self.interpolation!r}")
+            raise OptionError(
+                f"interpolation must be one of {sorted(_INTERP)} (or PaddleX's "
+                f"{', '.join(PADDLEX_INTERP.values())}), got {self.interpolation!r}"
+            )
         object.__setattr__(self, "interpolation", name)
         if any(s == 0 for s in self.std):
             raise OptionError("std must not contain 0")
@@ -158,12 +166,20 @@ class Preprocess:
         ops: list[dict] = []
         if self.resize_short:
             interp = PADDLEX_INTERP.get(self.interpolation, "LINEAR") if paddlex else self.interpolation
-            ops.append({"ResizeImage": {"resize_short": int(self.resize_short),
-                                        "interpolation": interp}})
+            ops.append({"ResizeImage": {"resize_short": int(self.resize_short), "interpolation": interp}})
         h, w = self.crop_hw
         ops.append({"CropImage": {"size": h if h == w else [w, h]}})
-        ops.append({"NormalizeImage": {"scale": float(self.scale), "mean": list(self.mean),
-                                       "std": list(self.std), "order": "", "channel_num": 3}})
+        ops.append(
+            {
+                "NormalizeImage": {
+                    "scale": float(self.scale),
+                    "mean": list(self.mean),
+                    "std": list(self.std),
+                    "order": "",
+                    "channel_num": 3,
+                }
+            }
+        )
         ops.append({"ToCHWImage": None})
         return ops
 
@@ -172,7 +188,7 @@ class Preprocess:
         """Read PaddleClas/PaddleX ``transform_ops``; an op clsviz cannot reproduce is an error."""
         kw = {"resize_short": None, **kw}
         for op in ops or []:
-            (name, args), = op.items()
+            ((name, args),) = op.items()
             args = args or {}
             if name == "ResizeImage":
                 if "resize_short" in args:
@@ -183,9 +199,12 @@ class Preprocess:
                 if args.get("interpolation") is not None:
                     interp = interpolation_name(args["interpolation"])
                     if interp is None:
-                        raise FormatError(f"PreProcess.transform_ops: ResizeImage.interpolation "
-                                          f"{args['interpolation']!r} is not one clsviz knows", path=where,
-                                          hint=f"use one of {', '.join(PADDLEX_INTERP.values())}")
+                        raise FormatError(
+                            f"PreProcess.transform_ops: ResizeImage.interpolation "
+                            f"{args['interpolation']!r} is not one clsviz knows",
+                            path=where,
+                            hint=f"use one of {', '.join(PADDLEX_INTERP.values())}",
+                        )
                     kw["interpolation"] = interp
             elif name == "CropImage":
                 size = args.get("size", 224)
@@ -199,9 +218,11 @@ class Preprocess:
                 kw["mean"] = tuple(float(v) for v in args.get("mean", IMAGENET_MEAN))
                 kw["std"] = tuple(float(v) for v in args.get("std", IMAGENET_STD))
             elif name not in _PASSIVE_OPS:
-                raise FormatError(f"PreProcess.transform_ops has the op {name!r}, which clsviz cannot "
-                                  "reproduce", path=where, hint="clsviz runs " + ", ".join(_KNOWN_OPS)
-                                  + "; remove the op or pass preprocess= to load()")
+                raise FormatError(
+                    f"PreProcess.transform_ops has the op {name!r}, which clsviz cannot reproduce",
+                    path=where,
+                    hint="clsviz runs " + ", ".join(_KNOWN_OPS) + "; remove the op or pass preprocess= to load()",
+                )
         return cls(**kw)
 
     def to_dict(self) -> dict:
@@ -212,10 +233,14 @@ class Preprocess:
     def describe(self) -> str:
         """What this preprocessing does, in one line."""
         h, w = self.crop_hw
-        alpha = "alpha kept" if self.channels == 4 else (
-            "alpha dropped" if self.backend == "cv2" else "alpha composited on white")
-        steps = [f"decode with OpenCV (BGR → RGB, {alpha})" if self.backend == "cv2"
-                 else f"decode with Pillow ({alpha})"]
+        alpha = (
+            "alpha kept"
+            if self.channels == 4
+            else ("alpha dropped" if self.backend == "cv2" else "alpha composited on white")
+        )
+        steps = [
+            f"decode with OpenCV (BGR → RGB, {alpha})" if self.backend == "cv2" else f"decode with Pillow ({alpha})"
+        ]
         steps.append({1: "grey (ITU-R 601-2 luma)", 3: "RGB", 4: "RGBA"}[self.channels])
         if self.resize_short:
             steps.append(f"resize short side to {self.resize_short} ({self.interpolation})")
@@ -224,10 +249,14 @@ class Preprocess:
             steps.append(f"pixel values as {self.dtype} (not normalised)")
         else:
             mean, std = self._mean_std()
-            steps.append(f"× {self.scale:.6g}, − mean {[round(float(v), 4) for v in mean]}, "
-                         f"÷ std {[round(float(v), 4) for v in std]}")
-        steps.append({"NCHW": "CHW", "NHWC": "HWC", "flat": "flattened CHW"}[self.layout]
-                     + f" {self.dtype} {list(self.item_shape)}")
+            steps.append(
+                f"× {self.scale:.6g}, − mean {[round(float(v), 4) for v in mean]}, "
+                f"÷ std {[round(float(v), 4) for v in std]}"
+            )
+        steps.append(
+            {"NCHW": "CHW", "NHWC": "HWC", "flat": "flattened CHW"}[self.layout]
+            + f" {self.dtype} {list(self.item_shape)}"
+        )
         return " → ".join(steps)
 
     def __repr__(self) -> str:
@@ -274,7 +303,7 @@ class Preprocess:
             arr = cv2.resize(arr, (max(w, round(iw * s)), max(h, round(ih * s))), interpolation=interp)
             ih, iw = arr.shape[:2]
         top, left = (ih - h) // 2, (iw - w) // 2
-        return arr[top:top + h, left:left + w]
+        return arr[top : top + h, left : left + w]
 
     def normalize(self, pixels: np.ndarray) -> np.ndarray:
         """HWC (or HW) uint8 pixels → the input array: normalised (one fused multiply-add) unless
@@ -325,16 +354,21 @@ def _cv2():
     try:
         import cv2
     except ImportError as e:  # pragma: no cover - a core dependency
-        raise BackendUnavailable("backend='cv2' needs OpenCV",
-                                 hint="pip install opencv-python-headless") from e
+        raise BackendUnavailable("backend='cv2' needs OpenCV", hint="pip install opencv-python-headless") from e
     return cv2
 
 
 class _Cv2Interp(dict):
     def __missing__(self, key):
         cv2 = _cv2()
-        table = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC,
-                 "area": cv2.INTER_AREA, "box": cv2.INTER_AREA, "lanczos": cv2.INTER_LANCZOS4}
+        table = {
+            "nearest": cv2.INTER_NEAREST,
+            "bilinear": cv2.INTER_LINEAR,
+            "bicubic": cv2.INTER_CUBIC,
+            "area": cv2.INTER_AREA,
+            "box": cv2.INTER_AREA,
+            "lanczos": cv2.INTER_LANCZOS4,
+        }
         self.update(table)
         return table[key]
 
@@ -405,12 +439,12 @@ def to_uint8(arr: np.ndarray, *, where: str = "") -> np.ndarray:
     step = _rows(arr.shape)
     if arr.dtype.kind == "f":
         for i in range(0, len(arr), step):
-            _check_finite(arr[i:i + step], where)
+            _check_finite(arr[i : i + step], where)
     lo, hi = (arr.min(), arr.max()) if arr.size else (0, 0)
     band = _band(arr.dtype, lo, hi, where)
     out = np.empty(arr.shape, np.uint8)
     for i in range(0, len(arr), step):
-        out[i:i + step] = band(arr[i:i + step])
+        out[i : i + step] = band(arr[i : i + step])
     return out
 
 
@@ -425,7 +459,7 @@ def _image_to_uint8(img: Image.Image, where: str) -> np.ndarray:
     out = np.empty((h, w), np.uint8)
     step = _rows((h, w))
     for i in range(0, h, step):
-        out[i:i + step] = band(np.asarray(img.crop((0, i, w, min(h, i + step)))))
+        out[i : i + step] = band(np.asarray(img.crop((0, i, w, min(h, i + step)))))
     return out
 
 
@@ -450,8 +484,11 @@ def _band(dtype: np.dtype, lo, hi, where: str):
     if kind == "f":
         factor = np.float32(255.0 if lo >= 0 and hi <= 1.0 else 1.0)
         return lambda a: np.rint(np.clip(a.astype(np.float32) * factor, 0, 255)).astype(np.uint8)
-    raise ImageError(f"pixels of dtype {dtype} are not an image", path=where or None,
-                     hint="pass uint8, uint16, integer, bool or float pixels")
+    raise ImageError(
+        f"pixels of dtype {dtype} are not an image",
+        path=where or None,
+        hint="pass uint8, uint16, integer, bool or float pixels",
+    )
 
 
 def _rows(shape: tuple) -> int:
@@ -483,15 +520,20 @@ def load_image(image: ImageLike, *, mode: str = "RGB") -> Image.Image:
         elif isinstance(image, (str, os.PathLike)):
             p = Path(image)
             if p.is_dir():
-                raise ImageError("expected an image file, found a folder", path=p,
-                                 hint="pass the folder to a command that takes IMG_OR_DIR")
+                raise ImageError(
+                    "expected an image file, found a folder",
+                    path=p,
+                    hint="pass the folder to a command that takes IMG_OR_DIR",
+                )
             fh = open_regular(p, what="image file", error=ImageError)
             if os.fstat(fh.fileno()).st_size == 0:
                 fh.close()
                 raise ImageError("image file is empty (0 bytes)", path=p)
         else:
-            raise ImageError(f"cannot read an image from a {type(image).__name__}",
-                             hint="pass a path, PIL.Image, numpy array or bytes")
+            raise ImageError(
+                f"cannot read an image from a {type(image).__name__}",
+                hint="pass a path, PIL.Image, numpy array or bytes",
+            )
         with fh:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -502,24 +544,42 @@ def load_image(image: ImageLike, *, mode: str = "RGB") -> Image.Image:
             return _to_mode(img, where, own=True, mode=mode)
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError, UnidentifiedImageError,
-            OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, struct.error,
-            zlib.error) as e:  # IndexError: a truncated animated GIF (Pillow 13, is_animated)
+    except (
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+        MemoryError,
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        IndexError,
+        KeyError,
+        struct.error,
+        zlib.error,
+    ) as e:  # IndexError: a truncated animated GIF (Pillow 13, is_animated)
         raise _decode_error(e, where) from e
 
 
 def _decode_error(e: BaseException, where: str) -> ImageError:
     """What Pillow's failure to read an image means, as the one ImageError both decoders raise."""
     if isinstance(e, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
-        return ImageError(f"image is too large to decode safely ({e})", path=where,
-                          hint=f"if you trust it, raise the limit of {Image.MAX_IMAGE_PIXELS:,} pixels: "
-                               "CLI --max_pixels N, Python PIL.Image.MAX_IMAGE_PIXELS = N")
+        return ImageError(
+            f"image is too large to decode safely ({e})",
+            path=where,
+            hint=f"if you trust it, raise the limit of {Image.MAX_IMAGE_PIXELS:,} pixels: "
+            "CLI --max_pixels N, Python PIL.Image.MAX_IMAGE_PIXELS = N",
+        )
     if isinstance(e, MemoryError):
-        return ImageError("not enough memory to decode this image", path=where,
-                          hint="is it far larger than it looks? (lower --max_pixels)")
+        return ImageError(
+            "not enough memory to decode this image",
+            path=where,
+            hint="is it far larger than it looks? (lower --max_pixels)",
+        )
     if isinstance(e, UnidentifiedImageError):  # before OSError, its base class
-        return ImageError("not an image Pillow can identify", path=where,
-                          hint="is this really a JPEG/PNG/BMP/GIF/WebP file?")
+        return ImageError(
+            "not an image Pillow can identify", path=where, hint="is this really a JPEG/PNG/BMP/GIF/WebP file?"
+        )
     return ImageError(f"image is damaged or truncated: {e}", path=where)
 
 
@@ -571,8 +631,9 @@ def _read_image_bytes(image, where: str) -> bytes:
         return bytes(image)
     p = Path(image)
     if p.is_dir():
-        raise ImageError("expected an image file, found a folder", path=p,
-                         hint="pass the folder to a command that takes IMG_OR_DIR")
+        raise ImageError(
+            "expected an image file, found a folder", path=p, hint="pass the folder to a command that takes IMG_OR_DIR"
+        )
     with open_regular(p, what="image file", error=ImageError) as fh:
         data = fh.read()
     if not data:
@@ -588,8 +649,17 @@ def _check_header(data: bytes, where: str) -> None:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)):
                 pass
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning, UnidentifiedImageError,
-            OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as e:
+    except (
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        struct.error,
+        zlib.error,
+    ) as e:
         raise _decode_error(e, where) from e
 
 
@@ -599,8 +669,7 @@ def _from_array(arr: np.ndarray) -> Image.Image:
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
-        raise ImageError(f"array of shape {arr.shape} is not an image",
-                         hint="expected HxW, HxWx3 or HxWx4")
+        raise ImageError(f"array of shape {arr.shape} is not an image", hint="expected HxW, HxWx3 or HxWx4")
     if arr.size == 0:
         raise ImageError("array image is empty")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
@@ -619,11 +688,11 @@ def expand_images(images) -> list:
     out: list = []
     for item in images:
         if isinstance(item, (str, os.PathLike)) and Path(item).is_dir():
-            found = sorted(p for p in Path(item).iterdir()
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in Path(item).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
-                raise ImageError("folder holds no images", path=item,
-                                 hint=f"expected files ending in {', '.join(IMAGE_SUFFIXES)}")
+                raise ImageError(
+                    "folder holds no images", path=item, hint=f"expected files ending in {', '.join(IMAGE_SUFFIXES)}"
+                )
             out.extend(found)
         else:
             out.append(item)

@@ -4,6 +4,7 @@ Every function returns a :class:`matplotlib.figure.Figure` built directly (Agg c
 never through ``pyplot``, so nothing leaks into a notebook's or a script's global figure
 state and the figures work headless.  Jupyter shows a returned ``Figure`` as usual.
 """
+
 from __future__ import annotations
 
 import base64
@@ -26,8 +27,7 @@ GREEN = "#16a34a"
 RED = "#dc2626"
 STAGE_COLORS = {"preprocess": "#60a5fa", "forward": "#2563eb", "postprocess": "#1e3a8a"}
 
-__all__ = ["topk_bars", "latency_bars", "confusion_matrix", "confusion_counts",
-           "fig_to_png_bytes", "fig_to_data_uri"]
+__all__ = ["topk_bars", "latency_bars", "confusion_matrix", "confusion_counts", "fig_to_png_bytes", "fig_to_data_uri"]
 
 
 def _figure(w: float, h: float) -> Figure:
@@ -56,8 +56,14 @@ def _by_mode(predictions) -> dict[str, Prediction]:
     return out
 
 
-def topk_bars(predictions, *, true_label: str | None = None, k: int | None = None,
-              title: str | None = None, width: float | None = None) -> Figure:
+def topk_bars(
+    predictions,
+    *,
+    true_label: str | None = None,
+    k: int | None = None,
+    title: str | None = None,
+    width: float | None = None,
+) -> Figure:
     """Top-k scores as horizontal bars, one panel per mode, side by side.
 
     ``predictions`` is one :class:`Prediction`, a list of them (one per mode) or a dict
@@ -69,8 +75,7 @@ def topk_bars(predictions, *, true_label: str | None = None, k: int | None = Non
         raise ValueError("topk_bars needs at least one prediction")
     k = k or max(len(p.topk) for p in per_mode.values())
     n = len(per_mode)
-    fig = Figure(figsize=(width or 3.0 * n, 0.26 * k + 0.5), dpi=100, facecolor="white",
-                 layout="constrained")
+    fig = Figure(figsize=(width or 3.0 * n, 0.26 * k + 0.5), dpi=100, facecolor="white", layout="constrained")
     FigureCanvasAgg(fig)
     fig.get_layout_engine().set(w_pad=0.08, h_pad=0.02, wspace=0.06)  # type: ignore[union-attr, call-arg]
     axes = fig.subplots(1, n, squeeze=False)[0]
@@ -88,8 +93,16 @@ def topk_bars(predictions, *, true_label: str | None = None, k: int | None = Non
         ax.barh(y, [1.0] * len(top), color="#f3f4f6", height=0.7, zorder=0)
         ax.barh(y, [t.score for t in top], color=colors, height=0.7, zorder=1)
         for yi, t in zip(y, top):
-            ax.text(1.03, yi, f"{t.score:.3f}", va="center", ha="left", fontsize=8, color=INK,
-                    transform=ax.get_yaxis_transform())
+            ax.text(
+                1.03,
+                yi,
+                f"{t.score:.3f}",
+                va="center",
+                ha="left",
+                fontsize=8,
+                color=INK,
+                transform=ax.get_yaxis_transform(),
+            )
         ax.set_xlim(0, 1)
         ax.set_ylim(-0.55, len(top) - 0.45)
         ax.set_yticks(y, [t.label for t in top])
@@ -116,19 +129,36 @@ def latency_bars(comparison: Comparison, *, title: str | None = None) -> Figure:
         ax.barh(y, vals, left=left, height=0.55, color=STAGE_COLORS[stage], label=stage, zorder=2)
         left += vals
     p90 = np.array([comparison.modes[m].total.p90 for m in modes])
-    ax.errorbar(left, y, xerr=[np.zeros_like(left), np.maximum(p90 - left, 0)], fmt="none",
-                ecolor=INK, elinewidth=1, capsize=4, zorder=3, label="p90 (total)")
+    ax.errorbar(
+        left,
+        y,
+        xerr=[np.zeros_like(left), np.maximum(p90 - left, 0)],
+        fmt="none",
+        ecolor=INK,
+        elinewidth=1,
+        capsize=4,
+        zorder=3,
+        label="p90 (total)",
+    )
     for yi, m, hi in zip(y, modes, p90):
         ax.text(hi, yi, f"  {comparison.modes[m].total.p50:.2f} ms", va="center", fontsize=8, color=INK)
     ax.set_yticks(y, modes)
     ax.tick_params(axis="y", labelsize=9, colors=INK)
     bs = {comparison.modes[m].batch_size for m in modes}
-    ax.set_xlabel(f"milliseconds per batch of {bs.pop() if len(bs) == 1 else 'N'} (p50 stacked)",
-                  fontsize=8, color=MUTED)
+    ax.set_xlabel(
+        f"milliseconds per batch of {bs.pop() if len(bs) == 1 else 'N'} (p50 stacked)", fontsize=8, color=MUTED
+    )
     ax.set_xlim(0, float(max(left.max(), p90.max())) * 1.18 or 1.0)
     ax.grid(axis="x", color=GRID, zorder=0)
-    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=4, frameon=False, fontsize=8,
-              handlelength=1.2, borderaxespad=0.2)
+    ax.legend(
+        loc="lower left",
+        bbox_to_anchor=(0, 1.0),
+        ncol=4,
+        frameon=False,
+        fontsize=8,
+        handlelength=1.2,
+        borderaxespad=0.2,
+    )
     if title:
         ax.set_title(title, fontsize=10, loc="left")
     fig.tight_layout()
@@ -180,8 +210,7 @@ def confusion_matrix(y_true, y_pred, labels: Sequence[str], *, title: str | None
     cb.set_label("share of the true class", fontsize=8, color=MUTED)
     total = int(counts.sum())
     acc = float(np.trace(counts)) / total if total else float("nan")
-    ax.set_title(title or f"accuracy {acc:.1%} ({int(np.trace(counts))}/{total})", fontsize=10,
-                 color=INK, loc="left")
+    ax.set_title(title or f"accuracy {acc:.1%} ({int(np.trace(counts))}/{total})", fontsize=10, color=INK, loc="left")
     fig.tight_layout()
     return fig
 
@@ -191,8 +220,7 @@ def fig_to_png_bytes(fig: Figure, *, dpi: int = 110) -> bytes:
     buf = io.BytesIO()
     # a constrained layout already fits everything; "tight" would draw the figure twice
     tight = "tight" if fig.get_layout_engine() is None else None
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches=tight, pad_inches=0.05,
-                facecolor=fig.get_facecolor())
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches=tight, pad_inches=0.05, facecolor=fig.get_facecolor())
     return buf.getvalue()
 
 

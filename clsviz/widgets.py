@@ -15,6 +15,7 @@ controls as attributes, and an ``output`` area where results and errors appear.
 Work happens in the plain clsviz API; the widgets only collect arguments and show
 results through their ``_repr_html_``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -111,8 +112,10 @@ def _arch_dropdown(options, arch, value=None):
 
 def _html_outputs(*fragments: str) -> tuple:
     """Output-widget outputs for HTML fragments (works with and without a live kernel)."""
-    return tuple({"output_type": "display_data", "metadata": {},
-                  "data": {"text/html": f, "text/plain": _plain(f)}} for f in fragments)
+    return tuple(
+        {"output_type": "display_data", "metadata": {}, "data": {"text/html": f, "text/plain": _plain(f)}}
+        for f in fragments
+    )
 
 
 def _plain(fragment: str) -> str:
@@ -124,9 +127,11 @@ def error_html(e: BaseException) -> str:
     if isinstance(e, ClsvizError):
         return e._repr_html_()
     first = (str(e).strip().splitlines() or [""])[0]
-    return (f'<div style="border-left:4px solid #c62828;padding:4px 8px;background:#fff5f5">'
-            f"<b>unexpected {_esc(type(e).__name__)}</b>: {_esc(first)}"
-            f"<br><small>this is not a clsviz error message; please report it</small></div>")
+    return (
+        f'<div style="border-left:4px solid #c62828;padding:4px 8px;background:#fff5f5">'
+        f"<b>unexpected {_esc(type(e).__name__)}</b>: {_esc(first)}"
+        f"<br><small>this is not a clsviz error message; please report it</small></div>"
+    )
 
 
 def show_error(output: W.Output, e: BaseException) -> None:
@@ -186,8 +191,7 @@ class FileChooser(W.VBox):
 
     value = traitlets.Unicode("")
 
-    def __init__(self, start=None, *, suffixes=MODEL_SUFFIXES, names=MODEL_NAMES, on_pick=None,
-                 rows: int = 8):
+    def __init__(self, start=None, *, suffixes=MODEL_SUFFIXES, names=MODEL_NAMES, on_pick=None, rows: int = 8):
         super().__init__()
         start = Path(start) if start is not None else Path.cwd()
         if start.is_file():
@@ -197,14 +201,14 @@ class FileChooser(W.VBox):
         self._on_pick = on_pick
         self.folder = W.Dropdown(description="", layout=W.Layout(width="100%"))
         self.listing = W.Select(options=[], rows=rows, layout=W.Layout(width="100%"))
-        self.show_all = W.Checkbox(value=False, description="all files", indent=False,
-                                   layout=W.Layout(width="90px"))
-        self.pick = W.Button(description="Select", icon="check", button_style="info",
-                             layout=W.Layout(width="100px"))
+        self.show_all = W.Checkbox(value=False, description="all files", indent=False, layout=W.Layout(width="90px"))
+        self.pick = W.Button(description="Select", icon="check", button_style="info", layout=W.Layout(width="100px"))
         self.note = W.HTML()
-        self.children = [self.folder, self.listing,
-                         W.HBox([self.pick, self.show_all, self.note],
-                                layout=W.Layout(align_items="center"))]
+        self.children = [
+            self.folder,
+            self.listing,
+            W.HBox([self.pick, self.show_all, self.note], layout=W.Layout(align_items="center")),
+        ]
         self._cwd = start.resolve()
         self.folder.observe(self._folder_changed, names="value")
         self.listing.observe(self._entry_changed, names="value")
@@ -273,8 +277,11 @@ class FileChooser(W.VBox):
         self.listing.options = entries
         self.listing.value = None
         self.listing.observe(self._entry_changed, names="value")
-        self.note.value = ("<small>📦 this folder is a model — <b>Select</b> uses it</small>"
-                           if detect.looks_like_model_folder(cwd) else "")
+        self.note.value = (
+            "<small>📦 this folder is a model — <b>Select</b> uses it</small>"
+            if detect.looks_like_model_folder(cwd)
+            else ""
+        )
 
     def _folder_changed(self, change) -> None:
         if change["new"]:
@@ -292,16 +299,20 @@ class _Tile(W.VBox):
 
     def __init__(self, key: str, item, thumb: bytes, selected: bool):
         self.key, self.item = key, item
-        self.image = W.Image(value=thumb, format="png", layout=W.Layout(width="76px", height="76px",
-                                                                       object_fit="contain"))
+        self.image = W.Image(
+            value=thumb, format="png", layout=W.Layout(width="76px", height="76px", object_fit="contain")
+        )
         name = Path(key).name if not key.startswith("<") else key
-        self.toggle = W.ToggleButton(value=selected, description=name if len(name) <= 15 else name[:14] + "…",
-                                     tooltip=key, icon="check" if selected else "",
-                                     layout=W.Layout(width="112px"))
+        self.toggle = W.ToggleButton(
+            value=selected,
+            description=name if len(name) <= 15 else name[:14] + "…",
+            tooltip=key,
+            icon="check" if selected else "",
+            layout=W.Layout(width="112px"),
+        )
         self.toggle.observe(self._restyle, names="value")
         self._restyle()
-        super().__init__([self.image, self.toggle],
-                         layout=W.Layout(align_items="center", width="118px", margin="2px"))
+        super().__init__([self.image, self.toggle], layout=W.Layout(align_items="center", width="118px", margin="2px"))
 
     def _restyle(self, *_):
         self.toggle.icon = "check" if self.toggle.value else ""
@@ -320,9 +331,21 @@ class Explorer(W.VBox):
 
     value = traitlets.Any(None, allow_none=True)
 
-    def __init__(self, model=None, images=None, *, arch: str | None = None, labels=None,
-                 preprocess=None, modes=MODES, top_k: int = 3, repeats: int = 5, warmup: int = 1,
-                 selected=3, chooser_start=None):
+    def __init__(
+        self,
+        model=None,
+        images=None,
+        *,
+        arch: str | None = None,
+        labels=None,
+        preprocess=None,
+        modes=MODES,
+        top_k: int = 3,
+        repeats: int = 5,
+        warmup: int = 1,
+        selected=3,
+        chooser_start=None,
+    ):
         super().__init__(layout=W.Layout(width="100%"))
 
         self._engines: dict = {}
@@ -341,44 +364,71 @@ class Explorer(W.VBox):
         self._preprocess = (str(model), preprocess) if preprocess is not None else None
 
         # model
-        self.model_path = W.Text(value="" if model is None else str(model), description="model",
-                                 placeholder="bundle folder, inference model file or .pdparams checkpoint",
-                                 layout=W.Layout(width="100%"))
-        self.browse = W.ToggleButton(description="Browse…", icon="folder-open",
-                                     layout=W.Layout(width="120px"))
+        self.model_path = W.Text(
+            value="" if model is None else str(model),
+            description="model",
+            placeholder="bundle folder, inference model file or .pdparams checkpoint",
+            layout=W.Layout(width="100%"),
+        )
+        self.browse = W.ToggleButton(description="Browse…", icon="folder-open", layout=W.Layout(width="120px"))
         start = chooser_start or (Path(model).parent if model else None)
         self.chooser = FileChooser(start, on_pick=self._picked)
         self.chooser.layout.display = "none"
-        self.browse.observe(lambda c: setattr(self.chooser.layout, "display", None if c["new"] else "none"),
-                            names="value")
+        self.browse.observe(
+            lambda c: setattr(self.chooser.layout, "display", None if c["new"] else "none"), names="value"
+        )
         self.arch, self.arch_info = _arch_dropdown([FROM_BUNDLE, *list_models()], arch, FROM_BUNDLE)
-        self.labels = W.Text(value="" if labels is None else str(labels), description="labels",
-                             placeholder="labels.txt (optional, checkpoints only)",
-                             layout=W.Layout(width="100%"))
-        self.img_size = W.BoundedIntText(value=224, min=16, max=2048, step=16, description="image size",
-                                         layout=W.Layout(width="190px"))
+        self.labels = W.Text(
+            value="" if labels is None else str(labels),
+            description="labels",
+            placeholder="labels.txt (optional, checkpoints only)",
+            layout=W.Layout(width="100%"),
+        )
+        self.img_size = W.BoundedIntText(
+            value=224, min=16, max=2048, step=16, description="image size", layout=W.Layout(width="190px")
+        )
         self.model_info = W.HTML()
         self._ckpt_box = W.VBox([self.arch, self.arch_info, W.HBox([self.labels]), self.img_size])
 
         # modes and options
-        self.modes = {m: W.Checkbox(value=m in modes, description=m, indent=False,
-                                    tooltip=MODE_HELP[m], layout=W.Layout(width="110px"))
-                      for m in ALL_MODES}
+        self.modes = {
+            m: W.Checkbox(
+                value=m in modes, description=m, indent=False, tooltip=MODE_HELP[m], layout=W.Layout(width="110px")
+            )
+            for m in ALL_MODES
+        }
         self.top_k = W.IntSlider(value=top_k, min=1, max=10, description="top-k", continuous_update=False)
-        self.threads = W.BoundedIntText(value=default_threads(), min=1, max=max(64, default_threads()),
-                                        description="threads", layout=W.Layout(width="170px"))
-        self.batch_size = W.BoundedIntText(value=1, min=1, max=64, description="batch",
-                                           layout=W.Layout(width="170px"))
-        self.precision = W.Dropdown(options=_precisions(), value="fp32", description="precision",
-                                    layout=W.Layout(width="190px"))
-        self.onednn = W.Checkbox(value=True, description="oneDNN", indent=False,
-                                 tooltip="oneDNN CPU kernels (predictor mode)", layout=W.Layout(width="90px"))
-        self.ir_optim = W.Checkbox(value=True, description="IR optim", indent=False,
-                                   tooltip="IR graph passes (predictor mode)", layout=W.Layout(width="90px"))
-        self.repeats = W.BoundedIntText(value=repeats, min=1, max=1000, description="repeats",
-                                        layout=W.Layout(width="170px"))
-        self.warmup = W.BoundedIntText(value=warmup, min=0, max=100, description="warm-up",
-                                       layout=W.Layout(width="170px"))
+        self.threads = W.BoundedIntText(
+            value=default_threads(),
+            min=1,
+            max=max(64, default_threads()),
+            description="threads",
+            layout=W.Layout(width="170px"),
+        )
+        self.batch_size = W.BoundedIntText(value=1, min=1, max=64, description="batch", layout=W.Layout(width="170px"))
+        self.precision = W.Dropdown(
+            options=_precisions(), value="fp32", description="precision", layout=W.Layout(width="190px")
+        )
+        self.onednn = W.Checkbox(
+            value=True,
+            description="oneDNN",
+            indent=False,
+            tooltip="oneDNN CPU kernels (predictor mode)",
+            layout=W.Layout(width="90px"),
+        )
+        self.ir_optim = W.Checkbox(
+            value=True,
+            description="IR optim",
+            indent=False,
+            tooltip="IR graph passes (predictor mode)",
+            layout=W.Layout(width="90px"),
+        )
+        self.repeats = W.BoundedIntText(
+            value=repeats, min=1, max=1000, description="repeats", layout=W.Layout(width="170px")
+        )
+        self.warmup = W.BoundedIntText(
+            value=warmup, min=0, max=100, description="warm-up", layout=W.Layout(width="170px")
+        )
 
         # images
         self.gallery = W.HBox(layout=W.Layout(flex_flow="row wrap", max_height="360px", overflow="auto"))
@@ -387,23 +437,34 @@ class Explorer(W.VBox):
         self.select_none = W.Button(description="none", layout=W.Layout(width="60px"))
 
         # run
-        self.run_button = W.Button(description="Run", icon="play", button_style="primary",
-                                   layout=W.Layout(width="120px"))
-        self.recommend_button = W.Button(description="Recommend", icon="trophy",
-                                         tooltip="time every engine × precision on this model and the "
-                                                 "ticked images; the fastest that agrees",
-                                         layout=W.Layout(width="130px"))
+        self.run_button = W.Button(
+            description="Run", icon="play", button_style="primary", layout=W.Layout(width="120px")
+        )
+        self.recommend_button = W.Button(
+            description="Recommend",
+            icon="trophy",
+            tooltip="time every engine × precision on this model and the ticked images; the fastest that agrees",
+            layout=W.Layout(width="130px"),
+        )
         self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width="260px"))
         self.status = W.HTML("<small>ready</small>")
         self.image_select = W.Dropdown(description="show", layout=W.Layout(width="360px"))
         self.image_count = W.HTML()
-        self.explain = W.ToggleButton(value=False, description="explain", icon="eye",
-                                      tooltip="where each mode looked: a saliency map per mode "
-                                              "(Grad-CAM in dygraph, occlusion elsewhere)",
-                                      layout=W.Layout(width="110px"))
-        self.results_head = W.HBox([W.HTML("<b style='color:#37474f'>Results</b>",
-                                          layout=W.Layout(width="90px")), self.image_select, self.explain],
-                                   layout=W.Layout(display="none", align_items="center"))
+        self.explain = W.ToggleButton(
+            value=False,
+            description="explain",
+            icon="eye",
+            tooltip="where each mode looked: a saliency map per mode (Grad-CAM in dygraph, occlusion elsewhere)",
+            layout=W.Layout(width="110px"),
+        )
+        self.results_head = W.HBox(
+            [
+                W.HTML("<b style='color:#37474f'>Results</b>", layout=W.Layout(width="90px")),
+                self.image_select,
+                self.explain,
+            ],
+            layout=W.Layout(display="none", align_items="center"),
+        )
         self.output = W.Output(layout=W.Layout(width="100%"))
 
         self._layout()
@@ -421,26 +482,45 @@ class Explorer(W.VBox):
 
     # ---- layout -------------------------------------------------------------------------------
     def _layout(self):
-        head = W.HTML("<div style='font-size:18px;font-weight:600'>clsviz Explorer</div>"
-                      "<small>one model, three ways to run it: the same images through each mode, "
-                      "side by side</small>")
+        head = W.HTML(
+            "<div style='font-size:18px;font-weight:600'>clsviz Explorer</div>"
+            "<small>one model, three ways to run it: the same images through each mode, "
+            "side by side</small>"
+        )
         section = lambda t: W.HTML(f"<b style='color:#37474f'>{t}</b>")  # noqa: E731
-        model_box = W.VBox([section("Model"), W.HBox([self.model_path, self.browse]), self.chooser,
-                            self.model_info, self._ckpt_box])
-        opts_box = W.VBox([
-            section("Modes"), W.HBox(list(self.modes.values()), layout=W.Layout(flex_flow="row wrap")),
-            section("Engine options"),
-            W.HBox([self.threads, self.batch_size]), W.HBox([self.precision, self.onednn, self.ir_optim]),
-            W.HBox([self.repeats, self.warmup]), self.top_k,
-        ])
-        left = W.VBox([model_box, opts_box], layout=W.Layout(width="470px", min_width="470px",
-                                                             flex="0 0 auto", margin="0 16px 0 0"))
-        right = W.VBox([section("Images"),
-                        W.HBox([self.upload, self.select_all, self.select_none, self.image_count],
-                               layout=W.Layout(align_items="center")),
-                        self.gallery], layout=W.Layout(flex="1 1 0", min_width="0"))
-        run_row = W.HBox([self.run_button, self.recommend_button, self.progress, self.status],
-                         layout=W.Layout(align_items="center", margin="8px 0"))
+        model_box = W.VBox(
+            [section("Model"), W.HBox([self.model_path, self.browse]), self.chooser, self.model_info, self._ckpt_box]
+        )
+        opts_box = W.VBox(
+            [
+                section("Modes"),
+                W.HBox(list(self.modes.values()), layout=W.Layout(flex_flow="row wrap")),
+                section("Engine options"),
+                W.HBox([self.threads, self.batch_size]),
+                W.HBox([self.precision, self.onednn, self.ir_optim]),
+                W.HBox([self.repeats, self.warmup]),
+                self.top_k,
+            ]
+        )
+        left = W.VBox(
+            [model_box, opts_box],
+            layout=W.Layout(width="470px", min_width="470px", flex="0 0 auto", margin="0 16px 0 0"),
+        )
+        right = W.VBox(
+            [
+                section("Images"),
+                W.HBox(
+                    [self.upload, self.select_all, self.select_none, self.image_count],
+                    layout=W.Layout(align_items="center"),
+                ),
+                self.gallery,
+            ],
+            layout=W.Layout(flex="1 1 0", min_width="0"),
+        )
+        run_row = W.HBox(
+            [self.run_button, self.recommend_button, self.progress, self.status],
+            layout=W.Layout(align_items="center", margin="8px 0"),
+        )
         self.children = [head, W.HBox([left, right]), run_row, self.results_head, self.output]
 
     # ---- model ----------------------------------------------------------------------------------
@@ -471,9 +551,14 @@ class Explorer(W.VBox):
             for c in caps:
                 self.modes[c.mode].tooltip = c.detail + (f" ({c.hint})" if c.hint and not c.available else "")
             off = [c for c in caps if not c.available]
-            extra = ("runs in every mode" if not off else
-                     "runs in " + ", ".join(c.mode for c in caps if c.available) + "; not "
-                     + "; ".join(f"{c.mode}: {c.detail}" for c in off))
+            extra = (
+                "runs in every mode"
+                if not off
+                else "runs in "
+                + ", ".join(c.mode for c in caps if c.available)
+                + "; not "
+                + "; ".join(f"{c.mode}: {c.detail}" for c in off)
+            )
             self.model_info.value = f"<small>{_esc(kind)} · {_esc(extra)}</small>" + _images_line(path)
         else:
             self._ckpt_box.layout.display = None
@@ -488,8 +573,10 @@ class Explorer(W.VBox):
             if pre is not None:
                 self.img_size.value = pre.crop_hw[0]
                 how = f" · resize {pre.resize_short}, crop {pre.crop_hw[0]}×{pre.crop_hw[1]}"
-            self.model_info.value = (f"<small>{_esc(kind)}: weights only, the network comes from code "
-                                     f"(arch){how}; exported to a temporary inference model on Run</small>")
+            self.model_info.value = (
+                f"<small>{_esc(kind)}: weights only, the network comes from code "
+                f"(arch){how}; exported to a temporary inference model on Run</small>"
+            )
 
     def _bundle(self) -> Path:
         """The model as a bundle folder: itself, or a (cached) export of a checkpoint."""
@@ -501,8 +588,11 @@ class Explorer(W.VBox):
             return Path(path)
         arch = None if self.arch.value == FROM_BUNDLE else self.arch.value
         if arch is None:
-            raise OptionError("a checkpoint holds only weights; the network comes from code",
-                              path=path, hint="choose its architecture in the arch list")
+            raise OptionError(
+                "a checkpoint holds only weights; the network comes from code",
+                path=path,
+                hint="choose its architecture in the arch list",
+            )
         labels = self.labels.value.strip() or None
         pre = self._preprocess[1] if self._preprocess and self._preprocess[0] == path else None
         size = pre.crop_hw if pre is not None else (int(self.img_size.value),) * 2
@@ -520,8 +610,11 @@ class Explorer(W.VBox):
         """The engine options the controls say, for ``mode`` (predictor-only knobs only there)."""
         o = {"cpu_threads": int(self.threads.value), "batch_size": int(self.batch_size.value)}
         if mode == "predictor":
-            o.update(enable_mkldnn=bool(self.onednn.value), ir_optim=bool(self.ir_optim.value),
-                     precision=self.precision.value)
+            o.update(
+                enable_mkldnn=bool(self.onednn.value),
+                ir_optim=bool(self.ir_optim.value),
+                precision=self.precision.value,
+            )
         elif mode == "openvino":
             o.update(precision=self.precision.value)
         EngineOptions.from_kwargs(**o)  # validate before any engine is built
@@ -639,8 +732,14 @@ class Explorer(W.VBox):
             self.progress.value = len(modes) + step
             self._status(f"running {name} ({step}/{total})")
 
-        cmp = compare(images, classifiers, top_k=int(self.top_k.value), repeats=int(self.repeats.value),
-                      warmup=int(self.warmup.value), progress=progress)
+        cmp = compare(
+            images,
+            classifiers,
+            top_k=int(self.top_k.value),
+            repeats=int(self.repeats.value),
+            warmup=int(self.warmup.value),
+            progress=progress,
+        )
         self._run_items = list(images)
         self._run_classifiers = classifiers
         self._html_cache = {}
@@ -678,9 +777,14 @@ class Explorer(W.VBox):
             self.progress.value = min(self.progress.value + 1, self.progress.max)
             self._status(text)
 
-        rec = recommend(self._bundle(), images, cpu_threads=int(self.threads.value),
-                        batch_size=int(self.batch_size.value), repeats=max(5, int(self.repeats.value)),
-                        progress=say)
+        rec = recommend(
+            self._bundle(),
+            images,
+            cpu_threads=int(self.threads.value),
+            batch_size=int(self.batch_size.value),
+            repeats=max(5, int(self.repeats.value)),
+            progress=say,
+        )
         self.progress.value, self.progress.bar_style = self.progress.max, "success"
         self._status(f"recommended: {rec.best.name}" if rec.best else "no engine agrees")
         self.results_head.layout.display = "none"
@@ -695,8 +799,13 @@ class Explorer(W.VBox):
             return
         i = self.image_select.value or 0
         why = self._explain_row(cmp, i) if self.explain.value else ""
-        self.output.outputs = _html_outputs(CSS + agreement_badge(cmp) + failed_list(cmp), self._image_row(cmp, i),
-                                            why, self._latency_block(cmp), _top1_details(cmp))
+        self.output.outputs = _html_outputs(
+            CSS + agreement_badge(cmp) + failed_list(cmp),
+            self._image_row(cmp, i),
+            why,
+            self._latency_block(cmp),
+            _top1_details(cmp),
+        )
 
     def _explain_row(self, cmp, i: int) -> str:
         """Saliency maps of image ``i``, one per mode of the last run (computed once, then cached)."""
@@ -704,12 +813,14 @@ class Explorer(W.VBox):
         key = ("explain", i)
         if key not in self._html_cache:
             self._status("explaining …")
-            clfs = {m: c for m, c in self._run_classifiers.items()
-                    if m in cmp.modes and not isinstance(c, BaseException)}
-            self._html_cache[key] = ("<div class='clsviz-card clsviz-explain'>"
-                                     + report_section([self._run_items[i]], clfs,
-                                                      captions=[f"<b>{_esc(_short(cmp.images[i]))}</b>"])
-                                     + "</div>")
+            clfs = {
+                m: c for m, c in self._run_classifiers.items() if m in cmp.modes and not isinstance(c, BaseException)
+            }
+            self._html_cache[key] = (
+                "<div class='clsviz-card clsviz-explain'>"
+                + report_section([self._run_items[i]], clfs, captions=[f"<b>{_esc(_short(cmp.images[i]))}</b>"])
+                + "</div>"
+            )
             self._status(f"explained {_short(cmp.images[i])} in {len(clfs)} mode(s)")
         return self._html_cache[key]
 
@@ -718,15 +829,20 @@ class Explorer(W.VBox):
         if key not in self._html_cache:
             name = cmp.images[i]
             thumb = _thumbnail(self._run_items[i], 160)
-            cards = [f"<div class='clsviz-card'><h4>{_esc(_short(name))}</h4>"
-                     f"<img class='clsviz-input' src='{_png_uri(thumb)}' style='width:160px'></div>"]
+            cards = [
+                f"<div class='clsviz-card'><h4>{_esc(_short(name))}</h4>"
+                f"<img class='clsviz-input' src='{_png_uri(thumb)}' style='width:160px'></div>"
+            ]
             for m, rep in cmp.modes.items():
                 pred = rep.predictions[i]
                 cards.append(
                     f"<div class='clsviz-card clsviz-mode' data-mode='{_esc(m)}' style='width:250px'>"
-                    f"{_topk_chart(pred)}<br><small>{_esc(rep.description)}</small></div>")
-            self._html_cache[key] = ("<div class='clsviz-row' style='display:flex;flex-wrap:wrap;gap:10px;"
-                                     "align-items:flex-start;margin:8px 0'>" + "".join(cards) + "</div>")
+                    f"{_topk_chart(pred)}<br><small>{_esc(rep.description)}</small></div>"
+                )
+            self._html_cache[key] = (
+                "<div class='clsviz-row' style='display:flex;flex-wrap:wrap;gap:10px;"
+                "align-items:flex-start;margin:8px 0'>" + "".join(cards) + "</div>"
+            )
         return self._html_cache[key]
 
     def _latency_block(self, cmp) -> str:
@@ -734,7 +850,8 @@ class Explorer(W.VBox):
             chart = _latency_chart(cmp)
             self._html_cache["latency"] = (
                 "<div class='clsviz-card clsviz-latency' style='display:flex;gap:16px;flex-wrap:wrap;"
-                "align-items:flex-start'>" + chart + "<div>" + latency_table(cmp) + "</div></div>")
+                "align-items:flex-start'>" + chart + "<div>" + latency_table(cmp) + "</div></div>"
+            )
         return self._html_cache["latency"]
 
     def close(self):
@@ -772,8 +889,16 @@ def _stamp(p: Path) -> float:
     try:
         if p.is_dir():
             # not the ONNX form the runtimes add (converting must not look like a re-export)
-            return max([*(f.stat().st_mtime for f in p.iterdir()
-                          if not f.name.startswith(".") and f.name != "inference.onnx")], default=0.0)
+            return max(
+                [
+                    *(
+                        f.stat().st_mtime
+                        for f in p.iterdir()
+                        if not f.name.startswith(".") and f.name != "inference.onnx"
+                    )
+                ],
+                default=0.0,
+            )
         return p.stat().st_mtime
     except OSError:
         return 0.0
@@ -809,8 +934,7 @@ def _cleanup(engines: dict, tmp: _TmpDir) -> None:
 
 # -- result HTML: the pure renderers live in clsviz.render --------------------------------------
 def _top1_details(cmp) -> str:
-    return ("<details class='clsviz-top1'><summary>top-1 of every image</summary>"
-            f"{top1_table(cmp)}</details>")
+    return f"<details class='clsviz-top1'><summary>top-1 of every image</summary>{top1_table(cmp)}</details>"
 
 
 def _figure_img(fig, cls: str, width: int) -> str:
@@ -835,41 +959,78 @@ class ExportPanel(W.VBox):
 
     value = traitlets.Any(None, allow_none=True)
 
-    def __init__(self, checkpoint=None, arch: str | None = None, out_dir=None, *, labels=None,
-                 class_num: int | None = None, img_size: int = 224, force: bool = False):
+    def __init__(
+        self,
+        checkpoint=None,
+        arch: str | None = None,
+        out_dir=None,
+        *,
+        labels=None,
+        class_num: int | None = None,
+        img_size: int = 224,
+        force: bool = False,
+    ):
         super().__init__(layout=W.Layout(width="100%"))
 
-        self.checkpoint = W.Text(value="" if checkpoint is None else str(checkpoint), description="checkpoint",
-                                 placeholder="model.pdparams or a fluid persistables folder",
-                                 layout=W.Layout(width="100%"))
+        self.checkpoint = W.Text(
+            value="" if checkpoint is None else str(checkpoint),
+            description="checkpoint",
+            placeholder="model.pdparams or a fluid persistables folder",
+            layout=W.Layout(width="100%"),
+        )
         self.browse = W.ToggleButton(description="Browse…", icon="folder-open", layout=W.Layout(width="110px"))
-        self.chooser = FileChooser(Path(checkpoint).parent if checkpoint else None,
-                                   suffixes=(".pdparams",), names=(), on_pick=self._picked)
+        self.chooser = FileChooser(
+            Path(checkpoint).parent if checkpoint else None, suffixes=(".pdparams",), names=(), on_pick=self._picked
+        )
         self.chooser.layout.display = "none"
-        self.browse.observe(lambda c: setattr(self.chooser.layout, "display", None if c["new"] else "none"),
-                            names="value")
+        self.browse.observe(
+            lambda c: setattr(self.chooser.layout, "display", None if c["new"] else "none"), names="value"
+        )
         # PP-LCNet_x1_0 is what PaddleX's docs train and PaddleClas's configs use most
         self.arch, self.arch_info = _arch_dropdown(list_models(), arch, "PPLCNet_x1_0")
-        self.class_num = W.BoundedIntText(value=class_num or 0, min=0, max=1_000_000,
-                                          description="classes", tooltip="0 = read it from the checkpoint",
-                                          layout=W.Layout(width="200px"))
-        self.labels = W.Text(value="" if labels is None else str(labels), description="labels",
-                             placeholder="labels.txt (optional)", layout=W.Layout(width="100%"))
-        self.img_size = W.BoundedIntText(value=img_size, min=16, max=2048, step=16, description="image size",
-                                         layout=W.Layout(width="200px"))
-        self.out_dir = W.Text(value="" if out_dir is None else str(out_dir), description="output",
-                              placeholder="folder for the inference bundle", layout=W.Layout(width="100%"))
+        self.class_num = W.BoundedIntText(
+            value=class_num or 0,
+            min=0,
+            max=1_000_000,
+            description="classes",
+            tooltip="0 = read it from the checkpoint",
+            layout=W.Layout(width="200px"),
+        )
+        self.labels = W.Text(
+            value="" if labels is None else str(labels),
+            description="labels",
+            placeholder="labels.txt (optional)",
+            layout=W.Layout(width="100%"),
+        )
+        self.img_size = W.BoundedIntText(
+            value=img_size, min=16, max=2048, step=16, description="image size", layout=W.Layout(width="200px")
+        )
+        self.out_dir = W.Text(
+            value="" if out_dir is None else str(out_dir),
+            description="output",
+            placeholder="folder for the inference bundle",
+            layout=W.Layout(width="100%"),
+        )
         self.force = W.Checkbox(value=force, description="replace a non-empty output folder", indent=False)
         self.export_button = W.Button(description="Export", icon="download", button_style="primary")
         self.output = W.Output(layout=W.Layout(width="100%"))
         self.export_button.on_click(_guarded(self.output, self._clicked))
         self.children = [
-            W.HTML("<div style='font-size:16px;font-weight:600'>Export a checkpoint</div>"
-                   "<small>rebuild the network from code, load the weights strictly, save an inference "
-                   "model + sidecar, verify it against the network</small>"),
-            W.HBox([self.checkpoint, self.browse]), self.chooser, self.arch, self.arch_info,
-            W.HBox([self.class_num, self.img_size]), self.labels, self.out_dir, self.force,
-            self.export_button, self.output,
+            W.HTML(
+                "<div style='font-size:16px;font-weight:600'>Export a checkpoint</div>"
+                "<small>rebuild the network from code, load the weights strictly, save an inference "
+                "model + sidecar, verify it against the network</small>"
+            ),
+            W.HBox([self.checkpoint, self.browse]),
+            self.chooser,
+            self.arch,
+            self.arch_info,
+            W.HBox([self.class_num, self.img_size]),
+            self.labels,
+            self.out_dir,
+            self.force,
+            self.export_button,
+            self.output,
         ]
 
     def _picked(self, path: str):
@@ -893,9 +1054,15 @@ class ExportPanel(W.VBox):
             raise OptionError("no output folder given", hint="type where the bundle should go")
         size = int(self.img_size.value)
         self.output.outputs = _html_outputs("<small>exporting …</small>")
-        res = export(self.arch.value, ckpt, out, class_num=int(self.class_num.value) or None,
-                     labels=self.labels.value.strip() or None, image_shape=(3, size, size),
-                     force=bool(self.force.value))
+        res = export(
+            self.arch.value,
+            ckpt,
+            out,
+            class_num=int(self.class_num.value) or None,
+            labels=self.labels.value.strip() or None,
+            image_shape=(3, size, size),
+            force=bool(self.force.value),
+        )
         self.value = res
         self.output.outputs = _html_outputs(res._repr_html_())
         return res
@@ -913,24 +1080,39 @@ class FormatTour(W.VBox):
 
     def __init__(self, path=None, *, compare_with=None):
         super().__init__(layout=W.Layout(width="100%"))
-        self.path = W.Text(value="" if path is None else str(path), description="path",
-                           placeholder="a model file or folder", layout=W.Layout(width="100%"))
-        self.compare_with = W.Text(value="" if compare_with is None else str(compare_with),
-                                   description="compare", placeholder="optional: a second model to set beside it",
-                                   layout=W.Layout(width="100%"))
+        self.path = W.Text(
+            value="" if path is None else str(path),
+            description="path",
+            placeholder="a model file or folder",
+            layout=W.Layout(width="100%"),
+        )
+        self.compare_with = W.Text(
+            value="" if compare_with is None else str(compare_with),
+            description="compare",
+            placeholder="optional: a second model to set beside it",
+            layout=W.Layout(width="100%"),
+        )
         self.browse = W.ToggleButton(description="Browse…", icon="folder-open", layout=W.Layout(width="120px"))
         self.chooser = FileChooser(Path(path).parent if path else None, on_pick=self._picked)
         self.chooser.layout.display = "none"
-        self.browse.observe(lambda c: setattr(self.chooser.layout, "display", None if c["new"] else "none"),
-                            names="value")
+        self.browse.observe(
+            lambda c: setattr(self.chooser.layout, "display", None if c["new"] else "none"), names="value"
+        )
         self.inspect_button = W.Button(description="Inspect", icon="search", button_style="primary")
         self.output = W.Output(layout=W.Layout(width="100%"))
         self.inspect_button.on_click(_guarded(self.output, self.inspect))
         self.children = [
-            W.HTML("<div style='font-size:16px;font-weight:600'>What is this model?</div>"
-                   "<small>checkpoint or inference model, which Paddle generation wrote it, what each file "
-                   "holds, which modes can run it</small>"),
-            W.HBox([self.path, self.browse]), self.chooser, self.compare_with, self.inspect_button, self.output]
+            W.HTML(
+                "<div style='font-size:16px;font-weight:600'>What is this model?</div>"
+                "<small>checkpoint or inference model, which Paddle generation wrote it, what each file "
+                "holds, which modes can run it</small>"
+            ),
+            W.HBox([self.path, self.browse]),
+            self.chooser,
+            self.compare_with,
+            self.inspect_button,
+            self.output,
+        ]
         if path is not None:
             _guarded(self.output, self.inspect)()
 

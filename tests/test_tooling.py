@@ -80,8 +80,6 @@ def test_architecture_doc_shows_the_contracted_layers():
     assert drawn == layers
 
 
-@pytest.mark.skip(reason="the tree is formatted once by the lead after the parallel branches of "
-                         "2026-12-02 merge (ruff format); remove this mark then")
 def test_ruff_format_is_clean():
     p = _run(_tool("ruff"), "format", "--check", "--no-cache", "clsviz")
     assert p.returncode == 0, _report(p)

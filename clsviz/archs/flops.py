@@ -3,6 +3,7 @@
 Lives beside the architectures so ``list_models`` statistics, ``docs/architectures.md``
 and the latency lab (``clsviz.bench``) share one counter.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,11 +30,16 @@ class FlopCount:
         return 2 * self.macs
 
     def to_dict(self) -> dict:
-        return {"macs": self.macs, "flops": self.flops, "gmacs": round(self.macs / 1e9, 4),
-                "gflops": round(self.flops / 1e9, 4), "layers": len(self.layers),
-                "input_shape": list(self.input_shape),
-                "counted": "Conv2D, Conv2DTranspose, Linear (multiply-accumulates); "
-                           "BatchNorm, activations, pooling and bias adds are not counted"}
+        return {
+            "macs": self.macs,
+            "flops": self.flops,
+            "gmacs": round(self.macs / 1e9, 4),
+            "gflops": round(self.flops / 1e9, 4),
+            "layers": len(self.layers),
+            "input_shape": list(self.input_shape),
+            "counted": "Conv2D, Conv2DTranspose, Linear (multiply-accumulates); "
+            "BatchNorm, activations, pooling and bias adds are not counted",
+        }
 
 
 def count_flops(net, input_shape=(1, 3, 224, 224)) -> FlopCount:
@@ -64,6 +70,7 @@ def count_flops(net, input_shape=(1, 3, 224, 224)) -> FlopCount:
                 macs = int(np.prod(out.shape)) * int(w[0])
                 kind = "linear"
             rows.append((name, kind, macs))
+
         return fn
 
     with dygraph_mode():
@@ -89,8 +96,7 @@ def count_params(net, *, trainable_only: bool = True) -> int:
     Paddle keeps BatchNorm running statistics among ``parameters()`` (not trainable);
     ``trainable_only=False`` counts them too.
     """
-    return int(sum(int(np.prod(p.shape)) for p in net.parameters()
-                   if p.trainable or not trainable_only))
+    return int(sum(int(np.prod(p.shape)) for p in net.parameters() if p.trainable or not trainable_only))
 
 
 def measure(name: str, *, size: int = 224) -> dict:
@@ -99,5 +105,8 @@ def measure(name: str, *, size: int = 224) -> dict:
     What ``clsviz/data/architectures.json`` stores for :func:`clsviz.list_models`.
     """
     net = get_model(name, class_num=1000)
-    return {"params": count_params(net), "macs": count_flops(net, (1, 3, size, size)).macs,
-            "signature": state_signature({k: tuple(v.shape) for k, v in net.state_dict().items()})}
+    return {
+        "params": count_params(net),
+        "macs": count_flops(net, (1, 3, size, size)).macs,
+        "signature": state_signature({k: tuple(v.shape) for k, v in net.state_dict().items()}),
+    }

@@ -6,6 +6,7 @@ PaddleClas's "legendary" networks name a conv + batch-norm pair ``conv`` and
 ``conv2`` (1x1 convs with bias).  These layers keep exactly those names, so
 each family file only states its own wiring.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,15 +23,19 @@ PADDLE_HARDSIGMOID_SLOPE = 0.1666667
 
 def activation(name: str | None):
     """The activation layers the PaddleClas configs name; ``None`` means identity."""
-    table = {"relu": nn.ReLU, "hardswish": nn.Hardswish, "hard_swish": nn.Hardswish,
-             "relu6": nn.ReLU6, "prelu": nn.PReLU}
+    table = {
+        "relu": nn.ReLU,
+        "hardswish": nn.Hardswish,
+        "hard_swish": nn.Hardswish,
+        "relu6": nn.ReLU6,
+        "prelu": nn.PReLU,
+    }
     if name is None:
         return None
     if name == "leaky_relu":
         return nn.LeakyReLU(negative_slope=0.1)
     if name not in table:
-        raise ValueError(f"activation {name!r} is not supported; expected one of "
-                         f"{[*sorted(table), 'leaky_relu']}")
+        raise ValueError(f"activation {name!r} is not supported; expected one of {[*sorted(table), 'leaky_relu']}")
     return table[name]()
 
 
@@ -54,12 +59,28 @@ class ConvBN(nn.Layer):
     to Paddle as is, which pads asymmetrically for even kernels.
     """
 
-    def __init__(self, cin: int, cout: int, k: int = 1, stride=1, *, groups: int = 1,
-                 act: str | None = None, padding=None, lab: bool = False):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        k: int = 1,
+        stride=1,
+        *,
+        groups: int = 1,
+        act: str | None = None,
+        padding=None,
+        lab: bool = False,
+    ):
         super().__init__()
-        self.conv = nn.Conv2D(cin, cout, k, stride=stride,
-                              padding=(k - 1) // 2 if padding is None else padding,
-                              groups=groups, bias_attr=False)
+        self.conv = nn.Conv2D(
+            cin,
+            cout,
+            k,
+            stride=stride,
+            padding=(k - 1) // 2 if padding is None else padding,
+            groups=groups,
+            bias_attr=False,
+        )
         # PaddleClas uses nn.BatchNorm in some families and nn.BatchNorm2D in others: both hold
         # weight/bias/_mean/_variance and compute the same thing in eval mode (epsilon 1e-5)
         self.bn = nn.BatchNorm2D(cout)
@@ -83,8 +104,16 @@ class SqueezeExcite(nn.Layer):
     ``gate`` is ``"hardsigmoid"`` (with ``slope``/``offset``) or ``"sigmoid"``.
     """
 
-    def __init__(self, channels: int, *, reduction: int = 4, act: str = "relu",
-                 gate: str = "hardsigmoid", slope: float = PADDLE_HARDSIGMOID_SLOPE, offset: float = 0.5):
+    def __init__(
+        self,
+        channels: int,
+        *,
+        reduction: int = 4,
+        act: str = "relu",
+        gate: str = "hardsigmoid",
+        slope: float = PADDLE_HARDSIGMOID_SLOPE,
+        offset: float = 0.5,
+    ):
         super().__init__()
         self.conv1 = nn.Conv2D(channels, channels // reduction, 1)
         self.conv2 = nn.Conv2D(channels // reduction, channels, 1)
@@ -97,9 +126,17 @@ class SqueezeExcite(nn.Layer):
         return x * s
 
 
-def add_expand_head(net: nn.Layer, cin: int, class_num: int, *, use_last_conv: bool = True,
-                    class_expand: int = 1280, act: str = "hardswish", dropout_prob: float | None = 0.2,
-                    lab: bool = False) -> None:
+def add_expand_head(
+    net: nn.Layer,
+    cin: int,
+    class_num: int,
+    *,
+    use_last_conv: bool = True,
+    class_expand: int = 1280,
+    act: str = "hardswish",
+    dropout_prob: float | None = 0.2,
+    lab: bool = False,
+) -> None:
     """The classifier head PaddleClas's mobile and HG networks share, as attributes of ``net``.
 
     pool → [``last_conv`` 1x1 (no bias) → act → (``lab``) → Dropout] → flatten → ``fc``.
@@ -112,8 +149,7 @@ def add_expand_head(net: nn.Layer, cin: int, class_num: int, *, use_last_conv: b
         net.act = activation(act)
         if lab:
             net.lab = Affine()
-        net.dropout = (nn.Dropout(p=dropout_prob, mode="downscale_in_infer")
-                       if dropout_prob is not None else None)
+        net.dropout = nn.Dropout(p=dropout_prob, mode="downscale_in_infer") if dropout_prob is not None else None
     net.head_lab = lab and use_last_conv
     net.flatten = nn.Flatten()
     net.fc = nn.Linear(class_expand if use_last_conv else cin, class_num)

@@ -14,6 +14,7 @@ not Paddle's default slope of 1/6 that PP-LCNet uses; the head is
 ``last_second_conv`` → pool → 1x1 ``last_conv`` (1280) → hard-swish →
 ``Dropout(p=0.2, downscale_in_infer)`` (× 0.8 at inference) → ``fc``.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -57,21 +58,40 @@ class MobileNetV3(nn.Layer):
     ``class_squeeze`` and ``class_expand`` are PaddleClas's head/stem widths.
     """
 
-    def __init__(self, size: str = "large", scale: float = 1.0, class_num: int = 1000, *,
-                 inplanes: int = 16, class_squeeze: int | None = None, class_expand: int = 1280,
-                 dropout_prob: float | None = 0.2):
+    def __init__(
+        self,
+        size: str = "large",
+        scale: float = 1.0,
+        class_num: int = 1000,
+        *,
+        inplanes: int = 16,
+        class_squeeze: int | None = None,
+        class_expand: int = 1280,
+        dropout_prob: float | None = 0.2,
+    ):
         super().__init__()
         cfg = CONFIG[size]
         squeeze = SQUEEZE[size] if class_squeeze is None else class_squeeze
         md = make_divisible
         self.conv = ConvBN(3, md(inplanes * scale), 3, 2, act="hardswish")
-        self.blocks = nn.Sequential(*[
-            ResidualUnit(md(inplanes * scale if i == 0 else cfg[i - 1][2] * scale), md(scale * exp),
-                         md(scale * c), k, s, se, act)
-            for i, (k, exp, c, se, act, s) in enumerate(cfg)])
+        self.blocks = nn.Sequential(
+            *[
+                ResidualUnit(
+                    md(inplanes * scale if i == 0 else cfg[i - 1][2] * scale),
+                    md(scale * exp),
+                    md(scale * c),
+                    k,
+                    s,
+                    se,
+                    act,
+                )
+                for i, (k, exp, c, se, act, s) in enumerate(cfg)
+            ]
+        )
         self.last_second_conv = ConvBN(md(cfg[-1][2] * scale), md(scale * squeeze), 1, act="hardswish")
-        add_expand_head(self, md(scale * squeeze), class_num, class_expand=class_expand,
-                        act="hardswish", dropout_prob=dropout_prob)
+        add_expand_head(
+            self, md(scale * squeeze), class_num, class_expand=class_expand, act="hardswish", dropout_prob=dropout_prob
+        )
 
     def forward(self, x):
         x = self.last_second_conv(self.blocks(self.conv(x)))

@@ -14,6 +14,7 @@ MobileNetV3's 0.2) and a ReLU inside; the head is pool → 1x1 ``last_conv`` to
 ``class_expand`` (1280) → hard-swish → ``Dropout(p=0.2, mode="downscale_in_infer")``,
 which multiplies by 0.8 at inference → ``fc``.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -32,8 +33,7 @@ BLOCKS = (
     ("blocks5", ((3, 128, 256, 2, False),) + ((5, 256, 256, 1, False),) * 5),
     ("blocks6", ((5, 256, 512, 2, True), (5, 512, 512, 1, True))),
 )
-SCALES = {"x0_25": 0.25, "x0_35": 0.35, "x0_5": 0.5, "x0_75": 0.75, "x1_0": 1.0, "x1_5": 1.5,
-          "x2_0": 2.0, "x2_5": 2.5}
+SCALES = {"x0_25": 0.25, "x0_35": 0.35, "x0_5": 0.5, "x0_75": 0.75, "x1_0": 1.0, "x1_5": 1.5, "x2_0": 2.0, "x2_5": 2.5}
 
 
 def _stride(s):
@@ -65,9 +65,18 @@ class PPLCNet(nn.Layer):
     accepted for config compatibility and only matters for training.
     """
 
-    def __init__(self, scale: float = 1.0, class_num: int = 1000, *, dropout_prob: float = 0.2,
-                 class_expand: int = 1280, use_last_conv: bool = True, act: str = "hardswish",
-                 stride_list=(2, 2, 2, 2, 2), lr_mult_list=None):
+    def __init__(
+        self,
+        scale: float = 1.0,
+        class_num: int = 1000,
+        *,
+        dropout_prob: float = 0.2,
+        class_expand: int = 1280,
+        use_last_conv: bool = True,
+        act: str = "hardswish",
+        stride_list=(2, 2, 2, 2, 2),
+        lr_mult_list=None,
+    ):
         super().__init__()
         if len(stride_list) != 5:
             raise ValueError(f"stride_list needs 5 entries (stem + 4 stages), got {list(stride_list)}")
@@ -80,12 +89,19 @@ class PPLCNet(nn.Layer):
             for i, (k, cin, cout, s, se) in enumerate(blocks):
                 if i == 0 and stage > 0:
                     s = _stride(stride_list[stage])
-                layers.append(DepthwiseSeparable(make_divisible(cin * scale), make_divisible(cout * scale),
-                                                 k, s, se, act))
+                layers.append(
+                    DepthwiseSeparable(make_divisible(cin * scale), make_divisible(cout * scale), k, s, se, act)
+                )
             setattr(self, name, nn.Sequential(*layers))
-        add_expand_head(self, make_divisible(BLOCKS[-1][1][-1][2] * scale), class_num,
-                        use_last_conv=use_last_conv, class_expand=class_expand, act=act,
-                        dropout_prob=dropout_prob)
+        add_expand_head(
+            self,
+            make_divisible(BLOCKS[-1][1][-1][2] * scale),
+            class_num,
+            use_last_conv=use_last_conv,
+            class_expand=class_expand,
+            act=act,
+            dropout_prob=dropout_prob,
+        )
 
     def forward(self, x):
         x = self.conv1(x)

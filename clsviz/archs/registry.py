@@ -13,6 +13,7 @@ Parameter counts and FLOPs at 224x224 are measured once by
 (building 60 networks takes a minute, too long for ``list_models``);
 ``tests/test_arch_table.py`` re-measures them, so the stored numbers stay true.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -42,7 +43,7 @@ class ModelSpec:
     family: str
     default_input: tuple = (3, 224, 224)
     description: str = ""
-    paddlex_name: str | None = None   # the name PaddleX's model list knows (Global.model_name)
+    paddlex_name: str | None = None  # the name PaddleX's model list knows (Global.model_name)
     aliases: tuple = ()
 
 
@@ -53,8 +54,8 @@ class ModelInfo:
     name: str
     family: str
     paddlex_name: str | None
-    params: int | None       # trainable parameters at 1000 classes (BN running stats excluded)
-    macs: int | None         # multiply-accumulates of conv + linear layers, one 3x224x224 image
+    params: int | None  # trainable parameters at 1000 classes (BN running stats excluded)
+    macs: int | None  # multiply-accumulates of conv + linear layers, one 3x224x224 image
     description: str = ""
 
     @property
@@ -63,9 +64,15 @@ class ModelInfo:
         return None if self.macs is None else 2 * self.macs
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "family": self.family, "paddlex_name": self.paddlex_name,
-                "params": self.params, "macs": self.macs, "flops": self.flops,
-                "description": self.description}
+        return {
+            "name": self.name,
+            "family": self.family,
+            "paddlex_name": self.paddlex_name,
+            "params": self.params,
+            "macs": self.macs,
+            "flops": self.flops,
+            "description": self.description,
+        }
 
 
 def _fmt(n: int | None, scale: float, digits: int) -> str:
@@ -102,8 +109,10 @@ class ModelList(tuple):
         w = max([len(n) for n in self] + [4])
         lines = [f"{'name':<{w}}  {'family':<12} {'params':>8} {'GFLOPs':>7} {'GMACs':>7}  PaddleX name"]
         for i in self.info:
-            lines.append(f"{i.name:<{w}}  {i.family:<12} {_fmt(i.params, 1e6, 2) + 'M':>8} "
-                         f"{_fmt(i.flops, 1e9, 3):>7} {_fmt(i.macs, 1e9, 3):>7}  {i.paddlex_name or '-'}")
+            lines.append(
+                f"{i.name:<{w}}  {i.family:<12} {_fmt(i.params, 1e6, 2) + 'M':>8} "
+                f"{_fmt(i.flops, 1e9, 3):>7} {_fmt(i.macs, 1e9, 3):>7}  {i.paddlex_name or '-'}"
+            )
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -117,9 +126,13 @@ class ModelList(tuple):
             f"<td style='text-align:right'>{_fmt(i.params, 1e6, 2)} M</td>"
             f"<td style='text-align:right'>{_fmt(i.flops, 1e9, 3)}</td>"
             f"<td style='text-align:right'>{_fmt(i.macs, 1e9, 3)}</td>"
-            f"<td><code>{html.escape(i.paddlex_name or '-')}</code></td></tr>" for i in self.info)
-        return ("<table><tr><th>name</th><th>family</th><th>params</th><th>GFLOPs @224</th>"
-                f"<th>GMACs @224</th><th>PaddleX name</th></tr>{rows}</table>")
+            f"<td><code>{html.escape(i.paddlex_name or '-')}</code></td></tr>"
+            for i in self.info
+        )
+        return (
+            "<table><tr><th>name</th><th>family</th><th>params</th><th>GFLOPs @224</th>"
+            f"<th>GMACs @224</th><th>PaddleX name</th></tr>{rows}</table>"
+        )
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -131,8 +144,14 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_\s]", "", name).lower()
 
 
-def register_model(name: str | None = None, *, family: str = "", default_input=(3, 224, 224),
-                   paddlex_name: str | None = None, aliases=()):
+def register_model(
+    name: str | None = None,
+    *,
+    family: str = "",
+    default_input=(3, 224, 224),
+    paddlex_name: str | None = None,
+    aliases=(),
+):
     """Decorator: register ``fn(class_num=..., **kw) -> Layer`` under ``name`` (and its aliases)."""
 
     def deco(fn):
@@ -141,11 +160,13 @@ def register_model(name: str | None = None, *, family: str = "", default_input=(
         for s in spellings:
             other = _LOOKUP.get(_norm(s))
             if (other is not None and other != key) or key in _REGISTRY:
-                raise ArchitectureError(f"architecture {s!r} is registered twice"
-                                        + (f" (as {other!r})" if other and other != key else ""))
+                raise ArchitectureError(
+                    f"architecture {s!r} is registered twice" + (f" (as {other!r})" if other and other != key else "")
+                )
         doc = (inspect.getdoc(fn) or "").splitlines()
-        _REGISTRY[key] = ModelSpec(key, fn, family, tuple(default_input), doc[0] if doc else "",
-                                   paddlex_name, tuple(aliases))
+        _REGISTRY[key] = ModelSpec(
+            key, fn, family, tuple(default_input), doc[0] if doc else "", paddlex_name, tuple(aliases)
+        )
         for s in spellings:
             _LOOKUP[_norm(s)] = key
         return fn
@@ -165,8 +186,7 @@ def model_info(name: str) -> ModelInfo:
     """Names, family, parameters and FLOPs at 224 of one registered architecture."""
     spec = model_spec(name)
     s = _stats().get(spec.name, {})
-    return ModelInfo(spec.name, spec.family, spec.paddlex_name, s.get("params"), s.get("macs"),
-                     spec.description)
+    return ModelInfo(spec.name, spec.family, spec.paddlex_name, s.get("params"), s.get("macs"), spec.description)
 
 
 def state_signature(state) -> str | None:
@@ -214,8 +234,11 @@ def list_models(pattern: str = "*") -> ModelList:
     with each network's parameters, FLOPs at 224x224 and PaddleX name (see ``.info``).
     """
     pat = pattern.lower()
-    names = sorted(n for n, s in _REGISTRY.items()
-                   if any(fnmatch.fnmatch(x.lower(), pat) for x in (n, s.paddlex_name, *s.aliases) if x))
+    names = sorted(
+        n
+        for n, s in _REGISTRY.items()
+        if any(fnmatch.fnmatch(x.lower(), pat) for x in (n, s.paddlex_name, *s.aliases) if x)
+    )
     return ModelList(model_info(n) for n in names)
 
 
@@ -264,9 +287,11 @@ def refuse_code_from_files(name, *, where=None, field: str = "Global.model_name"
     if imports_code(name):
         raise UntrustedCode(
             f"{field} names the architecture {name!r}, Python code outside clsviz's registry; "
-            "clsviz does not import code because a model's files ask for it", path=where,
+            "clsviz does not import code because a model's files ask for it",
+            path=where,
             hint="if you trust this model and its code, pass trust=True (CLI: --trust); or pass "
-                 "arch= yourself (a registered name, see clsviz.list_models())")
+            "arch= yourself (a registered name, see clsviz.list_models())",
+        )
 
 
 def get_model(name: str, class_num: int = 1000, **kwargs) -> Any:  # a paddle.nn.Layer
@@ -281,8 +306,9 @@ def get_model(name: str, class_num: int = 1000, **kwargs) -> Any:  # a paddle.nn
         with dygraph_mode():
             net = fn(class_num=class_num, **kwargs)
     except (TypeError, ValueError) as e:
-        raise ArchitectureError(f"cannot build {name!r}: {e}",
-                                hint="the callable must accept class_num= and the options given") from e
+        raise ArchitectureError(
+            f"cannot build {name!r}: {e}", hint="the callable must accept class_num= and the options given"
+        ) from e
     if not isinstance(net, paddle.nn.Layer):
         raise ArchitectureError(f"{name!r} returned {type(net).__name__}, expected a paddle.nn.Layer")
     return net
@@ -294,13 +320,15 @@ def _import_callable(ref: str):
         key = f"paddle.vision:{attr}"
         if key in _REGISTRY:
             return _REGISTRY[key].builder
-        raise ArchitectureError(f"paddle.vision.models has no classifier {attr!r}",
-                                hint="see clsviz.list_models('paddle.vision:*')")
+        raise ArchitectureError(
+            f"paddle.vision.models has no classifier {attr!r}", hint="see clsviz.list_models('paddle.vision:*')"
+        )
     try:
         mod = importlib.import_module(mod_name)
     except Exception as e:
-        raise ArchitectureError(f"cannot import module {mod_name!r} for architecture {ref!r}: {e}",
-                                hint="is it on sys.path / installed?") from e
+        raise ArchitectureError(
+            f"cannot import module {mod_name!r} for architecture {ref!r}: {e}", hint="is it on sys.path / installed?"
+        ) from e
     obj = mod
     for part in attr.split("."):
         if not hasattr(obj, part):

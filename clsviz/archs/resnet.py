@@ -18,6 +18,7 @@ at stride 1.  ``stride_list`` (stem, max-pool, stages 2-4) and ``max_pool=False`
 (stage 1 then uses ``stride_list[1]``) are PaddleClas's options for dense
 feature maps.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -88,10 +89,22 @@ class ResNet(nn.Layer):
     and the network runs NCHW.
     """
 
-    def __init__(self, depth: int = 50, class_num: int = 1000, *, version: str = "vb",
-                 width_mult: float = 1.0, in_channels: int = 3, input_image_channel: int | None = None,
-                 stride_list=(2, 2, 2, 2, 2), max_pool: bool = True, stem_act: str | None = "relu",
-                 use_first_short_conv: bool = True, lr_mult_list=None, data_format: str = "NCHW"):
+    def __init__(
+        self,
+        depth: int = 50,
+        class_num: int = 1000,
+        *,
+        version: str = "vb",
+        width_mult: float = 1.0,
+        in_channels: int = 3,
+        input_image_channel: int | None = None,
+        stride_list=(2, 2, 2, 2, 2),
+        max_pool: bool = True,
+        stem_act: str | None = "relu",
+        use_first_short_conv: bool = True,
+        lr_mult_list=None,
+        data_format: str = "NCHW",
+    ):
         super().__init__()
         if version not in ("vb", "vd"):
             raise ValueError(f"version must be 'vb' or 'vd', got {version!r}")
@@ -108,8 +121,11 @@ class ResNet(nn.Layer):
         def w(c):
             return max(4, round(c * width_mult))
 
-        stem = ([(cin, w(64), 7, stride_list[0])] if version == "vb" else
-                [(cin, w(32), 3, stride_list[0]), (w(32), w(32), 3, 1), (w(32), w(64), 3, 1)])
+        stem = (
+            [(cin, w(64), 7, stride_list[0])]
+            if version == "vb"
+            else [(cin, w(32), 3, stride_list[0]), (w(32), w(32), 3, 1), (w(32), w(64), 3, 1)]
+        )
         self.stem = nn.Sequential(*[ConvBN(i, o, k, s, act=stem_act) for i, o, k, s in stem])
         self.use_max_pool = max_pool
         if max_pool:
@@ -117,19 +133,21 @@ class ResNet(nn.Layer):
         layers = []
         cin = stem[-1][1]
         for stage, n in enumerate(counts):
-            width = w(64 * 2 ** stage)
+            width = w(64 * 2**stage)
             for i in range(n):
                 stride = stride_list[stage + 1] if i == 0 and (stage > 0 or not max_pool) else 1
                 project = i == 0 and (use_first_short_conv or stage > 0)
-                layers.append(block(cin, width, stride, project=project,
-                                    pool=version == "vd" and not (stage == 0 and i == 0)))
+                layers.append(
+                    block(cin, width, stride, project=project, pool=version == "vd" and not (stage == 0 and i == 0))
+                )
                 cin = width * block.expansion
         self.blocks = nn.Sequential(*layers)
         self.avg_pool = nn.AdaptiveAvgPool2D(1)
         self.flatten = nn.Flatten()
-        bound = 1.0 / cin ** 0.5
-        self.fc = nn.Linear(cin, class_num, weight_attr=paddle.ParamAttr(
-            initializer=nn.initializer.Uniform(-bound, bound)))
+        bound = 1.0 / cin**0.5
+        self.fc = nn.Linear(
+            cin, class_num, weight_attr=paddle.ParamAttr(initializer=nn.initializer.Uniform(-bound, bound))
+        )
         self.class_num = class_num
 
     def forward(self, x):

@@ -5,6 +5,7 @@ builds both versions with one class and one set of parameter names — so real
 ``ResNet*_vd_pretrained.pdparams`` load strictly.  ``ResNet18_vd_x0_25`` is the
 compact width variant of clsviz's bundled demo model (not a PaddleClas name).
 """
+
 from __future__ import annotations
 
 from .registry import register_model
@@ -23,8 +24,11 @@ def _make(depth, width_mult=1.0, paddle_name=True):
         kw.setdefault("width_mult", width_mult)
         return ResNetVd(depth, class_num, **kw)
 
-    build.__doc__ = (f"ResNet{depth}_vd (PaddleClas legendary_models names)" if paddle_name else
-                     f"ResNet{depth}_vd at width x{width_mult} (clsviz's compact demo network)")
+    build.__doc__ = (
+        f"ResNet{depth}_vd (PaddleClas legendary_models names)"
+        if paddle_name
+        else f"ResNet{depth}_vd at width x{width_mult} (clsviz's compact demo network)"
+    )
     return build
 
 

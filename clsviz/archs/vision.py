@@ -1,15 +1,32 @@
 """``paddle.vision.models`` classifiers, registered as ``paddle.vision:NAME``."""
+
 from __future__ import annotations
 
 from .._paddle import paddle
 from .registry import register_model
 
 _NAMES = [
-    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-    "resnext50_32x4d", "wide_resnet50_2",
-    "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
-    "vgg11", "vgg16", "alexnet", "squeezenet1_0", "squeezenet1_1",
-    "shufflenet_v2_x0_25", "shufflenet_v2_x1_0", "densenet121", "googlenet", "inception_v3",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnext50_32x4d",
+    "wide_resnet50_2",
+    "mobilenet_v1",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "vgg11",
+    "vgg16",
+    "alexnet",
+    "squeezenet1_0",
+    "squeezenet1_1",
+    "shufflenet_v2_x0_25",
+    "shufflenet_v2_x1_0",
+    "densenet121",
+    "googlenet",
+    "inception_v3",
 ]
 
 

@@ -20,6 +20,7 @@ Method, for every number here:
 * cold starts (build time, first run, peak RSS) run in a fresh subprocess per mode,
   so no mode inherits another's warm caches or memory high-water mark.
 """
+
 from __future__ import annotations
 
 from ..archs.flops import FlopCount, count_flops
@@ -33,8 +34,31 @@ from .overhead import overhead, overhead_only
 from .report import BenchReport
 from .rows import AgreementRow, ColdStart, LatencyRow, Machine, Method, OverheadRow, PreprocessingCheck, SweepRow
 
-__all__ = ["run_bench", "BenchReport", "overhead", "overhead_only", "preprocessing_check", "machine_info",
-           "count_flops", "FlopCount", "interleaved", "interleaved_laps", "sweep_configs", "prepare_bundle",
-           "bench_images", "synthetic_jpeg", "cold_start", "bench_cli", "bench_modes", "SAMPLE_IMAGES",
-           "LatencyRow", "OverheadRow", "SweepRow", "ColdStart", "AgreementRow", "PreprocessingCheck",
-           "Machine", "Method"]
+__all__ = [
+    "run_bench",
+    "BenchReport",
+    "overhead",
+    "overhead_only",
+    "preprocessing_check",
+    "machine_info",
+    "count_flops",
+    "FlopCount",
+    "interleaved",
+    "interleaved_laps",
+    "sweep_configs",
+    "prepare_bundle",
+    "bench_images",
+    "synthetic_jpeg",
+    "cold_start",
+    "bench_cli",
+    "bench_modes",
+    "SAMPLE_IMAGES",
+    "LatencyRow",
+    "OverheadRow",
+    "SweepRow",
+    "ColdStart",
+    "AgreementRow",
+    "PreprocessingCheck",
+    "Machine",
+    "Method",
+]

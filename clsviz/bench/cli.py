@@ -1,4 +1,5 @@
 """``python -m clsviz bench``."""
+
 from __future__ import annotations
 
 import json
@@ -18,6 +19,7 @@ def bench_modes(runtimes: bool = False) -> tuple:
 
 def bench_cli(a) -> int:
     """``python -m clsviz bench [--model M] [--overhead] [--runtimes] [--json] [--repeats N] [--out DIR]``."""
+
     def log(s):
         print(f"[bench] {s}", file=sys.stderr, flush=True)
 
@@ -30,9 +32,11 @@ def bench_cli(a) -> int:
             print(f"{res['model']}, batch 1, {res['repeats']} interleaved rounds (p50 ms):")
             for m, v in res["overhead"].items():
                 ci = v["ratio_ci95"]
-                print(f"  {m:<11} clsviz {v['clsviz_ms']['p50']:8.2f}   raw {v['raw_ms']['p50']:8.2f}   "
-                      f"ratio {v['ratio']:.3f} (95% CI {ci[0]:.3f}-{ci[1]:.3f})   "
-                      f"fixed cost {v['fixed_cost_ms'] * 1e3:.0f} us/call -> {v['bound_ratio']:.4f}")
+                print(
+                    f"  {m:<11} clsviz {v['clsviz_ms']['p50']:8.2f}   raw {v['raw_ms']['p50']:8.2f}   "
+                    f"ratio {v['ratio']:.3f} (95% CI {ci[0]:.3f}-{ci[1]:.3f})   "
+                    f"fixed cost {v['fixed_cost_ms'] * 1e3:.0f} us/call -> {v['bound_ratio']:.4f}"
+                )
         return 0
     report = run_bench(a.model, repeats=a.repeats, out=a.out, log=log, modes=modes)
     if a.json:

@@ -1,4 +1,5 @@
 """Cold starts: build, first run and peak RSS of one mode in a fresh process."""
+
 from __future__ import annotations
 
 import json
@@ -48,12 +49,21 @@ def _cold_worker(bundle: str, mode: str, options: str) -> None:
     first8 = clock() - t0
     hwm = _vm_hwm_mb() if reset else None
     peak = hwm if hwm is not None else peak_rss_mb()
-    print(json.dumps({
-        "mode": mode, "startup_s": round(t_import, 3), "build_s": round(clf.build_seconds, 4),
-        "first_forward_ms": round(first * 1e3, 2), "second_forward_ms": round(second * 1e3, 2),
-        "first_forward_b8_ms": round(first8 * 1e3, 2),
-        "rss_after_import_mb": round(rss_before, 1), "rss_after_build_mb": round(rss_built, 1),
-        "rss_after_runs_mb": round(rss_mb(), 1), "peak_rss_mb": round(peak, 1),
-        "peak_over_import_mb": round(peak - rss_before, 1),
-        "peak_source": "VmHWM reset after import" if hwm is not None else "ru_maxrss (includes import)",
-    }))
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "startup_s": round(t_import, 3),
+                "build_s": round(clf.build_seconds, 4),
+                "first_forward_ms": round(first * 1e3, 2),
+                "second_forward_ms": round(second * 1e3, 2),
+                "first_forward_b8_ms": round(first8 * 1e3, 2),
+                "rss_after_import_mb": round(rss_before, 1),
+                "rss_after_build_mb": round(rss_built, 1),
+                "rss_after_runs_mb": round(rss_mb(), 1),
+                "peak_rss_mb": round(peak, 1),
+                "peak_over_import_mb": round(peak - rss_before, 1),
+                "peak_source": "VmHWM reset after import" if hwm is not None else "ru_maxrss (includes import)",
+            }
+        )
+    )

@@ -1,4 +1,5 @@
 """What the lab runs on: a bundle for a model name, sample or synthetic images."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,8 +33,10 @@ def prepare_bundle(model: str, workdir, *, image_size: int = 224, seed: int = 0)
     out = Path(workdir) / f"{model.replace(':', '_').replace('/', '_')}_{image_size}"
     if model == "demo":  # the bundled checkpoint, with its own labels and preprocessing
         if not DEMO_CHECKPOINT.exists():
-            raise OptionError(f"the demo model is not there ({DEMO_CHECKPOINT})",
-                              hint="train it with `python -m clsviz train-demo`, or pick an architecture")
+            raise OptionError(
+                f"the demo model is not there ({DEMO_CHECKPOINT})",
+                hint="train it with `python -m clsviz train-demo`, or pick an architecture",
+            )
 
         export_demo(out)
         return out, DEMO_ARCH
@@ -51,6 +54,7 @@ def bench_images(n: int, workdir, *, folder=None) -> tuple[list[Path], str]:
     ``sample_images/`` when it holds images; else the same set written by
     :mod:`clsviz.demo.samples` into ``workdir``; else generated 640×480 JPEGs.
     """
+
     def images_in(d: Path) -> list[Path]:
         return sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if d.is_dir() else []
 
@@ -74,8 +78,10 @@ def synthetic_jpeg(path, size=(1920, 1080), *, seed: int = 0, quality: int = 90)
     w, h = size
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    base = np.stack([128 + 100 * np.sin(xx / w * np.pi * (1 + c) + c + seed) * np.cos(yy / h * np.pi * (2 - c))
-                     for c in range(3)], -1)
+    base = np.stack(
+        [128 + 100 * np.sin(xx / w * np.pi * (1 + c) + c + seed) * np.cos(yy / h * np.pi * (2 - c)) for c in range(3)],
+        -1,
+    )
     img = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
     d = ImageDraw.Draw(img)
     for _ in range(40):

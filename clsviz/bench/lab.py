@@ -1,5 +1,6 @@
 """The latency lab's experiments: per-stage latency per mode and batch, predictor sweeps,
 bf16 agreement, the preprocessing check; :func:`run_bench` runs them all."""
+
 from __future__ import annotations
 
 import functools
@@ -46,14 +47,17 @@ def sweep_configs(*, threads=None, bf16: bool | None = None) -> list[tuple[str, 
                 precs = ("fp32", "bf16") if (dnn and bf16) else ("fp32",)
                 for prec in precs:
                     name = f"t{t} oneDNN {'on' if dnn else 'off'} IR {'on' if ir else 'off'} {prec}"
-                    out.append((name, {"cpu_threads": t, "enable_mkldnn": dnn, "ir_optim": ir,
-                                       "precision": prec}))
+                    out.append((name, {"cpu_threads": t, "enable_mkldnn": dnn, "ir_optim": ir, "precision": prec}))
     return out
 
 
 def _same_config(opts, kw) -> bool:
-    return (opts.threads == kw["cpu_threads"] and opts.mkldnn == kw["enable_mkldnn"]
-            and opts.ir_optim == kw["ir_optim"] and opts.precision == kw["precision"])
+    return (
+        opts.threads == kw["cpu_threads"]
+        and opts.mkldnn == kw["enable_mkldnn"]
+        and opts.ir_optim == kw["ir_optim"]
+        and opts.precision == kw["precision"]
+    )
 
 
 def _draft_preprocess(pre, path):
@@ -88,20 +92,39 @@ def preprocessing_check(default_clf, *, workdir, repeats: int, warmup: int = 3, 
     st = {k: v["total"] for k, v in interleaved(contenders, repeats=repeats, warmup=warmup, seed=seed).items()}
     exact, draft = pre(jpg), _draft_preprocess(pre, jpg)
     levels = np.abs(exact - draft) * (np.asarray(pre.std, np.float32)[:, None, None] / np.float32(pre.scale))
-    return PreprocessingCheck.from_dict({  # from the rounded JSON form, as bench.json reads back
-        "image": "1920×1080 JPEG (synthetic, quality 90)",
-        "ms": {k: v.to_dict() for k, v in st.items()},
-        "ratio": round(st["preprocess"].p50 / st["forward"].p50, 4),
-        "draft": {"ratio_vs_exact": round(st["preprocess_draft"].p50 / st["preprocess"].p50, 4),
-                  "max_abs_diff_levels": round(float(levels.max()), 2),
-                  "mean_abs_diff_levels": round(float(levels.mean()), 3)},
-    })
+    return PreprocessingCheck.from_dict(
+        {  # from the rounded JSON form, as bench.json reads back
+            "image": "1920×1080 JPEG (synthetic, quality 90)",
+            "ms": {k: v.to_dict() for k, v in st.items()},
+            "ratio": round(st["preprocess"].p50 / st["forward"].p50, 4),
+            "draft": {
+                "ratio_vs_exact": round(st["preprocess_draft"].p50 / st["preprocess"].p50, 4),
+                "max_abs_diff_levels": round(float(levels.max()), 2),
+                "mean_abs_diff_levels": round(float(levels.mean()), 3),
+            },
+        }
+    )
 
 
-def run_bench(model: str = "ResNet50_vd", *, repeats: int = 30, warmup: int = 3, out=None,
-              image_size: int = 224, batch_sizes=(1, 8), modes=("predictor", "dygraph", "executor"),
-              repeats_batch: int | None = None, sweep=True, threads=None, cold=True, images=None,
-              fixed_cost: bool = True, workdir=None, seed: int = 0, log=None) -> BenchReport:
+def run_bench(
+    model: str = "ResNet50_vd",
+    *,
+    repeats: int = 30,
+    warmup: int = 3,
+    out=None,
+    image_size: int = 224,
+    batch_sizes=(1, 8),
+    modes=("predictor", "dygraph", "executor"),
+    repeats_batch: int | None = None,
+    sweep=True,
+    threads=None,
+    cold=True,
+    images=None,
+    fixed_cost: bool = True,
+    workdir=None,
+    seed: int = 0,
+    log=None,
+) -> BenchReport:
     """The whole lab on one model; writes ``bench.json``, ``bench.md``, ``bench.png`` into ``out``.
 
     ``model``: an architecture name (random weights), ``"demo"`` or a bundle path.
@@ -118,8 +141,7 @@ def run_bench(model: str = "ResNet50_vd", *, repeats: int = 30, warmup: int = 3,
     try:
         say(f"preparing {model} ...")
         bundle, arch = prepare_bundle(model, workdir, image_size=image_size, seed=seed)
-        paths, image_source = (list(images), "given") if images is not None else \
-            bench_images(max(batch_sizes), workdir)
+        paths, image_source = (list(images), "given") if images is not None else bench_images(max(batch_sizes), workdir)
 
         cold_rows = {}
         if cold:
@@ -166,13 +188,24 @@ def run_bench(model: str = "ResNet50_vd", *, repeats: int = 30, warmup: int = 3,
                     default_name, built[name] = name, default
                 else:
                     built[name] = load(bundle, mode="predictor", **kw)
-            sw = interleaved({n: timed_cpu(functools.partial(c.forward, x1)) for n, c in built.items()},
-                             repeats=repeats, warmup=warmup, seed=seed)
-            for (name, kw) in configs:
+            sw = interleaved(
+                {n: timed_cpu(functools.partial(c.forward, x1)) for n, c in built.items()},
+                repeats=repeats,
+                warmup=warmup,
+                seed=seed,
+            )
+            for name, kw in configs:
                 s = sw[name]["total"]
-                sweep_rows[name] = SweepRow.from_dict(name, {
-                    "options": kw, "build_s": round(built[name].build_seconds, 3), "ms": s.to_dict(),
-                    "cpu_ms": sw[name]["cpu"].to_dict(), "default": name == default_name})
+                sweep_rows[name] = SweepRow.from_dict(
+                    name,
+                    {
+                        "options": kw,
+                        "build_s": round(built[name].build_seconds, 3),
+                        "ms": s.to_dict(),
+                        "cpu_ms": sw[name]["cpu"].to_dict(),
+                        "default": name == default_name,
+                    },
+                )
             # reduced precision vs the fp32 default, on every bench image
             lowp = [name for name, kw in configs if kw["precision"] != "fp32"]
             if lowp:
@@ -195,18 +228,39 @@ def run_bench(model: str = "ResNet50_vd", *, repeats: int = 30, warmup: int = 3,
 
         mach = machine_info()
         report = BenchReport(
-            model=model, arch=arch, image_shape=tuple(shape), started=started,
+            model=model,
+            arch=arch,
+            image_shape=tuple(shape),
+            started=started,
             finished=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            method=Method.from_dict({"warmup": warmup, "repeats": repeats,
-                    "repeats_batch": repeats_batch or max(5, repeats // 3), "interleaved": True,
+            method=Method.from_dict(
+                {
+                    "warmup": warmup,
+                    "repeats": repeats,
+                    "repeats_batch": repeats_batch or max(5, repeats // 3),
+                    "interleaved": True,
                     "order": "shuffled per round",
-                    "percentiles": "p50/p90 (numpy linear), mean", "ratios": "ratios of p50s",
-                    "cold_start": "fresh subprocess per mode", "images": image_source,
-                    "loadavg_before": load_before, "loadavg_after": os.getloadavg() if load_before else None,
-                    **background.result()}),
-            machine=Machine.from_dict(mach), versions=_versions(), cold=cold_rows, modes=mode_rows, sweep=sweep_rows,
-            default_config=default_name, agreement=agreements, overhead=ovh, preprocessing=prep,
-            flops=flops.to_dict() if flops else None, bf16_supported=bf16_available()[0])
+                    "percentiles": "p50/p90 (numpy linear), mean",
+                    "ratios": "ratios of p50s",
+                    "cold_start": "fresh subprocess per mode",
+                    "images": image_source,
+                    "loadavg_before": load_before,
+                    "loadavg_after": os.getloadavg() if load_before else None,
+                    **background.result(),
+                }
+            ),
+            machine=Machine.from_dict(mach),
+            versions=_versions(),
+            cold=cold_rows,
+            modes=mode_rows,
+            sweep=sweep_rows,
+            default_config=default_name,
+            agreement=agreements,
+            overhead=ovh,
+            preprocessing=prep,
+            flops=flops.to_dict() if flops else None,
+            bf16_supported=bf16_available()[0],
+        )
         for c in clfs.values():
             c.close()
         if out is not None:
@@ -239,9 +293,11 @@ class _BackgroundLoad:
         busy = total - idle - steal
         ncpu = self._psutil.cpu_count() or 1
         others = max(0.0, busy - (self._mine() - self._me0))
-        return {"wall_s": round(wall, 1),
-                "other_processes_cores_busy": round(others / max(total, 1e-9) * ncpu, 2),
-                "steal_fraction": round(steal / max(total, 1e-9), 3)}
+        return {
+            "wall_s": round(wall, 1),
+            "other_processes_cores_busy": round(others / max(total, 1e-9) * ncpu, 2),
+            "steal_fraction": round(steal / max(total, 1e-9), 3),
+        }
 
 
 def _versions() -> dict:

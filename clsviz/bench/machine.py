@@ -1,4 +1,5 @@
 """The machine and its physical limit: CPU model, clock, SIMD lanes, peak GFLOP/s."""
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,9 @@ def _cpuinfo() -> dict:
 
 def _lscpu_max_mhz() -> float | None:
     try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10,
-                             env={**os.environ, "LC_ALL": "C"}).stdout
+        out = subprocess.run(
+            ["lscpu"], capture_output=True, text=True, timeout=10, env={**os.environ, "LC_ALL": "C"}
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     m = re.search(r"^CPU max MHz:\s*([\d.]+)", out, re.M)
@@ -82,18 +84,28 @@ def machine_info() -> dict:
     note = f"assumes {fma_units} FMA units per core, each {lanes * 32} bits wide"
     if zen == "Zen 4" and lanes == 16:
         datapath = peak / 2
-        note += ("; Zen 4 executes a 512-bit FMA as two 256-bit halves (2 × 256-bit FMA pipes), "
-                 "so its datapath peak is half")
+        note += (
+            "; Zen 4 executes a 512-bit FMA as two 256-bit halves (2 × 256-bit FMA pipes), so its datapath peak is half"
+        )
     name = ci.get("model name", platform.processor() or "?")
     if zen:
         name += f" (family {family}, model {model}: {zen})"
-    shown = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
-             if f in flags]
+    shown = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile") if f in flags]
     return {
-        "cpu": name, "vendor": vendor, "cores": cores, "logical_cpus": os.cpu_count(),
-        "mhz": mhz, "mhz_source": mhz_source, "isa": isa, "fp32_lanes": lanes, "fma_units": fma_units,
-        "flags": shown, "hypervisor": "hypervisor" in flags,
-        "peak_gflops_fp32": round(peak, 1), "peak_gflops_fp32_datapath": round(datapath, 1),
+        "cpu": name,
+        "vendor": vendor,
+        "cores": cores,
+        "logical_cpus": os.cpu_count(),
+        "mhz": mhz,
+        "mhz_source": mhz_source,
+        "isa": isa,
+        "fp32_lanes": lanes,
+        "fma_units": fma_units,
+        "flags": shown,
+        "hypervisor": "hypervisor" in flags,
+        "peak_gflops_fp32": round(peak, 1),
+        "peak_gflops_fp32_datapath": round(datapath, 1),
         "peak_note": note,
-        "python": platform.python_version(), "platform": platform.platform(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
     }

@@ -1,4 +1,5 @@
 """What clsviz adds around each engine: ``Classifier.forward`` vs the engine's raw call."""
+
 from __future__ import annotations
 
 import functools
@@ -17,8 +18,9 @@ from .machine import machine_info
 from .rows import OverheadRow
 
 
-def overhead(classifiers: Mapping[str, Classifier], batch: np.ndarray, *, repeats: int = 30,
-             warmup: int = 5, seed: int = 0) -> dict:
+def overhead(
+    classifiers: Mapping[str, Classifier], batch: np.ndarray, *, repeats: int = 30, warmup: int = 5, seed: int = 0
+) -> dict:
     """``Classifier.forward`` vs the raw Paddle loop, side by side on the same engine and input.
 
     For each mode the two run interleaved (shuffled order per round) for ``max(30, repeats)``
@@ -46,17 +48,26 @@ def overhead(classifiers: Mapping[str, Classifier], batch: np.ndarray, *, repeat
             return {"total": dt, "_out": out}
 
         same = float(np.max(np.abs(np.asarray(clf.forward(batch)) - np.asarray(raw_timed()["_out"]))))
-        contenders: dict[str, Contender] = {"clsviz": timed(functools.partial(clf.forward, batch)),
-                                            "raw": functools.partial(_total_only, raw_timed)}
+        contenders: dict[str, Contender] = {
+            "clsviz": timed(functools.partial(clf.forward, batch)),
+            "raw": functools.partial(_total_only, raw_timed),
+        }
         laps = interleaved_laps(contenders, repeats=repeats, warmup=warmup, seed=seed)
         lc, lr = np.asarray(laps["clsviz"]["total"]), np.asarray(laps["raw"]["total"])
         c, r = StageStats.of(lc), StageStats.of(lr)
-        result[mode] = OverheadRow.from_dict(mode, {
-            "clsviz_ms": c.to_dict(), "raw_ms": r.to_dict(), "ratio": round(c.p50 / r.p50, 4),
-            # the same, round by round: robust to slow drifts in machine load
-            "paired_ratio": round(float(np.median(lc / lr)), 4),
-            "paired_diff_ms": round(float(np.median(lc - lr)) * 1e3, 4),
-            "ratio_ci95": _bootstrap_ratio_ci(lc, lr, seed=seed), "max_abs_diff": same})
+        result[mode] = OverheadRow.from_dict(
+            mode,
+            {
+                "clsviz_ms": c.to_dict(),
+                "raw_ms": r.to_dict(),
+                "ratio": round(c.p50 / r.p50, 4),
+                # the same, round by round: robust to slow drifts in machine load
+                "paired_ratio": round(float(np.median(lc / lr)), 4),
+                "paired_diff_ms": round(float(np.median(lc - lr)) * 1e3, 4),
+                "ratio_ci95": _bootstrap_ratio_ci(lc, lr, seed=seed),
+                "max_abs_diff": same,
+            },
+        )
     return result
 
 
@@ -72,8 +83,9 @@ FIXED_COST_ARCH, FIXED_COST_SIZE, FIXED_COST_ROUNDS = "ResNet18_vd_x0_25", 32, 3
 OVERHEAD_ROUNDS = 60  # twice the minimum: a 5 % effect is near the noise of a shared machine
 
 
-def fixed_costs(workdir, *, modes=("predictor", "dygraph", "executor"), rounds: int = FIXED_COST_ROUNDS,
-                seed: int = 0) -> dict:
+def fixed_costs(
+    workdir, *, modes=("predictor", "dygraph", "executor"), rounds: int = FIXED_COST_ROUNDS, seed: int = 0
+) -> dict:
     """What clsviz adds per ``forward`` call, in ms, measured where it is not drowned by the network.
 
     The wrapper's work (argument checks, mode scopes, thread count) does not depend on the
@@ -81,15 +93,15 @@ def fixed_costs(workdir, *, modes=("predictor", "dygraph", "executor"), rounds: 
     ``rounds`` interleaved rounds: the median of the per-round differences clsviz − raw.
     On a big network the same cost hides inside run-to-run noise of several percent.
     """
-    bundle, _ = prepare_bundle(FIXED_COST_ARCH, Path(workdir) / "fixed_cost", image_size=FIXED_COST_SIZE,
-                               seed=seed)
+    bundle, _ = prepare_bundle(FIXED_COST_ARCH, Path(workdir) / "fixed_cost", image_size=FIXED_COST_SIZE, seed=seed)
     clfs = {m: load(bundle, mode=m) for m in modes}
     x = np.random.default_rng(seed).standard_normal((1, 3, FIXED_COST_SIZE, FIXED_COST_SIZE)).astype(np.float32)
     res = overhead(clfs, x, repeats=rounds, warmup=10, seed=seed)
     for c in clfs.values():
         c.close()
-    return {m: {"fixed_cost_ms": v.paired_diff_ms, "tiny_raw_ms": v.raw_ms.p50, "rounds": rounds}
-            for m, v in res.items()}
+    return {
+        m: {"fixed_cost_ms": v.paired_diff_ms, "tiny_raw_ms": v.raw_ms.p50, "rounds": rounds} for m, v in res.items()
+    }
 
 
 def _with_bounds(ovh: dict[str, OverheadRow], fixed: dict) -> dict[str, OverheadRow]:
@@ -97,8 +109,15 @@ def _with_bounds(ovh: dict[str, OverheadRow], fixed: dict) -> dict[str, Overhead
     return {m: v.with_fixed_cost(fixed[m]["fixed_cost_ms"]) if m in fixed else v for m, v in ovh.items()}
 
 
-def overhead_only(model: str = "ResNet50_vd", *, repeats: int = 30, image_size: int = 224,
-                  modes=("predictor", "dygraph", "executor"), seed: int = 0, workdir=None) -> dict:
+def overhead_only(
+    model: str = "ResNet50_vd",
+    *,
+    repeats: int = 30,
+    image_size: int = 224,
+    modes=("predictor", "dygraph", "executor"),
+    seed: int = 0,
+    workdir=None,
+) -> dict:
     """Just the overhead check (what ``bench --overhead`` runs)."""
     tmp = tempfile.TemporaryDirectory(prefix="clsviz-bench-") if workdir is None else None
     try:
@@ -111,13 +130,17 @@ def overhead_only(model: str = "ResNet50_vd", *, repeats: int = 30, image_size: 
         for c in clfs.values():
             c.close()
         res = _with_bounds(res, fixed_costs(wd, modes=modes, seed=seed))
-        return {"overhead_ratio": {m: v.ratio for m, v in res.items()},
-                "overhead_bound": {m: v.bound_ratio for m, v in res.items()},
-                "model": model, "arch": arch,
-                "batch_size": 1, "repeats": max(OVERHEAD_ROUNDS, repeats),
-                "overhead": {m: v.to_dict() for m, v in res.items()},
-                "machine": machine_info()["cpu"],
-                "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None}
+        return {
+            "overhead_ratio": {m: v.ratio for m, v in res.items()},
+            "overhead_bound": {m: v.bound_ratio for m, v in res.items()},
+            "model": model,
+            "arch": arch,
+            "batch_size": 1,
+            "repeats": max(OVERHEAD_ROUNDS, repeats),
+            "overhead": {m: v.to_dict() for m, v in res.items()},
+            "machine": machine_info()["cpu"],
+            "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        }
     finally:
         if tmp is not None:
             tmp.cleanup()

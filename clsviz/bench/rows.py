@@ -3,6 +3,7 @@
 Each row is built from its rounded JSON form (``from_dict``), so a report read back from
 ``bench.json`` renders exactly like the one that wrote it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -28,21 +29,35 @@ class LatencyRow:
     @classmethod
     def measured(cls, mode: str, batch: int, stats: Mapping[str, StageStats], stages) -> LatencyRow:
         """From the harness's stats of one contender (``stages`` + ``total``)."""
-        return cls.from_dict(mode, batch, {
-            "stages_ms": {k: stats[k].to_dict() for k in stages},
-            "total_ms": stats["total"].to_dict(),
-            "images_per_s": round(batch / (stats["total"].p50 / 1e3), 2),
-            "forward_images_per_s": round(batch / (stats["forward"].p50 / 1e3), 2)})
+        return cls.from_dict(
+            mode,
+            batch,
+            {
+                "stages_ms": {k: stats[k].to_dict() for k in stages},
+                "total_ms": stats["total"].to_dict(),
+                "images_per_s": round(batch / (stats["total"].p50 / 1e3), 2),
+                "forward_images_per_s": round(batch / (stats["forward"].p50 / 1e3), 2),
+            },
+        )
 
     @classmethod
     def from_dict(cls, mode: str, batch, d: Mapping) -> LatencyRow:
-        return cls(mode=mode, batch=int(batch), stages={k: StageStats.from_dict(v) for k, v in d["stages_ms"].items()},
-                   total=StageStats.from_dict(d["total_ms"]), images_per_s=float(d["images_per_s"]),
-                   forward_images_per_s=float(d["forward_images_per_s"]))
+        return cls(
+            mode=mode,
+            batch=int(batch),
+            stages={k: StageStats.from_dict(v) for k, v in d["stages_ms"].items()},
+            total=StageStats.from_dict(d["total_ms"]),
+            images_per_s=float(d["images_per_s"]),
+            forward_images_per_s=float(d["forward_images_per_s"]),
+        )
 
     def to_dict(self) -> dict:
-        return {"stages_ms": {k: v.to_dict() for k, v in self.stages.items()}, "total_ms": self.total.to_dict(),
-                "images_per_s": self.images_per_s, "forward_images_per_s": self.forward_images_per_s}
+        return {
+            "stages_ms": {k: v.to_dict() for k, v in self.stages.items()},
+            "total_ms": self.total.to_dict(),
+            "images_per_s": self.images_per_s,
+            "forward_images_per_s": self.forward_images_per_s,
+        }
 
 
 @dataclass(frozen=True)
@@ -67,21 +82,35 @@ class OverheadRow:
 
     @classmethod
     def from_dict(cls, mode: str, d: Mapping) -> OverheadRow:
-        return cls(mode=mode, clsviz_ms=StageStats.from_dict(d["clsviz_ms"]), raw_ms=StageStats.from_dict(d["raw_ms"]),
-                   ratio=float(d["ratio"]), paired_ratio=float(d["paired_ratio"]),
-                   paired_diff_ms=float(d["paired_diff_ms"]), ratio_ci95=tuple(d["ratio_ci95"]),
-                   max_abs_diff=float(d["max_abs_diff"]), fixed_cost_ms=d.get("fixed_cost_ms"),
-                   bound_ratio=d.get("bound_ratio"))
+        return cls(
+            mode=mode,
+            clsviz_ms=StageStats.from_dict(d["clsviz_ms"]),
+            raw_ms=StageStats.from_dict(d["raw_ms"]),
+            ratio=float(d["ratio"]),
+            paired_ratio=float(d["paired_ratio"]),
+            paired_diff_ms=float(d["paired_diff_ms"]),
+            ratio_ci95=tuple(d["ratio_ci95"]),
+            max_abs_diff=float(d["max_abs_diff"]),
+            fixed_cost_ms=d.get("fixed_cost_ms"),
+            bound_ratio=d.get("bound_ratio"),
+        )
 
     def with_fixed_cost(self, fixed_cost_ms: float) -> OverheadRow:
         """This row plus the bound 1 + fixed cost / raw p50 (a noise-free estimate of the ratio)."""
-        return replace(self, fixed_cost_ms=fixed_cost_ms,
-                       bound_ratio=round(1 + max(0.0, fixed_cost_ms) / self.raw_ms.p50, 5))
+        return replace(
+            self, fixed_cost_ms=fixed_cost_ms, bound_ratio=round(1 + max(0.0, fixed_cost_ms) / self.raw_ms.p50, 5)
+        )
 
     def to_dict(self) -> dict:
-        d = {"clsviz_ms": self.clsviz_ms.to_dict(), "raw_ms": self.raw_ms.to_dict(), "ratio": self.ratio,
-             "paired_ratio": self.paired_ratio, "paired_diff_ms": self.paired_diff_ms,
-             "ratio_ci95": list(self.ratio_ci95), "max_abs_diff": self.max_abs_diff}
+        d = {
+            "clsviz_ms": self.clsviz_ms.to_dict(),
+            "raw_ms": self.raw_ms.to_dict(),
+            "ratio": self.ratio,
+            "paired_ratio": self.paired_ratio,
+            "paired_diff_ms": self.paired_diff_ms,
+            "ratio_ci95": list(self.ratio_ci95),
+            "max_abs_diff": self.max_abs_diff,
+        }
         if self.fixed_cost_ms is not None:
             d.update(fixed_cost_ms=self.fixed_cost_ms, bound_ratio=self.bound_ratio)
         return d
@@ -105,9 +134,14 @@ class SweepRow:
     @classmethod
     def from_dict(cls, name: str, d: Mapping) -> SweepRow:
         cpu = d.get("cpu_ms")
-        return cls(name=name, options=dict(d["options"]), build_s=float(d["build_s"]),
-                   ms=StageStats.from_dict(d["ms"]), cpu_ms=StageStats.from_dict(cpu) if cpu else None,
-                   default=bool(d["default"]))
+        return cls(
+            name=name,
+            options=dict(d["options"]),
+            build_s=float(d["build_s"]),
+            ms=StageStats.from_dict(d["ms"]),
+            cpu_ms=StageStats.from_dict(cpu) if cpu else None,
+            default=bool(d["default"]),
+        )
 
     def to_dict(self) -> dict:
         d = {"options": dict(self.options), "build_s": self.build_s, "ms": self.ms.to_dict(), "default": self.default}
@@ -170,17 +204,31 @@ class AgreementRow:
     def measured(cls, config: str, outputs: np.ndarray, reference: np.ndarray) -> AgreementRow:
         a, b = np.asarray(outputs, np.float64), np.asarray(reference, np.float64)
         cos = np.sum(a * b, 1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
-        return cls(config=config, top1_agree=float(np.mean(a.argmax(1) == b.argmax(1))), n=len(a),
-                   max_abs_diff=float(np.abs(a - b).max()), min_cosine=float(cos.min()))
+        return cls(
+            config=config,
+            top1_agree=float(np.mean(a.argmax(1) == b.argmax(1))),
+            n=len(a),
+            max_abs_diff=float(np.abs(a - b).max()),
+            min_cosine=float(cos.min()),
+        )
 
     @classmethod
     def from_dict(cls, config: str, d: Mapping) -> AgreementRow:
-        return cls(config=config, top1_agree=float(d["top1_agree"]), n=int(d["n"]),
-                   max_abs_diff=float(d["max_abs_diff"]), min_cosine=float(d["min_cosine"]))
+        return cls(
+            config=config,
+            top1_agree=float(d["top1_agree"]),
+            n=int(d["n"]),
+            max_abs_diff=float(d["max_abs_diff"]),
+            min_cosine=float(d["min_cosine"]),
+        )
 
     def to_dict(self) -> dict:
-        return {"top1_agree": self.top1_agree, "n": self.n, "max_abs_diff": self.max_abs_diff,
-                "min_cosine": self.min_cosine}
+        return {
+            "top1_agree": self.top1_agree,
+            "n": self.n,
+            "max_abs_diff": self.max_abs_diff,
+            "min_cosine": self.min_cosine,
+        }
 
 
 @dataclass(frozen=True)
@@ -198,16 +246,26 @@ class PreprocessingCheck:
     @classmethod
     def from_dict(cls, d: Mapping) -> PreprocessingCheck:
         draft = d["draft"]
-        return cls(image=d["image"], ms={k: StageStats.from_dict(v) for k, v in d["ms"].items()},
-                   ratio=float(d["ratio"]), draft_ratio_vs_exact=float(draft["ratio_vs_exact"]),
-                   draft_max_abs_diff_levels=float(draft["max_abs_diff_levels"]),
-                   draft_mean_abs_diff_levels=float(draft["mean_abs_diff_levels"]))
+        return cls(
+            image=d["image"],
+            ms={k: StageStats.from_dict(v) for k, v in d["ms"].items()},
+            ratio=float(d["ratio"]),
+            draft_ratio_vs_exact=float(draft["ratio_vs_exact"]),
+            draft_max_abs_diff_levels=float(draft["max_abs_diff_levels"]),
+            draft_mean_abs_diff_levels=float(draft["mean_abs_diff_levels"]),
+        )
 
     def to_dict(self) -> dict:
-        return {"image": self.image, "ms": {k: v.to_dict() for k, v in self.ms.items()}, "ratio": self.ratio,
-                "draft": {"ratio_vs_exact": self.draft_ratio_vs_exact,
-                          "max_abs_diff_levels": self.draft_max_abs_diff_levels,
-                          "mean_abs_diff_levels": self.draft_mean_abs_diff_levels}}
+        return {
+            "image": self.image,
+            "ms": {k: v.to_dict() for k, v in self.ms.items()},
+            "ratio": self.ratio,
+            "draft": {
+                "ratio_vs_exact": self.draft_ratio_vs_exact,
+                "max_abs_diff_levels": self.draft_max_abs_diff_levels,
+                "mean_abs_diff_levels": self.draft_mean_abs_diff_levels,
+            },
+        }
 
 
 @dataclass(frozen=True)
@@ -264,13 +322,17 @@ class Method:
     def from_dict(cls, d: Mapping) -> Method:
         def seq(v):
             return None if v is None else tuple(v)
+
         values: dict[str, Any] = {f.name: d.get(f.name) for f in fields(cls)}
         values.update(loadavg_before=seq(values["loadavg_before"]), loadavg_after=seq(values["loadavg_after"]))
         return cls(**values)
 
     def to_dict(self) -> dict:
-        out = {f.name: getattr(self, f.name) for f in fields(self)
-               if f.name not in self._OPTIONAL or getattr(self, f.name) is not None}
+        out = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in self._OPTIONAL or getattr(self, f.name) is not None
+        }
         for k in ("loadavg_before", "loadavg_after"):
             out[k] = None if out[k] is None else list(out[k])
         return out

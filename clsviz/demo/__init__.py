@@ -4,6 +4,7 @@
 preprocessing is ``train.DEMO_PREPROCESS``), ``samples`` writes ``sample_images/``.
 Importing this package is cheap: nothing here imports Paddle.
 """
+
 from pathlib import Path
 
 DEMO_ARCH = "ResNet18_vd_x0_25"

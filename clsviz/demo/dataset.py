@@ -13,6 +13,7 @@ so a seed gives the same pixels wherever numpy and Pillow are the same versions.
     >>> x, y = make_split(800, seed=1)          # uint8 NHWC, int64 labels
     >>> write_folder("eval/", 50, seed=2)       # eval/<class>/<class>_0000.png ...
 """
+
 from __future__ import annotations
 
 import functools
@@ -107,8 +108,7 @@ def _outline(name: str, detail: float | None) -> list[tuple[np.ndarray, int]]:
         return [(pts, 255)]
     if name == "cross":
         w = d
-        q = [(w, 1), (w, w), (1, w), (1, -w), (w, -w), (w, -1),
-             (-w, -1), (-w, -w), (-1, -w), (-1, w), (-w, w), (-w, 1)]
+        q = [(w, 1), (w, w), (1, w), (1, -w), (w, -w), (w, -1), (-w, -1), (-w, -w), (-1, -w), (-1, w), (-w, w), (-w, 1)]
         return [(np.array(q, float) / math.hypot(1, w), 255)]
     if name == "arrow":
         s, head, neck = d, 0.62, 0.15  # shaft half width, head half width, where the head starts
@@ -144,6 +144,7 @@ def shape_mask(s: Shape, w: int, h: int) -> np.ndarray:
 
 # ---- colour and texture -----------------------------------------------------------------
 
+
 def _lum(c) -> float:
     return 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
 
@@ -175,8 +176,7 @@ def _coords(w: int, h: int):
     return x, y
 
 
-def background(rng: np.random.Generator, w: int, h: int, *, light: bool,
-               kind: str | None = None) -> np.ndarray:
+def background(rng: np.random.Generator, w: int, h: int, *, light: bool, kind: str | None = None) -> np.ndarray:
     """A textured background in one luminance band, float32 (h, w, 3) in [0, 1]."""
     kind = kind or _BACKGROUNDS[rng.integers(len(_BACKGROUNDS))]
     c1 = np.array(_band_color(rng, light), np.float32)
@@ -219,10 +219,11 @@ def _gaussian_noise(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     if h > bank.shape[0] or w > bank.shape[1]:
         return rng.standard_normal((h, w, 3), dtype=np.float32)
     y, x = rng.integers(0, bank.shape[0] - h + 1), rng.integers(0, bank.shape[1] - w + 1)
-    return bank[y:y + h, x:x + w]
+    return bank[y : y + h, x : x + w]
 
 
 # ---- scenes -----------------------------------------------------------------------------
+
 
 def _wh(size: Size) -> tuple[int, int]:
     if isinstance(size, (int, np.integer)):
@@ -234,8 +235,15 @@ def _wh(size: Size) -> tuple[int, int]:
     return w, h
 
 
-def random_shape(name: str, rng: np.random.Generator, size: Size = 96, *, light: bool,
-                 scale: tuple[float, float] = (0.24, 0.42), margin: float = 0.07) -> Shape:
+def random_shape(
+    name: str,
+    rng: np.random.Generator,
+    size: Size = 96,
+    *,
+    light: bool,
+    scale: tuple[float, float] = (0.24, 0.42),
+    margin: float = 0.07,
+) -> Shape:
     """A shape of class ``name`` at a random place, size, angle and aspect.
 
     ``scale`` bounds the radius as a fraction of the short side; the shape stays
@@ -271,9 +279,15 @@ def random_occluder(s: Shape, rng: np.random.Generator, *, light: bool) -> Occlu
     dist = s.radius * rng.uniform(0.75, 1.05)
     # a background-band colour reads as a bite; a mid tone as a thing in front
     color = _band_color(rng, light) if rng.random() < 0.7 else _color_with_luminance(rng, 0.5)
-    return Occluder(cx=s.cx + dist * math.cos(phi), cy=s.cy + dist * math.sin(phi),
-                    rx=s.radius * rng.uniform(0.2, 0.38), ry=s.radius * rng.uniform(0.2, 0.38),
-                    angle=float(rng.uniform(0, math.pi)), color=color, ellipse=bool(rng.random() < 0.5))
+    return Occluder(
+        cx=s.cx + dist * math.cos(phi),
+        cy=s.cy + dist * math.sin(phi),
+        rx=s.radius * rng.uniform(0.2, 0.38),
+        ry=s.radius * rng.uniform(0.2, 0.38),
+        angle=float(rng.uniform(0, math.pi)),
+        color=color,
+        ellipse=bool(rng.random() < 0.5),
+    )
 
 
 def _occluder_mask(o: Occluder, w: int, h: int) -> np.ndarray:
@@ -284,10 +298,17 @@ def _occluder_mask(o: Occluder, w: int, h: int) -> np.ndarray:
     return _rasterise([(pts, 255)], w, h)
 
 
-def render(shapes: Sequence[Shape], rng: np.random.Generator, size: Size = 96, *,
-           light_background: bool, background_kind: str | None = None,
-           occluders: Sequence[Occluder] = (), noise: float | None = None,
-           blur: float | None = None) -> Image.Image:
+def render(
+    shapes: Sequence[Shape],
+    rng: np.random.Generator,
+    size: Size = 96,
+    *,
+    light_background: bool,
+    background_kind: str | None = None,
+    occluders: Sequence[Occluder] = (),
+    noise: float | None = None,
+    blur: float | None = None,
+) -> Image.Image:
     """Paint ``shapes`` (then ``occluders``) over a random background → RGB image.
 
     ``noise``: std of Gaussian pixel noise in [0, 1] units (None: random 0-0.05);
@@ -319,8 +340,7 @@ def render(shapes: Sequence[Shape], rng: np.random.Generator, size: Size = 96, *
     return out
 
 
-def draw(class_name: str, rng: np.random.Generator, size: Size = 96, *,
-         occlude: bool | None = None) -> Image.Image:
+def draw(class_name: str, rng: np.random.Generator, size: Size = 96, *, occlude: bool | None = None) -> Image.Image:
     """One random image of ``class_name`` (RGB, ``size`` px or (width, height)).
 
     ``occlude``: None draws an occluder 30 % of the time; True/False force it.
@@ -328,8 +348,9 @@ def draw(class_name: str, rng: np.random.Generator, size: Size = 96, *,
     return draw_with_mask(class_name, rng, size, occlude=occlude)[0]
 
 
-def draw_with_mask(class_name: str, rng: np.random.Generator, size: Size = 96, *,
-                   occlude: bool | None = None) -> tuple[Image.Image, np.ndarray]:
+def draw_with_mask(
+    class_name: str, rng: np.random.Generator, size: Size = 96, *, occlude: bool | None = None
+) -> tuple[Image.Image, np.ndarray]:
     """:func:`draw` plus where the object is: a bool (h, w) mask of the shape's visible pixels
     (covered at least half, and not under the occluder).  Same pixels as :func:`draw` for
     the same ``rng`` state; the pointing game of ``clsviz.explain`` scores saliency maps on it."""
@@ -377,8 +398,9 @@ def iter_images(n: int, seed: int, size: int = 96):
         yield draw(CLASSES[y], _image_rng(seed, i), size), int(y)
 
 
-def write_folder(folder, n_per_class: int, seed: int, *, layout: str = "folders",
-                 size: int = 96, ext: str = ".png") -> list[tuple[Path, str]]:
+def write_folder(
+    folder, n_per_class: int, seed: int, *, layout: str = "folders", size: int = 96, ext: str = ".png"
+) -> list[tuple[Path, str]]:
     """Write a labelled image folder; returns ``[(path, class_name), ...]``.
 
     ``layout="folders"``: ``folder/<class>/<class>_0000.png``.
@@ -409,5 +431,18 @@ def write_folder(folder, n_per_class: int, seed: int, *, layout: str = "folders"
     return written
 
 
-__all__ = ["CLASSES", "Shape", "Occluder", "draw", "draw_with_mask", "make_split", "iter_images", "write_folder",
-           "render", "random_shape", "random_occluder", "background", "shape_mask"]
+__all__ = [
+    "CLASSES",
+    "Shape",
+    "Occluder",
+    "draw",
+    "draw_with_mask",
+    "make_split",
+    "iter_images",
+    "write_folder",
+    "render",
+    "random_shape",
+    "random_occluder",
+    "background",
+    "shape_mask",
+]

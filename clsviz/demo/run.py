@@ -5,6 +5,7 @@ export the bundled checkpoint → build all three modes → run ``sample_images/
 ``results.json`` in the output folder.  The exit code says whether the demo holds up:
 every labelled, non-hard sample right in every mode, and the modes agreeing.
 """
+
 from __future__ import annotations
 
 import html
@@ -47,8 +48,15 @@ def export_demo(out_dir, *, checkpoint=None, labels=None, preprocess=None, force
     """Export the bundled demo checkpoint (with its labels and preprocessing) into ``out_dir``."""
     pre = preprocess or demo_preprocess()
     h, w = pre.crop_hw
-    return export(ARCH, Path(checkpoint or CHECKPOINT), out_dir, labels=Path(labels or LABELS),
-                  preprocess=pre, image_shape=(3, h, w), force=force)
+    return export(
+        ARCH,
+        Path(checkpoint or CHECKPOINT),
+        out_dir,
+        labels=Path(labels or LABELS),
+        preprocess=pre,
+        image_shape=(3, h, w),
+        force=force,
+    )
 
 
 def sample_dir(out_dir=None) -> Path:
@@ -65,8 +73,9 @@ def sample_dir(out_dir=None) -> Path:
 
 
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
 
 
 def read_sample_labels(folder) -> dict[str, tuple[str, bool]]:
@@ -102,21 +111,25 @@ def _table(cmp, samples) -> str:
     for i, name in enumerate(cmp.images):
         s = samples[i]
         img = os.path.basename(name) + (" (hard)" if s["hard"] else "")
-        rows.append([img, s["true_label"] or "?"]
-                    + [_cell(cmp.modes[m].predictions[i], s["true_label"]) for m in modes])
+        rows.append(
+            [img, s["true_label"] or "?"] + [_cell(cmp.modes[m].predictions[i], s["true_label"]) for m in modes]
+        )
     widths = [max(len(r[c]) for r in rows) for c in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines += ["", *latency_text(cmp, note="ms per image")]
     lines.append("")
     for a in cmp.agreements:
-        lines.append(f"{a.mode} vs {a.reference}: max|Δ| {a.max_abs_diff:.2e}, cosine {a.cosine:.6f}, "
-                     f"top-1 agree {a.top1_agree:.0%}")
+        lines.append(
+            f"{a.mode} vs {a.reference}: max|Δ| {a.max_abs_diff:.2e}, cosine {a.cosine:.6f}, "
+            f"top-1 agree {a.top1_agree:.0%}"
+        )
     return "\n".join(lines)
 
 
-def run_demo(out_dir="out/demo", *, repeats: int = 5, checkpoint=None, labels=None, samples=None,
-             preprocess=None) -> int:
+def run_demo(
+    out_dir="out/demo", *, repeats: int = 5, checkpoint=None, labels=None, samples=None, preprocess=None
+) -> int:
     """Run the demo into ``out_dir``; returns the exit code (0: everything holds up).
 
     ``checkpoint``, ``labels``, ``samples`` (a folder with ``labels.txt``) and ``preprocess``
@@ -148,14 +161,15 @@ def run_demo(out_dir="out/demo", *, repeats: int = 5, checkpoint=None, labels=No
         images = _images(folder)
         k = min(5, exp.class_num)
         warmup = 2
-        with tqdm(total=len(clfs) * (warmup + repeats), desc="comparing modes", unit="pass",
-                  file=sys.stderr, leave=False) as bar:
+        with tqdm(
+            total=len(clfs) * (warmup + repeats), desc="comparing modes", unit="pass", file=sys.stderr, leave=False
+        ) as bar:
+
             def progress(step, total, name):
                 bar.set_postfix_str(name)
                 bar.update(step - bar.n)
 
-            cmp = compare(images, clfs, top_k=k, repeats=repeats, warmup=warmup,
-                          tolerance=TOLERANCE, progress=progress)
+            cmp = compare(images, clfs, top_k=k, repeats=repeats, warmup=warmup, tolerance=TOLERANCE, progress=progress)
         why = _explain_section(cmp, clfs, truth_by_name)
     finally:
         for c in clfs.values():
@@ -167,8 +181,7 @@ def run_demo(out_dir="out/demo", *, repeats: int = 5, checkpoint=None, labels=No
         base = os.path.basename(name)
         truth, hard = truth_by_name.get(base, (None, False))
         correct = {m: (None if truth is None else r.predictions[i].label == truth) for m, r in cmp.modes.items()}
-        samples_info.append({"image": name, "file": base, "true_label": truth, "hard": hard,
-                             "correct": correct})
+        samples_info.append({"image": name, "file": base, "true_label": truth, "hard": hard, "correct": correct})
         wrong = [m for m, ok in correct.items() if ok is False]
         if wrong and not hard:
             got = cmp.modes[wrong[0]].predictions[i].label
@@ -184,32 +197,49 @@ def run_demo(out_dir="out/demo", *, repeats: int = 5, checkpoint=None, labels=No
     n_lab = sum(1 for s in samples_info if s["true_label"] and not s["hard"])
     n_ok = sum(1 for s in samples_info if s["true_label"] and not s["hard"] and all(s["correct"].values()))
     hard_cases = [s for s in samples_info if s["hard"]]
-    subtitle = (f"{ARCH} · {exp.class_num} classes · input {h}×{w} · {len(images)} sample images · "
-                f"modes: {', '.join(cmp.modes)}")
-    extra = ([("Why did it say that? Hard and misclassified images", why)] if why else []) \
-        + [("Bundle", _bundle_html(exp))]
+    subtitle = (
+        f"{ARCH} · {exp.class_num} classes · input {h}×{w} · {len(images)} sample images · "
+        f"modes: {', '.join(cmp.modes)}"
+    )
+    extra = ([("Why did it say that? Hard and misclassified images", why)] if why else []) + [
+        ("Bundle", _bundle_html(exp))
+    ]
     with tqdm(total=len(images), desc="writing report", unit="img", file=sys.stderr, leave=False) as bar:
-        report = write_report(out / "report.html", cmp, title="clsviz demo: one model, three ways to run it",
-                              images=images, true_labels=[s["true_label"] for s in samples_info],
-                              hard=[s["hard"] for s in samples_info], extra_sections=extra,
-                              subtitle=subtitle, progress=lambda i, n: bar.update(i - bar.n))
+        report = write_report(
+            out / "report.html",
+            cmp,
+            title="clsviz demo: one model, three ways to run it",
+            images=images,
+            true_labels=[s["true_label"] for s in samples_info],
+            hard=[s["hard"] for s in samples_info],
+            extra_sections=extra,
+            subtitle=subtitle,
+            progress=lambda i, n: bar.update(i - bar.n),
+        )
 
     results = cmp.to_dict()
-    results.update({
-        "samples": samples_info,
-        "export": exp.to_dict(),
-        "ok": not problems,
-        "problems": problems,
-        "seconds": round(time.perf_counter() - t_start, 2),
-    })
+    results.update(
+        {
+            "samples": samples_info,
+            "export": exp.to_dict(),
+            "ok": not problems,
+            "problems": problems,
+            "seconds": round(time.perf_counter() - t_start, 2),
+        }
+    )
     tmp = out / ".results.json.tmp"
     tmp.write_text(json.dumps(results, indent=2), encoding="utf-8")
     os.replace(tmp, out / "results.json")
 
     print()
-    print(f"{n_ok}/{n_lab} labelled samples right in every mode"
-          + (f"; hard cases right: {sum(all(s['correct'].values()) for s in hard_cases)}/{len(hard_cases)}"
-             if hard_cases else ""))
+    print(
+        f"{n_ok}/{n_lab} labelled samples right in every mode"
+        + (
+            f"; hard cases right: {sum(all(s['correct'].values()) for s in hard_cases)}/{len(hard_cases)}"
+            if hard_cases
+            else ""
+        )
+    )
     verdict = "AGREE" if cmp.agree else "DISAGREE"
     print(f"modes {verdict}: max|Δ| {cmp.max_abs_diff:.2e} (tolerance {TOLERANCE:g})")
     print(f"report:  {report}")
@@ -226,7 +256,6 @@ def _explain_section(cmp, clfs, truth_by_name, *, limit: int = 6) -> str:
     """Saliency maps of the hard and misclassified samples: Grad-CAM (dygraph) beside occlusion
     (predictor), cheap enough for every demo run (well under a second in all)."""
 
-
     picked, captions = [], []
     for i, name in enumerate(cmp.images):
         truth, hard = truth_by_name.get(os.path.basename(name), (None, False))
@@ -234,17 +263,23 @@ def _explain_section(cmp, clfs, truth_by_name, *, limit: int = 6) -> str:
         wrong = truth is not None and got != {truth}
         if hard or wrong:
             picked.append(name)
-            captions.append(f"<b>{html.escape(os.path.basename(name))}</b><br>true: {html.escape(str(truth))}"
-                            f"<br>predicted: {html.escape(', '.join(sorted(got)))}"
-                            + ("<br><i>hard case</i>" if hard else ""))
+            captions.append(
+                f"<b>{html.escape(os.path.basename(name))}</b><br>true: {html.escape(str(truth))}"
+                f"<br>predicted: {html.escape(', '.join(sorted(got)))}" + ("<br><i>hard case</i>" if hard else "")
+            )
     engines = {m: clfs[m] for m in ("dygraph", "predictor") if m in clfs}
     return report_section(picked, engines, captions=captions, limit=limit) if picked else ""
 
 
 def _bundle_html(exp) -> str:
-    rows = "".join(f"<tr><td><code>{html.escape(f.name)}</code></td><td class='num'>{human_size(f.size)}</td>"
-                   f"<td>{html.escape(f.role)}</td></tr>" for f in exp.files)
-    return (f"<p>Exported <b>{html.escape(exp.model_name)}</b> ({exp.class_num} classes) in "
-            f"{exp.seconds:.1f}s to <code>{html.escape(str(exp.out_dir))}</code>; the saved program was "
-            f"checked against the network (max|Δ| {exp.max_abs_diff:.1e}).</p>"
-            "<table><tr><th>file</th><th class='num'>size</th><th>role</th></tr>" + rows + "</table>")
+    rows = "".join(
+        f"<tr><td><code>{html.escape(f.name)}</code></td><td class='num'>{human_size(f.size)}</td>"
+        f"<td>{html.escape(f.role)}</td></tr>"
+        for f in exp.files
+    )
+    return (
+        f"<p>Exported <b>{html.escape(exp.model_name)}</b> ({exp.class_num} classes) in "
+        f"{exp.seconds:.1f}s to <code>{html.escape(str(exp.out_dir))}</code>; the saved program was "
+        f"checked against the network (max|Δ| {exp.max_abs_diff:.1e}).</p>"
+        "<table><tr><th>file</th><th class='num'>size</th><th>role</th></tr>" + rows + "</table>"
+    )

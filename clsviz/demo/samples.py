@@ -8,6 +8,7 @@ deliberately hard cases.  :func:`write_sample_images` writes them with
 ``labels.txt`` (``filename class [hard]``) and a ``README.md``;
 :func:`check_samples` runs a checkpoint over them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,12 +44,14 @@ def _rng(i: int) -> np.random.Generator:
 def _shape(name, w, h, *, r=0.32, dx=0.0, dy=0.0, angle=20, aspect=1.0, color, detail=None, shading=0.0):
     """A shape centred at (w/2 + dx*short, h/2 + dy*short), radius ``r`` x short side."""
     short = min(w, h)
-    return Shape(name, w / 2 + dx * short, h / 2 + dy * short, r * short, math.radians(angle), aspect,
-                 color, detail, shading)
+    return Shape(
+        name, w / 2 + dx * short, h / 2 + dy * short, r * short, math.radians(angle), aspect, color, detail, shading
+    )
 
 
 # Each builder returns (image, save kwargs).  Colours are RGB in [0, 1]; a shape is dark on a
 # light background or the other way round, as in training.
+
 
 def _circle_landscape(rng):
     w, h = 300, 200
@@ -59,8 +62,7 @@ def _circle_landscape(rng):
 def _square_portrait(rng):
     w, h = 150, 400
     s = _shape("square", w, h, r=0.36, angle=10, color=(0.93, 0.86, 0.35))
-    return render([s], rng, (w, h), light_background=False, background_kind="noise", noise=0.02,
-                  blur=0), {}
+    return render([s], rng, (w, h), light_background=False, background_kind="noise", noise=0.02, blur=0), {}
 
 
 def _triangle_gray(rng):
@@ -122,22 +124,21 @@ def _star_thumbnail(rng):
 def _square_checks(rng):
     w = h = 240
     s = _shape("square", w, h, r=0.34, angle=45 + 17, color=(0.20, 0.05, 0.30))
-    return render([s], rng, (w, h), light_background=True, background_kind="checks", noise=0.02,
-                  blur=0), {"quality": 92}
+    return render([s], rng, (w, h), light_background=True, background_kind="checks", noise=0.02, blur=0), {
+        "quality": 92
+    }
 
 
 def _triangle_wide(rng):
     w, h = 400, 240
     s = _shape("triangle", w, h, r=0.36, angle=200, dy=0.02, color=(0.97, 0.55, 0.55))
-    return render([s], rng, (w, h), light_background=False, background_kind="flat", noise=0.02), \
-        {"quality": 90}
+    return render([s], rng, (w, h), light_background=False, background_kind="flat", noise=0.02), {"quality": 90}
 
 
 def _hexagon_tall(rng):
     w, h = 180, 320
     s = _shape("hexagon", w, h, r=0.34, angle=0, aspect=1.1, color=(0.05, 0.20, 0.45), shading=0.4)
-    return render([s], rng, (w, h), light_background=True, background_kind="noise", noise=0.02), \
-        {"quality": 90}
+    return render([s], rng, (w, h), light_background=True, background_kind="noise", noise=0.02), {"quality": 90}
 
 
 def _circle_pale(rng):
@@ -151,8 +152,7 @@ def _hard_occluded(rng):
     w = h = 200
     s = _shape("star", w, h, r=0.36, angle=0, color=(0.10, 0.15, 0.45), detail=0.45)
     board = Occluder(cx=100, cy=150, rx=95, ry=45, angle=0.0, color=(0.55, 0.50, 0.45))
-    return render([s], rng, (w, h), light_background=True, background_kind="flat", noise=0.02,
-                  occluders=[board]), {}
+    return render([s], rng, (w, h), light_background=True, background_kind="flat", noise=0.02, occluders=[board]), {}
 
 
 def _hard_two_shapes(rng):
@@ -167,10 +167,23 @@ _BUILDERS: tuple[tuple[Sample, Callable], ...] = (
     (Sample("circle_300x200.jpg", "circle", "landscape 3:2 JPEG: resize-short then centre-crop"), _circle_landscape),
     (Sample("square_150x400.png", "square", "tall narrow PNG (1:2.7), light shape on dark noise"), _square_portrait),
     (Sample("triangle_gray.png", "triangle", "grayscale PNG (mode L): must become 3-channel RGB"), _triangle_gray),
-    (Sample("star_rgba.png", "star", "RGBA PNG, transparent pixels black underneath: composite on white, "
-                                     "do not just drop alpha"), _star_rgba),
-    (Sample("arrow_exif6.jpg", "arrow", "JPEG stored turned 90°, EXIF Orientation=6: upright (arrow "
-                                        "pointing up, 320x240) only after exif_transpose"), _arrow_exif),
+    (
+        Sample(
+            "star_rgba.png",
+            "star",
+            "RGBA PNG, transparent pixels black underneath: composite on white, do not just drop alpha",
+        ),
+        _star_rgba,
+    ),
+    (
+        Sample(
+            "arrow_exif6.jpg",
+            "arrow",
+            "JPEG stored turned 90°, EXIF Orientation=6: upright (arrow "
+            "pointing up, 320x240) only after exif_transpose",
+        ),
+        _arrow_exif,
+    ),
     (Sample("ring_1920x1080.jpg", "ring", "full-HD JPEG: a big downscale (anti-aliasing matters)"), _ring_large),
     (Sample("hexagon_stripes.png", "hexagon", "224x224 PNG on stripes"), _hexagon_stripes),
     (Sample("cross_q35.jpg", "cross", "4:3 JPEG at quality 35: block artefacts"), _cross_lowq),
@@ -179,10 +192,16 @@ _BUILDERS: tuple[tuple[Sample, Callable], ...] = (
     (Sample("triangle_400x240.jpg", "triangle", "wide 5:3 JPEG, light triangle on a dark ground"), _triangle_wide),
     (Sample("hexagon_180x320.jpg", "hexagon", "portrait 9:16 JPEG, shaded and slightly stretched"), _hexagon_tall),
     (Sample("circle_ellipse.png", "circle", "a slightly elliptical circle, off centre, low contrast"), _circle_pale),
-    (Sample("hard_occluded_star.png", "star", "HARD: a star with its lower points hidden behind a board",
-            hard=True), _hard_occluded),
-    (Sample("hard_two_shapes.png", "circle", "HARD: a circle and a triangle side by side; labelled circle",
-            hard=True), _hard_two_shapes),
+    (
+        Sample("hard_occluded_star.png", "star", "HARD: a star with its lower points hidden behind a board", hard=True),
+        _hard_occluded,
+    ),
+    (
+        Sample(
+            "hard_two_shapes.png", "circle", "HARD: a circle and a triangle side by side; labelled circle", hard=True
+        ),
+        _hard_two_shapes,
+    ),
 )
 
 SAMPLES: tuple[Sample, ...] = tuple(s for s, _ in _BUILDERS)
@@ -198,8 +217,7 @@ def write_sample_images(folder) -> list[Path]:
         path = root / sample.filename
         img.save(path, **kw)
         paths.append(path)
-    (root / "labels.txt").write_text(
-        "".join(f"{s.filename} {s.label}{' hard' if s.hard else ''}\n" for s in SAMPLES))
+    (root / "labels.txt").write_text("".join(f"{s.filename} {s.label}{' hard' if s.hard else ''}\n" for s in SAMPLES))
     (root / "README.md").write_text(_readme())
     return paths
 
@@ -208,8 +226,7 @@ write_samples = write_sample_images  # the name clsviz.demo.run uses
 
 
 def _readme() -> str:
-    rows = "\n".join(f"| `{s.filename}` | {s.label}{' (hard)' if s.hard else ''} | {s.purpose} |"
-                     for s in SAMPLES)
+    rows = "\n".join(f"| `{s.filename}` | {s.label}{' (hard)' if s.hard else ''} | {s.purpose} |" for s in SAMPLES)
     return f"""# sample_images
 
 Inputs for the demo model (classes: {", ".join(CLASSES)}), drawn by
@@ -251,8 +268,16 @@ def check_samples(folder, checkpoint=None, *, arch: str | None = None, preproces
     out = []
     for (f, label, hard), p in zip(rows, prob):
         k = int(p.argmax())
-        out.append({"file": f, "label": label, "hard": hard, "pred": CLASSES[k],
-                    "score": float(p[k]), "correct": CLASSES[k] == label})
+        out.append(
+            {
+                "file": f,
+                "label": label,
+                "hard": hard,
+                "pred": CLASSES[k],
+                "score": float(p[k]),
+                "correct": CLASSES[k] == label,
+            }
+        )
     return out
 
 

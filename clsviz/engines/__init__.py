@@ -4,6 +4,7 @@
 runtimes (OpenVINO, ONNX Runtime) that run the program's ONNX form.  Every caller that lists,
 checks or explains modes reads it; :func:`engine_available` answers "can this run here".
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -37,12 +38,12 @@ class Engine:
 
     name: str
     help: str
-    runs: str                      # what it runs (which model files)
+    runs: str  # what it runs (which model files)
     precisions: tuple = ("fp32",)  # on CPU
-    converts: bool = False         # runs a converted form (ONNX via paddle2onnx), cached
-    needs: tuple = ()              # Python modules of the extra it needs
-    extra: str | None = None       # the pip extra that installs them
-    program: bool = True           # runs an inference program (else a checkpoint + code, or a rebuild)
+    converts: bool = False  # runs a converted form (ONNX via paddle2onnx), cached
+    needs: tuple = ()  # Python modules of the extra it needs
+    extra: str | None = None  # the pip extra that installs them
+    program: bool = True  # runs an inference program (else a checkpoint + code, or a rebuild)
 
     def missing(self) -> tuple[str, ...]:
         """The modules of its extra that are not installed."""
@@ -61,15 +62,17 @@ def _importable(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):  # a module blocked in sys.modules, a broken package
         return False
+
+
 @dataclass(frozen=True)
 class Capability:
     """Whether one mode can run one model, and if not why: the answer of :func:`capability`."""
 
     mode: str
-    status: str                                # "ready", "needs" (an extra or an argument), "no"
-    detail: str                                # what runs it, or what is missing
-    hint: str = ""                             # what to do about it
-    error: type[ClsvizError] | None = None     # what load() raises when it is not ready
+    status: str  # "ready", "needs" (an extra or an argument), "no"
+    detail: str  # what runs it, or what is missing
+    hint: str = ""  # what to do about it
+    error: type[ClsvizError] | None = None  # what load() raises when it is not ready
 
     @property
     def available(self) -> bool:
@@ -83,17 +86,37 @@ class Capability:
 
 
 _PROGRAM = "an inference program: PIR .json, .pdmodel, fluid __model__ or model/params"
-ENGINES = {e.name: e for e in (
-    Engine("predictor", "inference engine (paddle.inference) + inference model", _PROGRAM,
-           ("fp32", "bf16")),
-    Engine("dygraph", "training engine + checkpoint (network rebuilt from code)",
-           "a checkpoint (.pdparams, persistables) + arch, or a rebuilt program", program=False),
-    Engine("executor", "training engine + inference model (load_inference_model + Executor)", _PROGRAM),
-    Engine("openvino", "OpenVINO Runtime + the model's ONNX form (paddle2onnx)", _PROGRAM,
-           ("fp32", "bf16"), converts=True, needs=("openvino", "paddle2onnx"), extra="runtimes"),
-    Engine("onnxruntime", "ONNX Runtime (CPU) + the model's ONNX form (paddle2onnx)", _PROGRAM,
-           ("fp32",), converts=True, needs=("onnxruntime", "paddle2onnx"), extra="runtimes"),
-)}
+ENGINES = {
+    e.name: e
+    for e in (
+        Engine("predictor", "inference engine (paddle.inference) + inference model", _PROGRAM, ("fp32", "bf16")),
+        Engine(
+            "dygraph",
+            "training engine + checkpoint (network rebuilt from code)",
+            "a checkpoint (.pdparams, persistables) + arch, or a rebuilt program",
+            program=False,
+        ),
+        Engine("executor", "training engine + inference model (load_inference_model + Executor)", _PROGRAM),
+        Engine(
+            "openvino",
+            "OpenVINO Runtime + the model's ONNX form (paddle2onnx)",
+            _PROGRAM,
+            ("fp32", "bf16"),
+            converts=True,
+            needs=("openvino", "paddle2onnx"),
+            extra="runtimes",
+        ),
+        Engine(
+            "onnxruntime",
+            "ONNX Runtime (CPU) + the model's ONNX form (paddle2onnx)",
+            _PROGRAM,
+            ("fp32",),
+            converts=True,
+            needs=("onnxruntime", "paddle2onnx"),
+            extra="runtimes",
+        ),
+    )
+}
 #: Paddle's own three modes (what "all" means for compare/evaluate, the demo's set)
 MODES = ("predictor", "dygraph", "executor")
 #: every engine name ``load(mode=…)`` accepts
@@ -102,9 +125,23 @@ ALL_MODES = tuple(ENGINES)
 RUNTIMES = tuple(n for n, e in ENGINES.items() if e.converts)
 MODE_HELP = {n: e.help for n, e in ENGINES.items()}
 
-__all__ = ["load", "load_config", "Classifier", "EngineOptions", "MODES", "ALL_MODES", "RUNTIMES",
-           "MODE_HELP", "ENGINES", "Engine", "engine_available", "check_modes", "Capability", "capability",
-           "capabilities"]
+__all__ = [
+    "load",
+    "load_config",
+    "Classifier",
+    "EngineOptions",
+    "MODES",
+    "ALL_MODES",
+    "RUNTIMES",
+    "MODE_HELP",
+    "ENGINES",
+    "Engine",
+    "engine_available",
+    "check_modes",
+    "Capability",
+    "capability",
+    "capabilities",
+]
 
 
 def engine_available(mode: str) -> tuple[bool, str]:
@@ -129,19 +166,29 @@ def capability(files: detect.ModelFiles, mode: str, *, arch: str | None = None, 
     """
     e = ENGINES[check_modes([mode])[0]]
     if program is not None and is_training_program(program):
-        return Capability(mode, "no", "cannot run a training program (no feed/fetch ops)",
-                          "rebuild the network from code (--arch) with the .pdparams beside it")
+        return Capability(
+            mode,
+            "no",
+            "cannot run a training program (no feed/fetch ops)",
+            "rebuild the network from code (--arch) with the .pdparams beside it",
+        )
     if e.program and not files.has_program:
-        return Capability(mode, "no", f"needs an inference model, but this is a {files.kind.replace('_', ' ')}",
-                          _EXPORT_FIRST + ("" if e.converts else "; or use mode='dygraph' with arch="),
-                          FormatError)
+        return Capability(
+            mode,
+            "no",
+            f"needs an inference model, but this is a {files.kind.replace('_', ' ')}",
+            _EXPORT_FIRST + ("" if e.converts else "; or use mode='dygraph' with arch="),
+            FormatError,
+        )
     missing = e.missing()
     if missing:
-        return Capability(mode, "needs", f"needs {', '.join(missing)}", f"pip install 'clsviz[{e.extra}]'",
-                          BackendUnavailable)
+        return Capability(
+            mode, "needs", f"needs {', '.join(missing)}", f"pip install 'clsviz[{e.extra}]'", BackendUnavailable
+        )
     if mode == "executor" and files.legacy_program:
-        return Capability(mode, "ready", "load_inference_model + Executor in a worker process with "
-                                         "FLAGS_enable_pir_api=0")
+        return Capability(
+            mode, "ready", "load_inference_model + Executor in a worker process with FLAGS_enable_pir_api=0"
+        )
     if mode == "executor":
         return Capability(mode, "ready", "load_inference_model + Executor (PIR)")
     if mode == "predictor":
@@ -156,8 +203,13 @@ def _dygraph_capability(files: detect.ModelFiles, *, arch: str | None, program) 
         return Capability("dygraph", "ready", f"network code + {files.checkpoint.name} (model name from inference.yml)")
     if files.checkpoint is not None:
         if arch is None:
-            return Capability("dygraph", "needs", "rebuilds the network from code, and no architecture is known",
-                              "pass arch= (CLI: --arch / -m); see clsviz.list_models()", OptionError)
+            return Capability(
+                "dygraph",
+                "needs",
+                "rebuilds the network from code, and no architecture is known",
+                "pass arch= (CLI: --arch / -m); see clsviz.list_models()",
+                OptionError,
+            )
         return Capability("dygraph", "ready", f"network code for {arch} + {files.checkpoint.name}")
     if program is None:
         try:
@@ -166,8 +218,12 @@ def _dygraph_capability(files: detect.ModelFiles, *, arch: str | None, program) 
             return Capability("dygraph", "ready", "the program rebuilt op by op as a paddle.nn.Layer")
     gaps = rebuild_gaps(program)
     if gaps:  # load raises the rebuild's own UnsupportedOps, which lists the counts
-        return Capability("dygraph", "no", "the program cannot be rebuilt: ops not covered: " + ", ".join(sorted(gaps)),
-                          "run it with mode='predictor' or mode='executor'")
+        return Capability(
+            "dygraph",
+            "no",
+            "the program cannot be rebuilt: ops not covered: " + ", ".join(sorted(gaps)),
+            "run it with mode='predictor' or mode='executor'",
+        )
     return Capability("dygraph", "ready", "the program rebuilt op by op as a paddle.nn.Layer (no network code needed)")
 
 
@@ -185,18 +241,35 @@ def check_modes(modes) -> tuple[str, ...]:
     return modes
 
 
-def _config_for(files: detect.ModelFiles, *, arch, class_num, labels, preprocess, config,
-                image_shape=None, output=None) -> BundleConfig:
-    return resolve_config(config if config is not None else files.config_file, arch=arch,
-                          class_num=class_num, labels=labels, preprocess=preprocess,
-                          image_shape=image_shape, output=output)
+def _config_for(
+    files: detect.ModelFiles, *, arch, class_num, labels, preprocess, config, image_shape=None, output=None
+) -> BundleConfig:
+    return resolve_config(
+        config if config is not None else files.config_file,
+        arch=arch,
+        class_num=class_num,
+        labels=labels,
+        preprocess=preprocess,
+        image_shape=image_shape,
+        output=output,
+    )
 
 
-def load(path: PathLike, *, mode: str = "predictor", arch: str | None = None, params: PathLike | None = None,
-         class_num: int | None = None, labels: PathLike | Sequence[str] | None = None,
-         preprocess: Preprocess | None = None, config: BundleConfig | PathLike | None = None,
-         image_shape: Sequence[int] | None = None, output: str | int | None = None, trust: bool = False,
-         **options) -> Classifier:
+def load(
+    path: PathLike,
+    *,
+    mode: str = "predictor",
+    arch: str | None = None,
+    params: PathLike | None = None,
+    class_num: int | None = None,
+    labels: PathLike | Sequence[str] | None = None,
+    preprocess: Preprocess | None = None,
+    config: BundleConfig | PathLike | None = None,
+    image_shape: Sequence[int] | None = None,
+    output: str | int | None = None,
+    trust: bool = False,
+    **options,
+) -> Classifier:
     """Build a classifier from ``path`` (a bundle folder, a model file or a checkpoint).
 
     ``mode`` is one of ``"predictor"``, ``"dygraph"``, ``"executor"``, ``"openvino"``,
@@ -218,12 +291,20 @@ def load(path: PathLike, *, mode: str = "predictor", arch: str | None = None, pa
     if mode not in ENGINES:
         raise OptionError(f"unknown mode {mode!r}", hint=f"choose one of {', '.join(ALL_MODES)}")
     opts = EngineOptions.from_kwargs(**options)
-    files, cfg = _resolve(path, params=params, arch=arch, class_num=class_num, labels=labels,
-                          preprocess=preprocess, config=config, image_shape=image_shape, output=output)
+    files, cfg = _resolve(
+        path,
+        params=params,
+        arch=arch,
+        class_num=class_num,
+        labels=labels,
+        preprocess=preprocess,
+        config=config,
+        image_shape=image_shape,
+        output=output,
+    )
     # the architecture name came from a file unless the caller gave it (arch=, a BundleConfig)
     name_from_file = arch is None and not isinstance(config, BundleConfig)
-    clf = _build(files, cfg, opts, mode=mode, source=str(path), trust=trust,
-                 trust_code=trust or not name_from_file)
+    clf = _build(files, cfg, opts, mode=mode, source=str(path), trust=trust, trust_code=trust or not name_from_file)
     if config is None and files.config_file is not None and cfg.checksums:
         # after the build, so damaged files get the engines' more specific errors first
         used = [files.checkpoint] if mode == "dygraph" else [files.model_file, files.params_file]
@@ -235,11 +316,18 @@ def load(path: PathLike, *, mode: str = "predictor", arch: str | None = None, pa
     return clf
 
 
-def _resolve(path, *, params, arch, class_num, labels, preprocess, config, image_shape=None,
-             output=None):
+def _resolve(path, *, params, arch, class_num, labels, preprocess, config, image_shape=None, output=None):
     files = detect.resolve(path, params=params)
-    cfg = _config_for(files, arch=arch, class_num=class_num, labels=labels,
-                      preprocess=preprocess, config=config, image_shape=image_shape, output=output)
+    cfg = _config_for(
+        files,
+        arch=arch,
+        class_num=class_num,
+        labels=labels,
+        preprocess=preprocess,
+        config=config,
+        image_shape=image_shape,
+        output=output,
+    )
     if files.has_program:
         # the input signature (channels, layout, dtype, fixed size) always comes from the
         # program; without an inference.yml also the class count and a softmax head
@@ -247,13 +335,32 @@ def _resolve(path, *, params, arch, class_num, labels, preprocess, config, image
     return files, cfg
 
 
-def load_config(path, *, arch: str | None = None, params=None, class_num: int | None = None, labels=None,
-                preprocess=None, config=None, image_shape=None, output=None,
-                trust: bool = False) -> BundleConfig:
+def load_config(
+    path,
+    *,
+    arch: str | None = None,
+    params=None,
+    class_num: int | None = None,
+    labels=None,
+    preprocess=None,
+    config=None,
+    image_shape=None,
+    output=None,
+    trust: bool = False,
+) -> BundleConfig:
     """The :class:`BundleConfig` (preprocessing, labels, class count) that :func:`load` would use
     for ``path``, without building an engine; the class count of a bare checkpoint is read from it."""
-    files, cfg = _resolve(path, params=params, arch=arch, class_num=class_num, labels=labels,
-                          preprocess=preprocess, config=config, image_shape=image_shape, output=output)
+    files, cfg = _resolve(
+        path,
+        params=params,
+        arch=arch,
+        class_num=class_num,
+        labels=labels,
+        preprocess=preprocess,
+        config=config,
+        image_shape=image_shape,
+        output=output,
+    )
     if cfg.class_num is None and files.checkpoint is not None and not files.has_program:
         n = infer_class_num(load_state_dict(files.checkpoint, trust=trust))
         if n is not None:
@@ -288,14 +395,19 @@ def _build(files, cfg, opts, *, mode, source, trust, trust_code=True) -> Classif
     state = load_state_dict(files.checkpoint, trust=trust)
     if arch is None:
         guess = guess_arch(state) or guess_architecture(state)
-        cap.raise_for(None, hint="pass arch= (CLI: --arch / -m), "  # no path: the arch is missing, not a file
-                                 + (f"e.g. {guess!r}: the checkpoint's names and shapes are its"
-                                    if guess else "e.g. 'ResNet50_vd'; see clsviz.list_models()"))
+        cap.raise_for(
+            None,
+            hint="pass arch= (CLI: --arch / -m), "  # no path: the arch is missing, not a file
+            + (
+                f"e.g. {guess!r}: the checkpoint's names and shapes are its"
+                if guess
+                else "e.g. 'ResNet50_vd'; see clsviz.list_models()"
+            ),
+        )
     state, _ = clsviz_state(state, arch, kind=files.kind)
     if cfg.class_num is None:
         n = infer_class_num(state)
         if n is None:
-            raise OptionError("cannot tell the number of classes from the checkpoint",
-                              hint="pass class_num=")
+            raise OptionError("cannot tell the number of classes from the checkpoint", hint="pass class_num=")
         cfg = cfg.with_class_num(n)
     return DygraphClassifier(arch, state, cfg, opts, checkpoint=files.checkpoint, source=source)

@@ -7,6 +7,7 @@ So the parent starts this module in a child process with that flag and talks
 to it over pipes: one JSON line per request/reply, arrays as ``.npy`` bytes.
 An abort inside Paddle kills only this child; the parent raises an error.
 """
+
 from __future__ import annotations
 
 import io
@@ -62,14 +63,14 @@ def main():
                     kw = {k: header[k] for k in ("model_filename", "params_filename") if k in header}
                     prog, feeds, fetches = paddle.static.load_inference_model(header["path"], exe, **kw)
                 state.update(exe=exe, scope=scope, prog=prog, feeds=feeds, fetches=fetches)
-                _send(proto_out, {"ok": True, "feeds": list(feeds),
-                                  "fetches": [v.name for v in fetches]})
+                _send(proto_out, {"ok": True, "feeds": list(feeds), "fetches": [v.name for v in fetches]})
             elif header["cmd"] == "run":
                 x = np.load(io.BytesIO(payload), allow_pickle=False)
                 with paddle.static.scope_guard(state["scope"]):
                     i = int(header.get("fetch", 0))
-                    out, = state["exe"].run(state["prog"], feed={state["feeds"][0]: x},
-                                            fetch_list=[state["fetches"][i]])
+                    (out,) = state["exe"].run(
+                        state["prog"], feed={state["feeds"][0]: x}, fetch_list=[state["fetches"][i]]
+                    )
                 buf = io.BytesIO()
                 np.save(buf, np.asarray(out), allow_pickle=False)
                 _send(proto_out, {"ok": True}, buf.getvalue())

@@ -1,4 +1,5 @@
 """Shared by the engines that run the ONNX form of a program (OpenVINO, ONNX Runtime)."""
+
 from __future__ import annotations
 
 import importlib
@@ -23,8 +24,11 @@ class OnnxClassifier(Classifier):
 
     def __init__(self, files, config, options, *, source=""):
         if not files.has_program:
-            raise FormatError(f"mode {self.mode!r} needs an inference model", path=source,
-                              hint="export it first: clsviz.export(arch, checkpoint, out_dir)")
+            raise FormatError(
+                f"mode {self.mode!r} needs an inference model",
+                path=source,
+                hint="export it first: clsviz.export(arch, checkpoint, out_dir)",
+            )
         self.files = files
         self.onnx = None  # convert.OnnxFile, set by _build
         super().__init__(config, options, source=source)
@@ -32,8 +36,9 @@ class OnnxClassifier(Classifier):
     def _check_common(self):
         o = self.options
         if o.use_gpu or o.use_tensorrt:
-            raise BackendUnavailable(f"mode {self.mode!r} runs on the CPU here (use_gpu/use_tensorrt apply "
-                                     "to the predictor)")
+            raise BackendUnavailable(
+                f"mode {self.mode!r} runs on the CPU here (use_gpu/use_tensorrt apply to the predictor)"
+            )
 
     @property
     def conversion_seconds(self) -> float:

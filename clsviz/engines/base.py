@@ -3,6 +3,7 @@
 Only :meth:`Classifier.forward` touches an engine; pre- and post-processing are
 shared, so the three modes differ in exactly one place.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,8 +47,10 @@ def require_fp32_engine_options(options, mode: str) -> None:
     if options.use_tensorrt:
         raise BackendUnavailable("use_tensorrt applies to the predictor mode only")
     if options.precision != "fp32":
-        raise BackendUnavailable(f"the {mode} mode runs fp32 only (asked for {options.precision})",
-                                 hint="use mode='predictor' for bf16/fp16/int8")
+        raise BackendUnavailable(
+            f"the {mode} mode runs fp32 only (asked for {options.precision})",
+            hint="use mode='predictor' for bf16/fp16/int8",
+        )
     if options.use_gpu:
         ok, why = gpu_available()
         if not ok:
@@ -106,14 +109,19 @@ class EngineOptions:
             v = getattr(self, f)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
                 raise OptionError(f"{f} must be an integer ≥ {lo}, got {v!r}")
-        if self.cpu_threads is not None and (not isinstance(self.cpu_threads, (int, np.integer))
-                                             or isinstance(self.cpu_threads, bool) or self.cpu_threads < 1):
+        if self.cpu_threads is not None and (
+            not isinstance(self.cpu_threads, (int, np.integer))
+            or isinstance(self.cpu_threads, bool)
+            or self.cpu_threads < 1
+        ):
             raise OptionError(f"cpu_threads must be an integer ≥ 1, got {self.cpu_threads!r}")
         if self.cpu_threads is not None and self.cpu_threads > max_threads():
             # Paddle starts that many threads at once: 100000 aborted the process (SIGABRT)
-            raise OptionError(f"cpu_threads is {self.cpu_threads}; allowed: 1 to {max_threads()} "
-                              f"(4 × the {os.cpu_count() or 1} CPUs here)",
-                              hint="more threads than cores only slow the engines down")
+            raise OptionError(
+                f"cpu_threads is {self.cpu_threads}; allowed: 1 to {max_threads()} "
+                f"(4 × the {os.cpu_count() or 1} CPUs here)",
+                hint="more threads than cores only slow the engines down",
+            )
 
     @classmethod
     def from_kwargs(cls, **kw) -> EngineOptions:
@@ -215,16 +223,22 @@ class Classifier:
         out = np.asarray(out)
         if out.ndim != 2 or out.shape[0] != n:
             raise EngineError(
-                f"the network's output has shape {list(out.shape)}; expected a class vector "
-                f"[{n}, classes]", path=self.source,
-                hint="is this an image classifier? detectors and segmenters are not supported")
+                f"the network's output has shape {list(out.shape)}; expected a class vector [{n}, classes]",
+                path=self.source,
+                hint="is this an image classifier? detectors and segmenters are not supported",
+            )
         if self.config.class_num and out.shape[1] != self.config.class_num:
-            raise EngineError(f"the network outputs {out.shape[1]} classes but the config says "
-                              f"{self.config.class_num}", path=self.source)
+            raise EngineError(
+                f"the network outputs {out.shape[1]} classes but the config says {self.config.class_num}",
+                path=self.source,
+            )
         if not np.isfinite(out).all():  # NaN scores would still sort into a confident-looking top-k
             bad = int((~np.isfinite(out)).any(axis=1).sum())
-            raise EngineError(f"the network produced NaN or infinite outputs for {bad} of {n} images",
-                              path=self.source, hint="are the weights damaged (NaN/inf values)?")
+            raise EngineError(
+                f"the network produced NaN or infinite outputs for {bad} of {n} images",
+                path=self.source,
+                hint="are the weights damaged (NaN/inf values)?",
+            )
         return out
 
     def topk(self, outputs: np.ndarray, top_k: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -235,21 +249,25 @@ class Classifier:
         idx = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
         return idx, np.take_along_axis(probs, idx, axis=-1)
 
-    def postprocess(self, outputs: np.ndarray, top_k: int = 5,
-                    names: Sequence[str] | None = None) -> list[Prediction]:
+    def postprocess(self, outputs: np.ndarray, top_k: int = 5, names: Sequence[str] | None = None) -> list[Prediction]:
         """Raw outputs → top-k :class:`Prediction` per row (scores are probabilities)."""
         idx, probs = self.topk(outputs, top_k)
         names = names or [f"#{i}" for i in range(len(idx))]
-        return [Prediction(image=names[r], mode=self.mode,
-                           topk=tuple(TopK(int(c), self.config.label(int(c)), float(p))
-                                      for c, p in zip(idx[r], probs[r])))
-                for r in range(len(idx))]
+        return [
+            Prediction(
+                image=names[r],
+                mode=self.mode,
+                topk=tuple(TopK(int(c), self.config.label(int(c)), float(p)) for c, p in zip(idx[r], probs[r])),
+            )
+            for r in range(len(idx))
+        ]
 
     def run_batches(self, batch: np.ndarray) -> np.ndarray:
         """``forward`` in chunks of ``options.batch_size``."""
         bs = self.options.batch_size
-        outs = [self.check_output(self.forward(batch[i:i + bs]), len(batch[i:i + bs]))
-                for i in range(0, len(batch), bs)]
+        outs = [
+            self.check_output(self.forward(batch[i : i + bs]), len(batch[i : i + bs])) for i in range(0, len(batch), bs)
+        ]
         return np.concatenate(outs, axis=0)
 
     def iter_predict(self, images: Images, top_k: int = 5) -> Iterator[Prediction]:
@@ -258,7 +276,7 @@ class Classifier:
         items = expand_images(images)
         bs = self.options.batch_size
         for start in range(0, len(items), bs):
-            chunk = items[start:start + bs]
+            chunk = items[start : start + bs]
             outputs = self.check_output(self.forward(self.preprocess(chunk)), len(chunk))
             yield from self.postprocess(outputs, top_k, [image_name(x, start + i) for i, x in enumerate(chunk)])
 
@@ -266,8 +284,15 @@ class Classifier:
         """Top-k predictions for one image or many (streamed batch by batch; see :meth:`iter_predict`)."""
         return list(self.iter_predict(images, top_k))
 
-    def explain(self, images: Images, *, method: str = "gradcam", target: int | Sequence[int | None] | None = None,
-                layer: str | None = None, **options) -> list:
+    def explain(
+        self,
+        images: Images,
+        *,
+        method: str = "gradcam",
+        target: int | Sequence[int | None] | None = None,
+        layer: str | None = None,
+        **options,
+    ) -> list:
         """Saliency maps of ``images`` with this engine: :func:`clsviz.explain` (gradcam,
         gradcam++ in the dygraph mode; occlusion in every mode)."""
         from ..explain import explain  # noqa: PLC0415 - a task above the engines (see pyproject)
@@ -312,14 +337,18 @@ class Classifier:
         return False
 
     def __repr__(self) -> str:
-        return (f"<{type(self).__name__} mode={self.mode} model={self.config.model_name!r} "
-                f"classes={self.config.class_num} build={self.build_seconds:.2f}s>")
+        return (
+            f"<{type(self).__name__} mode={self.mode} model={self.config.model_name!r} "
+            f"classes={self.config.class_num} build={self.build_seconds:.2f}s>"
+        )
 
     def _repr_html_(self) -> str:
         o = self.options
-        return (f"<div><b>{html.escape(self.mode)}</b> classifier · model "
-                f"<code>{html.escape(str(self.config.model_name))}</code> · {self.config.class_num} classes"
-                f" · built in {self.build_seconds:.2f}s<br><small>{html.escape(self.describe())} · "
-                f"batch {o.batch_size}, threads {o.threads}</small>"
-                + (f"<br><small>{html.escape(self.config.labels_note)}</small>" if self.config.labels_note else "")
-                + "</div>")
+        return (
+            f"<div><b>{html.escape(self.mode)}</b> classifier · model "
+            f"<code>{html.escape(str(self.config.model_name))}</code> · {self.config.class_num} classes"
+            f" · built in {self.build_seconds:.2f}s<br><small>{html.escape(self.describe())} · "
+            f"batch {o.batch_size}, threads {o.threads}</small>"
+            + (f"<br><small>{html.escape(self.config.labels_note)}</small>" if self.config.labels_note else "")
+            + "</div>"
+        )

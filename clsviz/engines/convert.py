@@ -17,6 +17,7 @@ or the ONNX file itself changed.
 **Legacy programs** (fluid ``__model__``, ``model``/``params``, ``.pdmodel``) are first
 migrated (:func:`clsviz.migrate`) into the cache, then converted like any bundle.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,14 +54,19 @@ class OnnxFile:
     """Where the ONNX for a model is, and what getting it cost."""
 
     path: Path
-    reused: bool             # found (recorded sha256s matched) rather than converted now
-    seconds: float           # conversion (+ migration) time; the check when reused
-    location: str            # "bundle" or "cache"
-    sources: tuple           # (file name, sha256) it was made from
+    reused: bool  # found (recorded sha256s matched) rather than converted now
+    seconds: float  # conversion (+ migration) time; the check when reused
+    location: str  # "bundle" or "cache"
+    sources: tuple  # (file name, sha256) it was made from
 
     def to_dict(self) -> dict:
-        return {"path": str(self.path), "reused": self.reused, "seconds": self.seconds,
-                "location": self.location, "sources": dict(self.sources)}
+        return {
+            "path": str(self.path),
+            "reused": self.reused,
+            "seconds": self.seconds,
+            "location": self.location,
+            "sources": dict(self.sources),
+        }
 
 
 def cache_dir() -> Path:
@@ -89,9 +95,18 @@ def _source_files(files: detect.ModelFiles) -> list[Path]:
     if files.params_file is not None:
         return [files.model_file, files.params_file]
     # fluid: loose parameter files beside __model__
-    return [files.model_file, *sorted(p for p in files.model_file.parent.iterdir()
-                                      if p.is_file() and not p.is_symlink() and p != files.model_file
-                                      and not p.name.startswith(".") and p.suffix not in (".yml", ".onnx"))]
+    return [
+        files.model_file,
+        *sorted(
+            p
+            for p in files.model_file.parent.iterdir()
+            if p.is_file()
+            and not p.is_symlink()
+            and p != files.model_file
+            and not p.name.startswith(".")
+            and p.suffix not in (".yml", ".onnx")
+        ),
+    ]
 
 
 def _digest(sources) -> str:
@@ -126,8 +141,13 @@ def _matches(rec: dict | None, onnx: Path, sources) -> bool:
 
 
 def _record(onnx: Path, sources) -> dict:
-    return {"file": ONNX_NAME, "sha256": _sha256(onnx), "sources": dict(sources),
-            "converter": f"paddle2onnx {_p2o_version()}", "stat": _stat(onnx)}
+    return {
+        "file": ONNX_NAME,
+        "sha256": _sha256(onnx),
+        "sources": dict(sources),
+        "converter": f"paddle2onnx {_p2o_version()}",
+        "stat": _stat(onnx),
+    }
 
 
 def _p2o_version() -> str:
@@ -143,10 +163,17 @@ def _unsupported_ops(model_file: Path) -> list[str]:
     as importing paddle2onnx's module imports Paddle's extension machinery)."""
     try:
         ops = set(read_pir(model_file).op_histogram())
-        out = subprocess.run([sys.executable, "-c",
-                              "import paddle2onnx.paddle2onnx_cpp2py_export as c\n"
-                              "print('\\n'.join(c.get_all_supported_operators_pir()))"],
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import paddle2onnx.paddle2onnx_cpp2py_export as c\n"
+                "print('\\n'.join(c.get_all_supported_operators_pir()))",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         known = {ln.strip() for ln in out.stdout.splitlines() if ln.strip()}
     except Exception:  # noqa: BLE001 - best effort: the caller still reports the failure
         return []
@@ -160,11 +187,22 @@ def _convert(model_file: Path | None, params_file: Path | None, out: Path) -> No
     """Run paddle2onnx: ``model_file`` + ``params_file`` (same folder) → ``out``."""
     if model_file is None or params_file is None:
         raise EngineError("paddle2onnx needs a program and a combined parameters file", path=out.parent)
-    cmd = [str(converter()), "--model_dir", str(model_file.parent),
-           "--model_filename", model_file.name, "--params_filename", params_file.name,
-           "--save_file", str(out),
-           # its default optimiser (Polygraphy) tries to pip-install sympy at run time
-           "--optimize_tool", "None", "--enable_verbose", "True"]
+    cmd = [
+        str(converter()),
+        "--model_dir",
+        str(model_file.parent),
+        "--model_filename",
+        model_file.name,
+        "--params_filename",
+        params_file.name,
+        "--save_file",
+        str(out),
+        # its default optimiser (Polygraphy) tries to pip-install sympy at run time
+        "--optimize_tool",
+        "None",
+        "--enable_verbose",
+        "True",
+    ]
     env = dict(os.environ, GLOG_minloglevel="2")
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=_TIMEOUT, env=env)
@@ -176,13 +214,14 @@ def _convert(model_file: Path | None, params_file: Path | None, out: Path) -> No
     text = p.stdout + "\n" + p.stderr
     ops = _unsupported_ops(model_file) if model_file.suffix == ".json" else []
     if ops or "unsupported operator" in text.lower():
-        raise EngineError("paddle2onnx cannot convert this model: unsupported op(s) "
-                          + (", ".join(ops) if ops else "(not named by paddle2onnx)"),
-                          path=model_file,
-                          hint="run it with mode='predictor', or replace the op in the network")
+        raise EngineError(
+            "paddle2onnx cannot convert this model: unsupported op(s) "
+            + (", ".join(ops) if ops else "(not named by paddle2onnx)"),
+            path=model_file,
+            hint="run it with mode='predictor', or replace the op in the network",
+        )
     last = [ln for ln in text.splitlines() if ln.strip() and "warn" not in ln.lower()]
-    raise EngineError(f"paddle2onnx failed (exit {p.returncode}): {(last[-1] if last else '')[:300]}",
-                      path=model_file)
+    raise EngineError(f"paddle2onnx failed (exit {p.returncode}): {(last[-1] if last else '')[:300]}", path=model_file)
 
 
 def _migrated(files: detect.ModelFiles, sources, root: Path) -> detect.ModelFiles:
@@ -193,8 +232,14 @@ def _migrated(files: detect.ModelFiles, sources, root: Path) -> detect.ModelFile
     assert files.model_file is not None  # a legacy program
     if not (dst / SIDECAR).is_file():
         shutil.rmtree(dst, ignore_errors=True)  # a half-written one from a killed run
-        migrate(files.model_file if files.params_file is not None or files.model_file.name != "__model__"
-                else files.model_file.parent, dst, params=files.params_file, images=False)
+        migrate(
+            files.model_file
+            if files.params_file is not None or files.model_file.name != "__model__"
+            else files.model_file.parent,
+            dst,
+            params=files.params_file,
+            images=False,
+        )
     return detect.resolve(dst)
 
 
@@ -206,8 +251,11 @@ def onnx_for(files: detect.ModelFiles) -> OnnxFile:
     """
     t0 = time.perf_counter()
     if files.model_file is None:
-        raise EngineError("an ONNX runtime needs an inference program, and this model has none",
-                          path=files.root, hint="export the checkpoint first (clsviz.export)")
+        raise EngineError(
+            "an ONNX runtime needs an inference program, and this model has none",
+            path=files.root,
+            hint="export the checkpoint first (clsviz.export)",
+        )
     srcs = _source_files(files)
     sources = tuple((p.name, _sha256(p)) for p in srcs)
     key = _digest(sources)
@@ -215,8 +263,7 @@ def onnx_for(files: detect.ModelFiles) -> OnnxFile:
 
     bundle = files.model_file.parent
     sidecar = bundle / SIDECAR
-    in_bundle = (not files.legacy_program and files.config_file is not None
-                 and files.config_file == sidecar)
+    in_bundle = not files.legacy_program and files.config_file is not None and files.config_file == sidecar
     if in_bundle:
         onnx = bundle / ONNX_NAME
         if _matches(_read_record(sidecar), onnx, sources):

@@ -4,6 +4,7 @@
 Static mode is global state in Paddle, so every entry into it is scoped and
 the caller's dygraph mode is restored afterwards.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,9 +29,13 @@ class ExecutorClassifier(Classifier):
         place = paddle.CUDAPlace(o.gpu_id) if o.use_gpu else paddle.CPUPlace()
         f = self.files
 
-        ensure_loadable(f, mode="executor", options=o,  # Paddle segfaults on some malformed programs
-                        image_shape=self.config.preprocess.item_shape,
-                        dtype=self.config.preprocess.dtype)
+        ensure_loadable(
+            f,
+            mode="executor",
+            options=o,  # Paddle segfaults on some malformed programs
+            image_shape=self.config.preprocess.item_shape,
+            dtype=self.config.preprocess.dtype,
+        )
         prefix = str(f.model_file.with_suffix(""))
         with static_mode():
             self.scope = paddle.static.Scope()
@@ -38,28 +43,33 @@ class ExecutorClassifier(Classifier):
             try:
                 with paddle.static.scope_guard(self.scope), quiet():
                     self.program, self.feed_names, self.fetch_targets = paddle.static.load_inference_model(
-                        prefix, self.exe)
+                        prefix, self.exe
+                    )
             except Exception as e:
                 raise load_error(e, f) from e
         if len(self.feed_names) != 1:
-            raise EngineError(f"the model has {len(self.feed_names)} inputs ({', '.join(self.feed_names)}); "
-                              "clsviz feeds an image classifier with exactly one image input",
-                              path=f.model_file)
+            raise EngineError(
+                f"the model has {len(self.feed_names)} inputs ({', '.join(self.feed_names)}); "
+                "clsviz feeds an image classifier with exactly one image input",
+                path=f.model_file,
+            )
         if not 0 <= self.config.output_index < len(self.fetch_targets):
-            raise EngineError(f"the model has {len(self.fetch_targets)} outputs; output "
-                              f"#{self.config.output_index} was asked for", path=f.model_file)
+            raise EngineError(
+                f"the model has {len(self.fetch_targets)} outputs; output #{self.config.output_index} was asked for",
+                path=f.model_file,
+            )
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=self.config.preprocess.dtype)
         with self.threads_scope(), static_mode(), paddle.static.scope_guard(self.scope):
             try:
                 # a PIR program returns every fetch whatever the fetch_list: pick the scored one
-                outs = self.exe.run(self.program, feed={self.feed_names[0]: batch},
-                                    fetch_list=list(self.fetch_targets))
+                outs = self.exe.run(self.program, feed={self.feed_names[0]: batch}, fetch_list=list(self.fetch_targets))
                 out = outs[self.config.output_index]
             except Exception as e:
-                raise run_error(e, "executor run", batch.shape, path=self.files.model_file,
-                                image_shape=self.config.image_shape) from e
+                raise run_error(
+                    e, "executor run", batch.shape, path=self.files.model_file, image_shape=self.config.image_shape
+                ) from e
         return np.asarray(out)
 
     def raw_call(self) -> RawCall:
@@ -69,11 +79,14 @@ class ExecutorClassifier(Classifier):
         def raw(x):
             with paddle.static.scope_guard(scope):
                 return exe.run(prog, feed={feed: x}, fetch_list=fetch)[i]
+
         return RawCall(raw, static_mode)
 
     def describe(self) -> str:
-        return (f"paddle.static.load_inference_model + Executor · "
-                f"{'PIR' if pir_enabled() else 'ProgramDesc'} · {'GPU' if self.options.use_gpu else 'CPU'}")
+        return (
+            f"paddle.static.load_inference_model + Executor · "
+            f"{'PIR' if pir_enabled() else 'ProgramDesc'} · {'GPU' if self.options.use_gpu else 'CPU'}"
+        )
 
     def close(self):
         scope = getattr(self, "scope", None)

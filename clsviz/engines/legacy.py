@@ -7,6 +7,7 @@ Executor in a child process started with that flag, so a notebook can still
 hold all three modes side by side.  The round trip costs one pipe copy of the
 batch and of the output per call.
 """
+
 from __future__ import annotations
 
 import io
@@ -28,9 +29,13 @@ from .dygraph import DygraphClassifier
 class _Worker:
     def __init__(self):
         env = dict(os.environ, FLAGS_enable_pir_api="0", GLOG_minloglevel=os.environ.get("GLOG_minloglevel", "2"))
-        self.proc = subprocess.Popen([sys.executable, "-m", "clsviz.engines._legacy_worker"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "clsviz.engines._legacy_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
         self._stderr = []
         self._t = threading.Thread(target=self._drain, daemon=True)
         self._t.start()
@@ -54,12 +59,18 @@ class _Worker:
                     code = self.proc.wait(timeout=10)
                 except subprocess.TimeoutExpired as e:  # it closed its pipe but hangs: end it
                     self.proc.kill()
-                    raise timeout_error(e, "the legacy executor process (after closing its pipe)",
-                                        path=where, hint="your session is unaffected") from e
+                    raise timeout_error(
+                        e,
+                        "the legacy executor process (after closing its pipe)",
+                        path=where,
+                        hint="your session is unaffected",
+                    ) from e
                 tail = "".join(self._stderr[-3:]).strip().splitlines()[-1:] or [""]
-                raise EngineError(f"the legacy executor process died (exit {code}) during "
-                                  f"{header.get('cmd')}: {tail[0][:200]}", path=where,
-                                  hint="the model files are probably damaged; your session is unaffected")
+                raise EngineError(
+                    f"the legacy executor process died (exit {code}) during {header.get('cmd')}: {tail[0][:200]}",
+                    path=where,
+                    hint="the model files are probably damaged; your session is unaffected",
+                )
             return reply, data
 
     def close(self):
@@ -95,33 +106,42 @@ class LegacyExecutorClassifier(Classifier):
     def _build(self):
         o, f = self.options, self.files
         require_fp32_engine_options(o, self.mode)
-        if f.model_file.suffix == ".pdmodel" and f.params_file is not None \
-                and f.params_file.name == f.model_file.with_suffix(".pdiparams").name:
+        if (
+            f.model_file.suffix == ".pdmodel"
+            and f.params_file is not None
+            and f.params_file.name == f.model_file.with_suffix(".pdiparams").name
+        ):
             req: dict[str, str | None] = {"path": str(f.model_file.with_suffix(""))}
         else:  # fluid layout: a folder + file names (params None = loose files)
-            req = {"path": str(f.model_file.parent), "model_filename": f.model_file.name,
-                   "params_filename": None if f.params_file is None else os.path.relpath(
-                       f.params_file, f.model_file.parent)}
+            req = {
+                "path": str(f.model_file.parent),
+                "model_filename": f.model_file.name,
+                "params_filename": None
+                if f.params_file is None
+                else os.path.relpath(f.params_file, f.model_file.parent),
+            }
         self.worker = worker = _Worker()
-        reply, _ = worker.request(dict(req, cmd="load", use_gpu=o.use_gpu, gpu_id=o.gpu_id),
-                                       where=f.model_file)
+        reply, _ = worker.request(dict(req, cmd="load", use_gpu=o.use_gpu, gpu_id=o.gpu_id), where=f.model_file)
         if not reply.get("ok"):
             self.close()
             raise _worker_error(reply, f, "load")
         self.feed_names = reply["feeds"]
         if len(self.feed_names) != 1:
             self.close()
-            raise EngineError(f"the model has {len(self.feed_names)} inputs ({', '.join(self.feed_names)}); "
-                              "clsviz feeds an image classifier with exactly one image input",
-                              path=f.model_file)
+            raise EngineError(
+                f"the model has {len(self.feed_names)} inputs ({', '.join(self.feed_names)}); "
+                "clsviz feeds an image classifier with exactly one image input",
+                path=f.model_file,
+            )
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(batch, dtype=self.config.preprocess.dtype), allow_pickle=False)
         if self.worker is None:
             raise EngineError("this classifier is closed", path=self.files.model_file)
-        reply, data = self.worker.request({"cmd": "run", "fetch": self.config.output_index}, buf.getvalue(),
-                                          where=self.files.model_file)
+        reply, data = self.worker.request(
+            {"cmd": "run", "fetch": self.config.output_index}, buf.getvalue(), where=self.files.model_file
+        )
         if not reply.get("ok"):
             raise _worker_error(reply, self.files, "run")
         return np.load(io.BytesIO(data), allow_pickle=False)

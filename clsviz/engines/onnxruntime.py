@@ -6,6 +6,7 @@ other engines in the same process 1.2–2× here.  So spinning is an explicit en
 ``spinning`` (``session.intra_op.allow_spinning``): off unless asked; on is what a deployment
 running only ONNX Runtime should use.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,16 +35,21 @@ class OnnxRuntimeClassifier(OnnxClassifier):
         ort = require("onnxruntime", "ONNX Runtime")
         self._check_common()
         if self.options.precision != "fp32":
-            raise BackendUnavailable(f"ONNX Runtime runs this model fp32 only (asked for {self.options.precision})",
-                                     hint="use mode='openvino' or 'predictor' for bf16")
+            raise BackendUnavailable(
+                f"ONNX Runtime runs this model fp32 only (asked for {self.options.precision})",
+                hint="use mode='openvino' or 'predictor' for bf16",
+            )
         path = self._onnx_path()
         try:
-            self.session = ort.InferenceSession(path, session_options(self.options.threads,
-                                                                          spinning=bool(self.options.spinning)),
-                                                providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                path,
+                session_options(self.options.threads, spinning=bool(self.options.spinning)),
+                providers=["CPUExecutionProvider"],
+            )
         except Exception as e:
-            raise EngineError(f"ONNX Runtime cannot load the model: {str(e).strip().splitlines()[0][:300]}",
-                              path=path) from e
+            raise EngineError(
+                f"ONNX Runtime cannot load the model: {str(e).strip().splitlines()[0][:300]}", path=path
+            ) from e
         ins = self.session.get_inputs()
         if len(ins) != 1:
             raise EngineError(f"the model has {len(ins)} inputs; an image classifier has one", path=path)
@@ -55,9 +61,11 @@ class OnnxRuntimeClassifier(OnnxClassifier):
         try:
             return self.session.run(self._out, {self._in: batch})[0]
         except Exception as e:
-            raise EngineError(f"ONNX Runtime run failed on input {list(batch.shape)}: {str(e).strip()[:300]}",
-                              path=self.onnx.path if self.onnx else self.source,
-                              hint=f"the model expects {list(self.config.image_shape)} per image") from e
+            raise EngineError(
+                f"ONNX Runtime run failed on input {list(batch.shape)}: {str(e).strip()[:300]}",
+                path=self.onnx.path if self.onnx else self.source,
+                hint=f"the model expects {list(self.config.image_shape)} per image",
+            ) from e
 
     def raw_call(self) -> RawCall:  # ONNX Runtime's: session.run(None, {input name: array})
         sess, name, i = self.session, self._in, self.config.output_index

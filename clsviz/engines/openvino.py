@@ -3,6 +3,7 @@
 Precision is explicit: on CPUs with bf16 (AVX-512 BF16, AMX) OpenVINO runs bf16 unless told
 otherwise, so fp32 sets ``INFERENCE_PRECISION_HINT=f32``; bf16 runs only when asked.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,7 @@ _PRECISION = {"fp32": "f32", "bf16": "bf16"}
 def bf16_available() -> tuple[bool, str]:
     ov = require("openvino", "OpenVINO")
     caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    return ("BF16" in caps, "" if "BF16" in caps else "this CPU has no bf16 support (OpenVINO: "
-            f"{', '.join(caps)})")
+    return ("BF16" in caps, "" if "BF16" in caps else f"this CPU has no bf16 support (OpenVINO: {', '.join(caps)})")
 
 
 class OpenVINOClassifier(OnnxClassifier):
@@ -39,17 +39,23 @@ class OpenVINOClassifier(OnnxClassifier):
         core = ov.Core()
         try:
             model = core.read_model(path)
-            self.compiled = core.compile_model(model, "CPU", {
-                "INFERENCE_PRECISION_HINT": _PRECISION[o.precision],
-                "INFERENCE_NUM_THREADS": int(o.threads),
-                "PERFORMANCE_HINT": "LATENCY",
-            })
+            self.compiled = core.compile_model(
+                model,
+                "CPU",
+                {
+                    "INFERENCE_PRECISION_HINT": _PRECISION[o.precision],
+                    "INFERENCE_NUM_THREADS": int(o.threads),
+                    "PERFORMANCE_HINT": "LATENCY",
+                },
+            )
         except Exception as e:
-            raise EngineError(f"OpenVINO cannot compile the model: {str(e).strip().splitlines()[0][:300]}",
-                              path=path) from e
+            raise EngineError(
+                f"OpenVINO cannot compile the model: {str(e).strip().splitlines()[0][:300]}", path=path
+            ) from e
         if len(self.compiled.inputs) != 1:
-            raise EngineError(f"the model has {len(self.compiled.inputs)} inputs; an image classifier has one",
-                              path=path)
+            raise EngineError(
+                f"the model has {len(self.compiled.inputs)} inputs; an image classifier has one", path=path
+            )
         self._req = self.compiled.create_infer_request()
 
     @property
@@ -63,9 +69,11 @@ class OpenVINOClassifier(OnnxClassifier):
             self._req.infer({0: batch}, share_inputs=True)
             return self._req.get_output_tensor(self.config.output_index).data.copy()
         except Exception as e:
-            raise EngineError(f"OpenVINO run failed on input {list(batch.shape)}: {str(e).strip()[:300]}",
-                              path=self.onnx.path if self.onnx else self.source,
-                              hint=f"the model expects {list(self.config.image_shape)} per image") from e
+            raise EngineError(
+                f"OpenVINO run failed on input {list(batch.shape)}: {str(e).strip()[:300]}",
+                path=self.onnx.path if self.onnx else self.source,
+                hint=f"the model expects {list(self.config.image_shape)} per image",
+            ) from e
 
     def raw_call(self) -> RawCall:  # OpenVINO's own docs: an infer request on the compiled model
         req, port = self.compiled.create_infer_request(), self.compiled.output(self.config.output_index)

@@ -1,4 +1,5 @@
 """Mode ``predictor``: inference engine (``paddle.inference``) + inference model."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,13 +35,20 @@ class PredictorClassifier(Classifier):
                 ok, why = tensorrt_available()
                 if not ok:
                     raise BackendUnavailable(f"use_tensorrt requested but {why}")
-                prec = {"fp32": paddle.inference.PrecisionType.Float32,
-                        "fp16": paddle.inference.PrecisionType.Half,
-                        "int8": paddle.inference.PrecisionType.Int8,
-                        "bf16": paddle.inference.PrecisionType.Bfloat16}[o.precision]
-                cfg.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=o.batch_size,
-                                           min_subgraph_size=3, precision_mode=prec,
-                                           use_static=False, use_calib_mode=o.precision == "int8")
+                prec = {
+                    "fp32": paddle.inference.PrecisionType.Float32,
+                    "fp16": paddle.inference.PrecisionType.Half,
+                    "int8": paddle.inference.PrecisionType.Int8,
+                    "bf16": paddle.inference.PrecisionType.Bfloat16,
+                }[o.precision]
+                cfg.enable_tensorrt_engine(
+                    workspace_size=1 << 30,
+                    max_batch_size=o.batch_size,
+                    min_subgraph_size=3,
+                    precision_mode=prec,
+                    use_static=False,
+                    use_calib_mode=o.precision == "int8",
+                )
             elif o.precision == "fp16":
                 cfg.enable_use_gpu(o.gpu_mem, o.gpu_id, paddle.inference.PrecisionType.Half)
             elif o.precision in ("bf16", "int8"):
@@ -75,9 +83,13 @@ class PredictorClassifier(Classifier):
     def _build(self):
         cfg = self._config()
 
-        ensure_loadable(self.files, mode="predictor", options=self.options,  # Paddle segfaults on
-                        image_shape=self.config.preprocess.item_shape,
-                        dtype=self.config.preprocess.dtype)  # some malformed programs
+        ensure_loadable(
+            self.files,
+            mode="predictor",
+            options=self.options,  # Paddle segfaults on
+            image_shape=self.config.preprocess.item_shape,
+            dtype=self.config.preprocess.dtype,
+        )  # some malformed programs
         try:
             with quiet(), threads_scope(None):  # building sets the process-wide count: put it back
                 self.predictor = paddle.inference.create_predictor(cfg)
@@ -85,11 +97,15 @@ class PredictorClassifier(Classifier):
             raise load_error(e, self.files) from e
         names = self.predictor.get_input_names()
         if len(names) != 1:
-            raise EngineError(f"the model has {len(names)} inputs ({', '.join(names)}); clsviz feeds an "
-                              "image classifier with exactly one image input", path=self.files.model_file)
+            raise EngineError(
+                f"the model has {len(names)} inputs ({', '.join(names)}); clsviz feeds an "
+                "image classifier with exactly one image input",
+                path=self.files.model_file,
+            )
         self._in = self.predictor.get_input_handle(names[0])
         self._out = self.predictor.get_output_handle(
-            _pick(self.predictor.get_output_names(), self.config, self.files.model_file))
+            _pick(self.predictor.get_output_names(), self.config, self.files.model_file)
+        )
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=self.config.preprocess.dtype)
@@ -100,8 +116,9 @@ class PredictorClassifier(Classifier):
                 self.predictor.run()
             return self._out.copy_to_cpu()
         except Exception as e:
-            raise run_error(e, "predictor run", batch.shape, path=self.files.model_file,
-                            image_shape=self.config.image_shape) from e
+            raise run_error(
+                e, "predictor run", batch.shape, path=self.files.model_file, image_shape=self.config.image_shape
+            ) from e
 
     def raw_call(self) -> RawCall:
         inp, out, pred = self._in, self._out, self.predictor
@@ -111,12 +128,14 @@ class PredictorClassifier(Classifier):
             inp.copy_from_cpu(x)
             pred.run()
             return out.copy_to_cpu()
+
         return RawCall(raw)
 
     def describe(self) -> str:
         o = self.options
-        dev = "GPU" + (" + TensorRT" if o.use_tensorrt else "") if o.use_gpu else (
-            "CPU + oneDNN" if o.mkldnn else "CPU")
+        dev = (
+            "GPU" + (" + TensorRT" if o.use_tensorrt else "") if o.use_gpu else ("CPU + oneDNN" if o.mkldnn else "CPU")
+        )
         return f"paddle.inference predictor · {dev} · {o.precision} · IR optim {'on' if o.ir_optim else 'off'}"
 
     def close(self):

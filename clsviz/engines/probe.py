@@ -28,6 +28,7 @@ Steps 1-2 cost milliseconds (a JSON or protobuf parse and a walk over tensor hea
 ``CLSVIZ_PROBE=always`` adds step 3 for every model, for those who would rather pay 3-8 s
 per load than trust step 2 (fuzzing found no crash it lets through: docs/reliability.md).
 """
+
 from __future__ import annotations
 
 import json
@@ -98,8 +99,7 @@ if spec["shape"]:  # Paddle 3.3 can also crash on the first run; a clean error h
 """
 
 
-def ensure_loadable(files, *, mode: str = "predictor", options=None, image_shape=None,
-                    dtype: str = "float32") -> None:
+def ensure_loadable(files, *, mode: str = "predictor", options=None, image_shape=None, dtype: str = "float32") -> None:
     """Raise :class:`FormatError` unless ``files`` (a ``ModelFiles``) can be given to Paddle safely.
 
     ``mode``, ``options`` (``EngineOptions``), ``image_shape`` (one input without N, as the
@@ -117,8 +117,9 @@ def check_files(files) -> bool:
     params = None if files.params_file is None else Path(files.params_file)
     for f, what in ((model, "model file"), (params, "parameters file")):
         if f is not None and check_regular(f, what=what).st_size == 0:
-            raise FormatError(f"{what} is empty (0 bytes)", path=f,
-                              hint="the file was cut short (interrupted download or copy?)")
+            raise FormatError(
+                f"{what} is empty (0 bytes)", path=f, hint="the file was cut short (interrupted download or copy?)"
+            )
     if model.suffix == ".json":
         declared, confirmed = _pir_params(model)
     else:
@@ -193,24 +194,41 @@ def _check_params(params: Path, declared, model: Path) -> None:
     except FormatError:
         raise  # already names the file and what is wrong with it
     except Exception as e:
-        raise FormatError(f"damaged parameters file ({type(e).__name__} reading its headers)",
-                          path=params, hint="export the model again") from e
+        raise FormatError(
+            f"damaged parameters file ({type(e).__name__} reading its headers)",
+            path=params,
+            hint="export the model again",
+        ) from e
     if not declared:
         return
     hint = f"the parameters must come from the same export as {model.name}"
     if len(infos) != len(declared):
-        raise FormatError(f"the parameters file holds {len(infos)} tensors but the program "
-                          f"{model.name} declares {len(declared)}", path=params, hint=hint)
+        raise FormatError(
+            f"the parameters file holds {len(infos)} tensors but the program {model.name} declares {len(declared)}",
+            path=params,
+            hint=hint,
+        )
     for (name, want), info in zip(sorted(declared, key=lambda t: t[0].encode("utf-8")), infos):
         got = tuple(info.shape)
         if not shape_fits(want, got):
-            raise FormatError(f"the parameters do not belong to this program: {name} is "
-                              f"{list(want)} in {model.name} but tensor #{info.index} in the "
-                              f"parameters file is {list(got)}", path=params, hint=hint)
+            raise FormatError(
+                f"the parameters do not belong to this program: {name} is "
+                f"{list(want)} in {model.name} but tensor #{info.index} in the "
+                f"parameters file is {list(got)}",
+                path=params,
+                hint=hint,
+            )
 
 
-def probe(files, *, mode: str = "predictor", options=None, image_shape=None, dtype: str = "float32",
-          timeout: float = PROBE_TIMEOUT) -> None:
+def probe(
+    files,
+    *,
+    mode: str = "predictor",
+    options=None,
+    image_shape=None,
+    dtype: str = "float32",
+    timeout: float = PROBE_TIMEOUT,
+) -> None:
     """Build the engine from ``files`` in a child process and run one zero batch through it
     (IR passes and the first run can crash too); raise :class:`FormatError` if that fails."""
     model = Path(files.model_file)
@@ -228,13 +246,20 @@ def probe(files, *, mode: str = "predictor", options=None, image_shape=None, dty
     if options is not None:
         env["OMP_NUM_THREADS"] = str(options.threads)
     try:
-        p = subprocess.run([sys.executable, "-c", _PROBE_SCRIPT, json.dumps(spec)],
-                           capture_output=True, text=True, timeout=timeout, env=env,
-                           stdin=subprocess.DEVNULL)
+        p = subprocess.run(
+            [sys.executable, "-c", _PROBE_SCRIPT, json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired as e:
-        raise FormatError(f"Paddle did not finish reading this model within {timeout:.0f} s "
-                          "(tried in a separate process)", path=model,
-                          hint="the file is probably damaged or not a Paddle program") from e
+        raise FormatError(
+            f"Paddle did not finish reading this model within {timeout:.0f} s (tried in a separate process)",
+            path=model,
+            hint="the file is probably damaged or not a Paddle program",
+        ) from e
     if p.returncode == 0:
         return
     if p.returncode < 0:
@@ -242,12 +267,14 @@ def probe(files, *, mode: str = "predictor", options=None, image_shape=None, dty
             sig = signal.Signals(-p.returncode).name
         except ValueError:
             sig = f"signal {-p.returncode}"
-        raise FormatError(f"not a Paddle program: Paddle crashed ({sig}) reading it; clsviz "
-                          "tried it in a separate process first, so this session is unaffected",
-                          path=model, hint="a .pdmodel/__model__/model file must be a ProgramDesc "
-                                           "written by Paddle; is this another format?")
+        raise FormatError(
+            f"not a Paddle program: Paddle crashed ({sig}) reading it; clsviz "
+            "tried it in a separate process first, so this session is unaffected",
+            path=model,
+            hint="a .pdmodel/__model__/model file must be a ProgramDesc written by Paddle; is this another format?",
+        )
     lines = [ln for ln in p.stderr.splitlines() if ln.startswith("CLSVIZ-PROBE-ERROR ")]
-    text = lines[-1][len("CLSVIZ-PROBE-ERROR "):].replace(" | ", "\n") if lines else p.stderr[-2000:]
+    text = lines[-1][len("CLSVIZ-PROBE-ERROR ") :].replace(" | ", "\n") if lines else p.stderr[-2000:]
     err = load_error(RuntimeError(text), files)
     if isinstance(err, FormatError):
         raise err

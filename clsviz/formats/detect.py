@@ -8,6 +8,7 @@ model it belongs to.  :func:`what_is` / :func:`sniff` name what any
 file holds from its first bytes (a pickle, a PyTorch or ONNX file, Paddle tensors, a program,
 …); ``safe_pickle`` and ``inspect`` ask them.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,16 +25,25 @@ from .protowire import read_varint as _varint
 from .tensorfile import is_tensor_file, read_tensor_file, scan_combined
 
 # kinds
-BUNDLE = "bundle"                    # clsviz/PaddleClas export folder (has inference.yml)
-PADDLE3_INFERENCE = "paddle3_inference"   # *.json + *.pdiparams
-PADDLE2_INFERENCE = "paddle2_inference"   # *.pdmodel + *.pdiparams
-FLUID_INFERENCE = "fluid_inference"       # __model__ / model (+ params / loose files)
+BUNDLE = "bundle"  # clsviz/PaddleClas export folder (has inference.yml)
+PADDLE3_INFERENCE = "paddle3_inference"  # *.json + *.pdiparams
+PADDLE2_INFERENCE = "paddle2_inference"  # *.pdmodel + *.pdiparams
+FLUID_INFERENCE = "fluid_inference"  # __model__ / model (+ params / loose files)
 DYGRAPH_CHECKPOINT = "dygraph_checkpoint"  # *.pdparams state dict
-STATIC_SAVE = "static_save"              # *.pdparams + *.pdmodel (+ *.pdopt)
+STATIC_SAVE = "static_save"  # *.pdparams + *.pdmodel (+ *.pdopt)
 FLUID_PERSISTABLES = "fluid_persistables"  # folder of loose tensor files
 
-_MODEL_NAMES = {"inference.json", "inference.pdmodel", "inference.pdiparams", "inference.yml", "model.pdparams",
-                "__model__", "__params__", "model", "params"}
+_MODEL_NAMES = {
+    "inference.json",
+    "inference.pdmodel",
+    "inference.pdiparams",
+    "inference.yml",
+    "model.pdparams",
+    "__model__",
+    "__params__",
+    "model",
+    "params",
+}
 #: what a model's files are called: the suffixes and the fixed (fluid) names
 MODEL_SUFFIXES = (".json", ".pdmodel", ".pdiparams", ".pdparams", ".yml")
 MODEL_NAMES = ("__model__", "model", "params", "__params__")
@@ -48,9 +58,9 @@ class ModelFiles:
     kind: str
     root: Path
     model_file: Path | None = None
-    params_file: Path | None = None   # combined params; None with loose files in root
-    checkpoint: Path | None = None    # .pdparams or persistables folder
-    config_file: Path | None = None   # inference.yml
+    params_file: Path | None = None  # combined params; None with loose files in root
+    checkpoint: Path | None = None  # .pdparams or persistables folder
+    config_file: Path | None = None  # inference.yml
 
     @property
     def has_program(self) -> bool:
@@ -70,17 +80,23 @@ def _inference_pair(model: Path, params: Path | None) -> ModelFiles:
     else:
         kind = FLUID_INFERENCE
     if params is None:
-        for cand in (model.with_suffix(".pdiparams"), root / "__params__", root / "params",
-                     root / (model.name + ".pdiparams")):
+        for cand in (
+            model.with_suffix(".pdiparams"),
+            root / "__params__",
+            root / "params",
+            root / (model.name + ".pdiparams"),
+        ):
             if cand.is_file() and cand != model:
                 params = cand
                 break
     if params is None and os.path.lexists(model.with_suffix(".pdiparams")):
         check_regular(model.with_suffix(".pdiparams"), what="parameters file")  # a FIFO, a device…
     if params is None and kind != FLUID_INFERENCE:
-        raise FormatError(f"no parameters file next to {model.name}: {model.with_suffix('.pdiparams').name} "
-                          "(the weights) is missing", path=model,
-                          hint=f"copy {model.with_suffix('.pdiparams').name} beside it, or pass -p PARAMS_FILE")
+        raise FormatError(
+            f"no parameters file next to {model.name}: {model.with_suffix('.pdiparams').name} (the weights) is missing",
+            path=model,
+            hint=f"copy {model.with_suffix('.pdiparams').name} beside it, or pass -p PARAMS_FILE",
+        )
     if params is not None and not params.is_file():
         if params.exists():
             check_regular(params, what="parameters file")
@@ -97,9 +113,11 @@ def resolve(path, *, params=None) -> ModelFiles:
             raise FormatError("model path not found", path=p, hint="check the path")
         kind = special_kind(p.stat().st_mode)
         if kind not in (None, "a folder"):
-            raise FormatError(f"model path is {kind}, not a file or folder", path=p,
-                              hint="clsviz reads only regular files: a FIFO, device or socket could "
-                                   "block or never end")
+            raise FormatError(
+                f"model path is {kind}, not a file or folder",
+                path=p,
+                hint="clsviz reads only regular files: a FIFO, device or socket could block or never end",
+            )
         return _resolve(p, None if params is None else Path(params))
 
 
@@ -115,14 +133,21 @@ def _resolve(p: Path, params: Path | None) -> ModelFiles:
             for m in (p.with_suffix(".json"), p.with_suffix(".pdmodel")):
                 if m.is_file():
                     return _inference_pair(m, p)
-            raise FormatError("a .pdiparams file holds only weights", path=p,
-                              hint="pass the matching .json/.pdmodel file (or the folder)")
-        raise FormatError(f"unrecognised model file {p.name!r}", path=p,
-                          hint="expected .json/.pdmodel/.pdparams, __model__ or model, or a bundle folder")
+            raise FormatError(
+                "a .pdiparams file holds only weights",
+                path=p,
+                hint="pass the matching .json/.pdmodel file (or the folder)",
+            )
+        raise FormatError(
+            f"unrecognised model file {p.name!r}",
+            path=p,
+            hint="expected .json/.pdmodel/.pdparams, __model__ or model, or a bundle folder",
+        )
     # a folder
     entries = list(p.iterdir())
-    odd = sorted(f.name for f in entries if f.name in _MODEL_NAMES and f.exists() and not f.is_file()
-                 and not f.is_dir())
+    odd = sorted(
+        f.name for f in entries if f.name in _MODEL_NAMES and f.exists() and not f.is_file() and not f.is_dir()
+    )
     if odd:  # a FIFO or device where a model file belongs: never handed to a reader
         check_regular(p / odd[0], what="model file" if "param" not in odd[0] else "parameters file")
     files = {f.name: f for f in entries if f.is_file()}
@@ -152,14 +177,19 @@ def _resolve(p: Path, params: Path | None) -> ModelFiles:
         return ModelFiles(FLUID_PERSISTABLES, p, None, None, p, config_file)
     odd = sorted(f.name for f in p.iterdir() if f.exists() and not f.is_file() and not f.is_dir())
     if odd:
-        raise FormatError(f"folder holds no Paddle model I recognise; {', '.join(odd[:3])} "
-                          f"{'is' if len(odd) == 1 else 'are'} not regular files", path=p,
-                          hint="clsviz reads only regular files: a FIFO, device or socket could "
-                               "block or never end")
-    raise FormatError(f"folder holds no Paddle model I recognise ({len(files)} files: "
-                      f"{', '.join(sorted(files)[:5])}{'…' if len(files) > 5 else ''})", path=p,
-                      hint="expected inference.json/.pdmodel + .pdiparams, __model__, model + params, "
-                           "a .pdparams checkpoint or a folder of fluid tensor files")
+        raise FormatError(
+            f"folder holds no Paddle model I recognise; {', '.join(odd[:3])} "
+            f"{'is' if len(odd) == 1 else 'are'} not regular files",
+            path=p,
+            hint="clsviz reads only regular files: a FIFO, device or socket could block or never end",
+        )
+    raise FormatError(
+        f"folder holds no Paddle model I recognise ({len(files)} files: "
+        f"{', '.join(sorted(files)[:5])}{'…' if len(files) > 5 else ''})",
+        path=p,
+        hint="expected inference.json/.pdmodel + .pdiparams, __model__, model + params, "
+        "a .pdparams checkpoint or a folder of fluid tensor files",
+    )
 
 
 def looks_like_persistables(folder) -> bool:
@@ -172,13 +202,18 @@ def load_checkpoint_folder(folder) -> dict:
     """Read a fluid 1.x persistables folder into ``{name: ndarray}`` (fluid names)."""
 
     folder = Path(folder)
-    programs = sorted(f.name for f in folder.iterdir() if f.is_file() and (
-        f.name in ("__model__", "model") or f.suffix in (".pdmodel", ".json")))
+    programs = sorted(
+        f.name
+        for f in folder.iterdir()
+        if f.is_file() and (f.name in ("__model__", "model") or f.suffix in (".pdmodel", ".json"))
+    )
     if programs:
-        raise FormatError(f"this folder holds an inference model ({', '.join(programs)}), not a "
-                          "checkpoint", path=folder,
-                          hint="run it as it is (mode='predictor', 'executor' or 'dygraph'), or turn it "
-                               "into a Paddle 3 bundle with clsviz.migrate(src, dst)")
+        raise FormatError(
+            f"this folder holds an inference model ({', '.join(programs)}), not a checkpoint",
+            path=folder,
+            hint="run it as it is (mode='predictor', 'executor' or 'dygraph'), or turn it "
+            "into a Paddle 3 bundle with clsviz.migrate(src, dst)",
+        )
     return {f.name: read_tensor_file(f) for f in sorted(folder.iterdir()) if f.is_file()}
 
 
@@ -210,9 +245,12 @@ def looks_like_model_folder(folder) -> bool:
         names = {f.name for f in Path(folder).iterdir()}
     except OSError:
         return False
-    return ("inference.yml" in names or "__model__" in names or {"model", "params"} <= names
-            or any(n.endswith((".json", ".pdmodel")) and n.rsplit(".", 1)[0] + ".pdiparams" in names
-                   for n in names))
+    return (
+        "inference.yml" in names
+        or "__model__" in names
+        or {"model", "params"} <= names
+        or any(n.endswith((".json", ".pdmodel")) and n.rsplit(".", 1)[0] + ".pdiparams" in names for n in names)
+    )
 
 
 def fluid_layout(files: ModelFiles) -> str:
@@ -229,8 +267,8 @@ def fluid_layout(files: ModelFiles) -> str:
 class FileKind(NamedTuple):
     """What a file holds, from its first bytes (:func:`what_is`)."""
 
-    kind: str      # pickle, safetensors, torch, onnx, tensors, program, empty, ...
-    text: str      # "a pickle (protocol 4)"
+    kind: str  # pickle, safetensors, torch, onnx, tensors, program, empty, ...
+    text: str  # "a pickle (protocol 4)"
     count: int = 0  # type: ignore[assignment]  # a field named like tuple.count, by intent
 
 
@@ -252,11 +290,10 @@ def _sniff_onnx(head: bytes) -> FileKind | None:
     if head[pos] == 0x12:
         try:
             size, start = _varint(head, pos + 1)
-            producer = head[start:start + min(size, 64)].decode("utf-8", "replace")
+            producer = head[start : start + min(size, 64)].decode("utf-8", "replace")
         except ValueError:
             pass
-    return FileKind("onnx", f"an ONNX model (ir_version {version}"
-                 + (f", producer {producer!r})" if producer else ")"))
+    return FileKind("onnx", f"an ONNX model (ir_version {version}" + (f", producer {producer!r})" if producer else ")"))
 
 
 def _sniff_program(head: bytes) -> FileKind | None:
@@ -266,7 +303,7 @@ def _sniff_program(head: bytes) -> FileKind | None:
             _, pos = _varint(head, 1)
         except ValueError:
             return None
-        if head[pos:pos + 3] == b"\x08\x00\x10":
+        if head[pos : pos + 3] == b"\x08\x00\x10":
             return FileKind("program", "a Paddle program (.pdmodel protobuf)")
     if head.lstrip().startswith(b"{") and b'"base_code"' in head and b'"pir"' in head:
         return FileKind("program", "a Paddle 3 program (PIR .json)")
@@ -305,10 +342,8 @@ def _sniff_tensors(path: Path) -> FileKind | None:
         return None
     if len(infos) == 1:
         i = infos[0]
-        return FileKind("tensors", f"a Paddle binary tensor file (1 tensor, {i.dtype} "
-                     f"{list(i.shape)}, no name)", 1)
-    return FileKind("tensors", f"a Paddle inference params file ({len(infos)} tensors, no names)",
-                 len(infos))
+        return FileKind("tensors", f"a Paddle binary tensor file (1 tensor, {i.dtype} {list(i.shape)}, no name)", 1)
+    return FileKind("tensors", f"a Paddle inference params file ({len(infos)} tensors, no names)", len(infos))
 
 
 def what_is(path) -> FileKind:
@@ -354,8 +389,10 @@ def what_is(path) -> FileKind:
         if probe:
             return probe
     if head[:1] in (b"(", b"}", b"]", b"c", b"\x80"):
-        return FileKind("pickle", "a pickle (protocol 0 or 1, Python 2 era)"
-                     if head[:1] != b"\x80" else "a pickle (truncated header)")
+        return FileKind(
+            "pickle",
+            "a pickle (protocol 0 or 1, Python 2 era)" if head[:1] != b"\x80" else "a pickle (truncated header)",
+        )
     return FileKind("unknown", f"unrecognised content (starts {head[:8].hex(' ')})")
 
 
@@ -369,11 +406,11 @@ def sniff(path) -> str:
 
 
 # what a single file is to a model, when it is not one by itself
-PARAMS_INFO = "params_info"          # <model>.pdiparams.info: the parameter names of a .pdiparams (pickle)
+PARAMS_INFO = "params_info"  # <model>.pdiparams.info: the parameter names of a .pdiparams (pickle)
 OPTIMIZER_STATE = "optimizer_state"  # <name>.pdopt beside the .pdparams of a paddle.static.save
-LOOSE_TENSOR = "loose_tensor"        # one variable of a fluid folder (a single tensor, no name)
-FLUID_MEMBER = "fluid_member"        # __model__ / model, or __params__ / params: the folder is the model
-STATIC_PROGRAM = "static_program"    # the training .pdmodel of a paddle.static.save (its .pdparams beside it)
+LOOSE_TENSOR = "loose_tensor"  # one variable of a fluid folder (a single tensor, no name)
+FLUID_MEMBER = "fluid_member"  # __model__ / model, or __params__ / params: the folder is the model
+STATIC_PROGRAM = "static_program"  # the training .pdmodel of a paddle.static.save (its .pdparams beside it)
 
 
 def part_of(path, found: FileKind | None = None) -> str | None:
@@ -401,13 +438,13 @@ def part_of(path, found: FileKind | None = None) -> str | None:
 
 # ------------------------------------------------------------------ what is this folder?
 # what a folder is, as a whole (:func:`what_folder`)
-EMPTY_FOLDER = "empty_folder"          # no entries at all
-ONLY_SUBFOLDERS = "only_subfolders"    # no files, only sub-folders
-A_MODEL = "model"                      # resolve() found a program or a .pdparams checkpoint
-MISSING_WEIGHTS = "missing_weights"    # a program whose .pdiparams is missing
-PERSISTABLES = "persistables"          # Paddle tensor files are at least half of the files
+EMPTY_FOLDER = "empty_folder"  # no entries at all
+ONLY_SUBFOLDERS = "only_subfolders"  # no files, only sub-folders
+A_MODEL = "model"  # resolve() found a program or a .pdparams checkpoint
+MISSING_WEIGHTS = "missing_weights"  # a program whose .pdiparams is missing
+PERSISTABLES = "persistables"  # Paddle tensor files are at least half of the files
 MANY_CHECKPOINTS = "many_checkpoints"  # several .pdparams pickles and no single model
-MIXED = "mixed"                        # several files that make no Paddle model
+MIXED = "mixed"  # several files that make no Paddle model
 ONE_FOREIGN_FILE = "one_foreign_file"  # a single file that is no Paddle model
 
 
@@ -415,14 +452,14 @@ ONE_FOREIGN_FILE = "one_foreign_file"  # a single file that is no Paddle model
 class FolderContents:
     """What a folder holds as a whole (:func:`what_folder`)."""
 
-    verdict: str                                 # one of the constants above
-    files: tuple[Path, ...] = ()                 # its regular, non-hidden files, sorted
-    subfolders: tuple[str, ...] = ()             # ONLY_SUBFOLDERS: their names, with a trailing /
-    model: ModelFiles | None = None              # A_MODEL: what resolve() found
-    error: FormatError | None = None             # MISSING_WEIGHTS: resolve()'s error
-    tensors: tuple[Path, ...] = ()               # PERSISTABLES: the tensor files (others: the rest)
+    verdict: str  # one of the constants above
+    files: tuple[Path, ...] = ()  # its regular, non-hidden files, sorted
+    subfolders: tuple[str, ...] = ()  # ONLY_SUBFOLDERS: their names, with a trailing /
+    model: ModelFiles | None = None  # A_MODEL: what resolve() found
+    error: FormatError | None = None  # MISSING_WEIGHTS: resolve()'s error
+    tensors: tuple[Path, ...] = ()  # PERSISTABLES: the tensor files (others: the rest)
     kinds: tuple[tuple[Path, FileKind], ...] = ()  # not a model: what each file holds
-    checkpoints: tuple[str, ...] = ()            # MANY_CHECKPOINTS: the .pdparams names
+    checkpoints: tuple[str, ...] = ()  # MANY_CHECKPOINTS: the .pdparams names
 
     @property
     def others(self) -> tuple[Path, ...]:

@@ -58,6 +58,7 @@ and ``_se_2_weights``/``_se_2_offset`` (1x1 convs with bias); then
 ``fc_offset`` ([in, out], like ``nn.Linear``).  Names do not depend on the
 width; the scale is told from the shapes (``conv_last_weights`` channels).
 """
+
 from __future__ import annotations
 
 import re
@@ -75,24 +76,37 @@ from ..archs.specs import (
 from ..errors import CheckpointMismatch
 from .detect import FLUID_PERSISTABLES, STATIC_SAVE
 
-__all__ = ["fluid_to_dygraph", "dygraph_to_fluid", "fluid_to_dygraph_for_arch", "name_table",
-           "resnet_table", "mobilenet_v3_table", "legacy_table", "guess_arch", "uses_legacy_names",
-           "dygraph_to_fluid_for_arch",
-           "guess_depth", "depth_of_arch", "is_optimizer_state", "DEPTHS", "LEGACY_FAMILIES"]
+__all__ = [
+    "fluid_to_dygraph",
+    "dygraph_to_fluid",
+    "fluid_to_dygraph_for_arch",
+    "name_table",
+    "resnet_table",
+    "mobilenet_v3_table",
+    "legacy_table",
+    "guess_arch",
+    "uses_legacy_names",
+    "dygraph_to_fluid_for_arch",
+    "guess_depth",
+    "depth_of_arch",
+    "is_optimizer_state",
+    "DEPTHS",
+    "LEGACY_FAMILIES",
+]
 
 #: the families whose legacy names clsviz maps, as arch-name patterns
 LEGACY_FAMILIES = ("ResNet*_vd", "ResNet*", "MobileNetV3_{small,large}_x*")
 
 #: depth -> (block kind, blocks per stage), shared with clsviz.archs.resnet_vd
 DEPTHS = RESNET_VD_DEPTHS
-_BN_SUFFIX = (("scale", "weight"), ("offset", "bias"), ("mean", "_mean"),
-              ("variance", "_variance"))
+_BN_SUFFIX = (("scale", "weight"), ("offset", "bias"), ("mean", "_mean"), ("variance", "_variance"))
 
 # Accumulators fluid optimizers and LR schedulers keep next to the weights.
 _OPTIMIZER_RE = re.compile(
     r"(_velocity_\d+|_moment[12]_\d+|_beta[12]_pow_acc_\d+|_moment_\d+|_mean_square_\d+"
     r"|_mean_grad_\d+|_squared_\d+|_linear_\d+|@GRAD.*|\.ema|_ema_\d+)$"
-    r"|^learning_rate_\d+$|^@LR_DECAY_COUNTER@$|^global_step$|^_generated_var_\d+$")
+    r"|^learning_rate_\d+$|^@LR_DECAY_COUNTER@$|^global_step$|^_generated_var_\d+$"
+)
 
 
 def is_optimizer_state(name: str) -> bool:
@@ -118,8 +132,7 @@ def _conv_bn(fluid: str, dygraph: str, bn: str | None = None) -> list[tuple[str,
 def name_table(depth: int) -> tuple[tuple[str, str], ...]:
     """``((fluid name, dygraph name), …)`` for ResNet{depth}_vd, in network order."""
     if depth not in DEPTHS:
-        raise CheckpointMismatch(f"no ResNet_vd of depth {depth}",
-                                 hint=f"supported depths: {sorted(DEPTHS)}")
+        raise CheckpointMismatch(f"no ResNet_vd of depth {depth}", hint=f"supported depths: {sorted(DEPTHS)}")
     return _resnet_table(depth, vd=True)
 
 
@@ -127,8 +140,7 @@ def name_table(depth: int) -> tuple[tuple[str, str], ...]:
 def resnet_table(depth: int) -> tuple[tuple[str, str], ...]:
     """``((fluid name, dygraph name), …)`` for the plain ResNet{depth}, in network order."""
     if depth not in RESNET_DEPTHS:
-        raise CheckpointMismatch(f"no plain ResNet of depth {depth}",
-                                 hint=f"supported depths: {list(RESNET_DEPTHS)}")
+        raise CheckpointMismatch(f"no plain ResNet of depth {depth}", hint=f"supported depths: {list(RESNET_DEPTHS)}")
     return _resnet_table(depth, vd=False)
 
 
@@ -168,12 +180,14 @@ def mobilenet_v3_table(size: str) -> tuple[tuple[str, str], ...]:
         f, d = f"conv{i + 2}", f"blocks.{i}"
         pairs += conv_bn(f"{f}_expand", f"{d}.expand_conv") + conv_bn(f"{f}_depthwise", f"{d}.bottleneck_conv")
         if se:
-            pairs += [(f"{f}_se_{j}_{w}", f"{d}.mid_se.conv{j}.{v}")
-                      for j in (1, 2) for w, v in (("weights", "weight"), ("offset", "bias"))]
+            pairs += [
+                (f"{f}_se_{j}_{w}", f"{d}.mid_se.conv{j}.{v}")
+                for j in (1, 2)
+                for w, v in (("weights", "weight"), ("offset", "bias"))
+            ]
         pairs += conv_bn(f"{f}_linear", f"{d}.linear_conv")
     pairs += conv_bn("conv_last", "last_second_conv")
-    pairs += [("last_1x1_conv_weights", "last_conv.weight"), ("fc_weights", "fc.weight"),
-              ("fc_offset", "fc.bias")]
+    pairs += [("last_1x1_conv_weights", "last_conv.weight"), ("fc_weights", "fc.weight"), ("fc_offset", "fc.bias")]
     return tuple(pairs)
 
 
@@ -253,8 +267,7 @@ def _listing(names, limit=8) -> str:
     return ", ".join(names[:limit]) + more
 
 
-def _convert(items, table: dict, what: str, direction: str, *, strict: bool,
-             skip_optimizer: bool, hint: str = ""):
+def _convert(items, table: dict, what: str, direction: str, *, strict: bool, skip_optimizer: bool, hint: str = ""):
     is_dict = isinstance(items, Mapping)
     keys = list(items.keys()) if is_dict else list(items)
     unmapped, skipped, out = [], [], {}
@@ -269,21 +282,19 @@ def _convert(items, table: dict, what: str, direction: str, *, strict: bool,
     src, dst = ("fluid", "dygraph") if direction == "fluid" else ("dygraph", "fluid")
     if unmapped:
         raise CheckpointMismatch(
-            f"{len(unmapped)} {src} name(s) have no {dst} counterpart in {what}: "
-            f"{_listing(unmapped)}", hint=hint)
+            f"{len(unmapped)} {src} name(s) have no {dst} counterpart in {what}: {_listing(unmapped)}", hint=hint
+        )
     if strict:
         missing = set(table) - set(keys)
         if missing:
             raise CheckpointMismatch(
-                f"{len(missing)} {src} name(s) of {what} are missing: "
-                f"{_listing(missing)}",
-                hint="the checkpoint is incomplete or of another depth; pass strict=False "
-                     "to convert what is there")
+                f"{len(missing)} {src} name(s) of {what} are missing: {_listing(missing)}",
+                hint="the checkpoint is incomplete or of another depth; pass strict=False to convert what is there",
+            )
     return out
 
 
-def fluid_to_dygraph(names_or_dict, depth: int, *, strict: bool = True,
-                     skip_optimizer: bool = True) -> dict:
+def fluid_to_dygraph(names_or_dict, depth: int, *, strict: bool = True, skip_optimizer: bool = True) -> dict:
     """Map fluid 1.x ResNet_vd names to clsviz dygraph names.
 
     Given names (any iterable of str), returns ``{fluid name: dygraph name}``;
@@ -293,15 +304,25 @@ def fluid_to_dygraph(names_or_dict, depth: int, *, strict: bool = True,
     name that does not map, and (``strict``) any weight that is missing.
     """
     table = dict(name_table(depth))
-    return _convert(names_or_dict, table, f"ResNet{depth}_vd", "fluid", strict=strict,
-                    skip_optimizer=skip_optimizer, hint=_depth_hint(names_or_dict))
+    return _convert(
+        names_or_dict,
+        table,
+        f"ResNet{depth}_vd",
+        "fluid",
+        strict=strict,
+        skip_optimizer=skip_optimizer,
+        hint=_depth_hint(names_or_dict),
+    )
 
 
 def _depth_hint(keys) -> str:
     guess = guess_depth(keys)
-    return (f"these names are those of ResNet{guess}_vd: pass depth={guess}" if guess
-            else "is the depth right? (clsviz.formats.fluid_names.guess_depth(names)) "
-                 "— or the checkpoint is not a PaddleClas ResNet_vd")
+    return (
+        f"these names are those of ResNet{guess}_vd: pass depth={guess}"
+        if guess
+        else "is the depth right? (clsviz.formats.fluid_names.guess_depth(names)) "
+        "— or the checkpoint is not a PaddleClas ResNet_vd"
+    )
 
 
 def dygraph_to_fluid(state_dict, depth: int, *, strict: bool = True) -> dict:
@@ -310,8 +331,15 @@ def dygraph_to_fluid(state_dict, depth: int, *, strict: bool = True) -> dict:
     The mirror of :func:`fluid_to_dygraph`, with the same return shapes and errors.
     """
     table = {d: f for f, d in name_table(depth)}
-    return _convert(state_dict, table, f"ResNet{depth}_vd", "dygraph", strict=strict, skip_optimizer=False,
-                    hint=_depth_hint(state_dict))
+    return _convert(
+        state_dict,
+        table,
+        f"ResNet{depth}_vd",
+        "dygraph",
+        strict=strict,
+        skip_optimizer=False,
+        hint=_depth_hint(state_dict),
+    )
 
 
 def guess_depth(names: Iterable[str]) -> int | None:
@@ -347,17 +375,18 @@ def fluid_to_dygraph_for_arch(state, arch: str | None, *, strict: bool = True) -
         table = legacy_table(arch)
         if table is None:
             raise CheckpointMismatch(
-                f"fluid 1.x parameter names can only be mapped for ResNet*_vd, ResNet* and "
-                f"MobileNetV3_*, not {arch!r}",
+                f"fluid 1.x parameter names can only be mapped for ResNet*_vd, ResNet* and MobileNetV3_*, not {arch!r}",
                 hint="load the checkpoint with the architecture it was trained with, or convert "
-                     "the names yourself (clsviz.formats.tensorfile reads the files)")
+                "the names yourself (clsviz.formats.tensorfile reads the files)",
+            )
     else:
         arch = guess_arch(state)
         if arch is None:
             raise CheckpointMismatch(
                 "these fluid parameter names match no ResNet_vd, ResNet or MobileNetV3 "
                 f"({len(keys)} names, e.g. {_listing(keys, 4)})",
-                hint="pass arch= (e.g. 'ResNet50_vd')")
+                hint="pass arch= (e.g. 'ResNet50_vd')",
+            )
         table = legacy_table(arch)
         assert table is not None  # guess_arch names only architectures that have a table
     dygraph_names = {d for _, d in table}
@@ -365,8 +394,11 @@ def fluid_to_dygraph_for_arch(state, arch: str | None, *, strict: bool = True) -
     if weights and all(k in dygraph_names for k in weights):
         return {k: state[k] for k in weights}
     guess = guess_arch(state)
-    hint = (f"these names are those of {guess}: pass arch={guess!r}" if guess and guess != arch
-            else "is the architecture right? (clsviz.formats.fluid_names.guess_arch(state))")
+    hint = (
+        f"these names are those of {guess}: pass arch={guess!r}"
+        if guess and guess != arch
+        else "is the architecture right? (clsviz.formats.fluid_names.guess_arch(state))"
+    )
     if depth_of_arch(arch) and not guess:
         hint = _depth_hint(keys)
     return _convert(state, dict(table), arch, "fluid", strict=strict, skip_optimizer=True, hint=hint)
@@ -377,10 +409,10 @@ def dygraph_to_fluid_for_arch(state_dict, arch: str, *, strict: bool = True) -> 
     :func:`fluid_to_dygraph_for_arch` (raises :class:`CheckpointMismatch` the same way)."""
     table = legacy_table(arch)
     if table is None:
-        raise CheckpointMismatch(f"{arch!r} has no legacy fluid names",
-                                 hint=f"families with legacy names: {', '.join(LEGACY_FAMILIES)}")
-    return _convert(state_dict, {d: f for f, d in table}, arch, "dygraph", strict=strict,
-                    skip_optimizer=False)
+        raise CheckpointMismatch(
+            f"{arch!r} has no legacy fluid names", hint=f"families with legacy names: {', '.join(LEGACY_FAMILIES)}"
+        )
+    return _convert(state_dict, {d: f for f, d in table}, arch, "dygraph", strict=strict, skip_optimizer=False)
 
 
 def clsviz_state(state: Mapping, arch: str | None, *, kind: str | None) -> tuple[dict, bool]:

@@ -17,6 +17,7 @@ layout, lod, offset]}``; an attribute is ``{"N": name, "AT": {"#": kind,
 ``1.a_intarray``.  The parameters file beside the program holds the
 parameters sorted by name (:meth:`PirProgram.persistable_names`).
 """
+
 from __future__ import annotations
 
 import json
@@ -31,9 +32,18 @@ __all__ = ["PirProgram", "PirOp", "read_pir", "parse_pir", "PIR_DTYPES"]
 
 #: PIR type tags -> numpy-style dtype names
 PIR_DTYPES = {
-    "t_f32": "float32", "t_f16": "float16", "t_bf16": "bfloat16", "t_f64": "float64",
-    "t_i64": "int64", "t_i32": "int32", "t_i16": "int16", "t_i8": "int8", "t_ui8": "uint8",
-    "t_bool": "bool", "t_c64": "complex64", "t_c128": "complex128",
+    "t_f32": "float32",
+    "t_f16": "float16",
+    "t_bf16": "bfloat16",
+    "t_f64": "float64",
+    "t_i64": "int64",
+    "t_i32": "int32",
+    "t_i16": "int16",
+    "t_i8": "int8",
+    "t_ui8": "uint8",
+    "t_bool": "bool",
+    "t_c64": "complex64",
+    "t_c128": "complex128",
 }
 
 
@@ -44,8 +54,8 @@ class PirOp:
 
     type: str
     attrs: dict = field(default_factory=dict)
-    inputs: tuple = ()          # value ids
-    outputs: tuple = ()         # value ids
+    inputs: tuple = ()  # value ids
+    outputs: tuple = ()  # value ids
     dialect: str = "1"
 
 
@@ -54,13 +64,13 @@ class PirProgram:
     """The parts of a PIR program a classifier needs."""
 
     version: int | None
-    ops: tuple                                        # PirOp, in order (params and data excluded)
-    params: tuple                                     # (name, dtype, shape) in program order
-    inputs: tuple                                     # (name, shape, dtype)
-    outputs: tuple                                    # (name, shape, dtype)
-    value_types: dict = field(default_factory=dict, repr=False)   # id -> (dtype, shape)
-    param_ids: dict = field(default_factory=dict, repr=False)     # id -> name
-    input_ids: dict = field(default_factory=dict, repr=False)     # id -> name
+    ops: tuple  # PirOp, in order (params and data excluded)
+    params: tuple  # (name, dtype, shape) in program order
+    inputs: tuple  # (name, shape, dtype)
+    outputs: tuple  # (name, shape, dtype)
+    value_types: dict = field(default_factory=dict, repr=False)  # id -> (dtype, shape)
+    param_ids: dict = field(default_factory=dict, repr=False)  # id -> name
+    input_ids: dict = field(default_factory=dict, repr=False)  # id -> name
     path: str | None = None
 
     def persistable_names(self) -> list[str]:
@@ -79,8 +89,7 @@ class PirProgram:
         return None
 
     def fetch_ops(self) -> list[PirOp]:
-        return sorted((op for op in self.ops if op.type == "fetch"),
-                      key=lambda op: op.attrs.get("col", 0))
+        return sorted((op for op in self.ops if op.type == "fetch"), key=lambda op: op.attrs.get("col", 0))
 
 
 def _attr_value(at):
@@ -109,8 +118,11 @@ def parse_pir(doc, *, path=None) -> PirProgram:
         version = doc["base_code"].get("version")
         raw_ops = doc["program"]["regions"][0]["blocks"][0]["ops"]
     except (KeyError, IndexError, TypeError):
-        raise FormatError("not a Paddle 3 program: the JSON has no PIR base_code/program block",
-                          path=path, hint="a .json program is written by paddle.jit.save") from None
+        raise FormatError(
+            "not a Paddle 3 program: the JSON has no PIR base_code/program block",
+            path=path,
+            hint="a .json program is written by paddle.jit.save",
+        ) from None
     ops, params, inputs, outputs = [], [], [], []
     value_types, param_ids, input_ids = {}, {}, {}
     try:
@@ -125,7 +137,7 @@ def parse_pir(doc, *, path=None) -> PirProgram:
                 param_ids[out["%"]] = pname
                 continue
             dialect, _, op_type = name.partition(".")
-            if dialect == "0" and op_type:      # builtin ops (combine, split, …) keep a prefix
+            if dialect == "0" and op_type:  # builtin ops (combine, split, …) keep a prefix
                 op_type = "builtin." + op_type
             attrs = {a["N"]: _attr_value(a.get("AT")) for a in raw.get("A", []) if isinstance(a, dict)}
             outs = raw.get("O", [])
@@ -140,8 +152,7 @@ def parse_pir(doc, *, path=None) -> PirProgram:
             ops.append(op)
             if op.type == "data":
                 shape = attrs.get("shape")
-                inputs.append((str(attrs.get("name")), tuple(shape) if shape else None,
-                               attrs.get("dtype")))
+                inputs.append((str(attrs.get("name")), tuple(shape) if shape else None, attrs.get("dtype")))
                 for i in out_ids:
                     input_ids[i] = str(attrs.get("name"))
         for op in sorted((o for o in ops if o.type == "fetch"), key=lambda o: o.attrs.get("col", 0)):
@@ -149,8 +160,17 @@ def parse_pir(doc, *, path=None) -> PirProgram:
             outputs.append((str(op.attrs.get("name")), shape, dtype))
     except (KeyError, IndexError, TypeError, AttributeError) as e:
         raise FormatError(f"damaged PIR program ({type(e).__name__}: {e})", path=path) from e
-    return PirProgram(version, tuple(ops), tuple(params), tuple(inputs), tuple(outputs),
-                      value_types, param_ids, input_ids, None if path is None else str(path))
+    return PirProgram(
+        version,
+        tuple(ops),
+        tuple(params),
+        tuple(inputs),
+        tuple(outputs),
+        value_types,
+        param_ids,
+        input_ids,
+        None if path is None else str(path),
+    )
 
 
 def load_json(path, *, what: str = "program") -> object:
@@ -161,15 +181,23 @@ def load_json(path, *, what: str = "program") -> object:
     try:
         return json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as e:
-        raise FormatError(f"not a Paddle 3 program: the file is not UTF-8 text (byte {e.start})",
-                          path=path, hint="a .json program is JSON text written by paddle.jit.save") from e
+        raise FormatError(
+            f"not a Paddle 3 program: the file is not UTF-8 text (byte {e.start})",
+            path=path,
+            hint="a .json program is JSON text written by paddle.jit.save",
+        ) from e
     except json.JSONDecodeError as e:
-        raise FormatError(f"not a Paddle 3 program: invalid JSON ({e.msg} at line {e.lineno}, "
-                          f"column {e.colno})", path=path,
-                          hint="the file is damaged or cut short; export the model again") from e
+        raise FormatError(
+            f"not a Paddle 3 program: invalid JSON ({e.msg} at line {e.lineno}, column {e.colno})",
+            path=path,
+            hint="the file is damaged or cut short; export the model again",
+        ) from e
     except RecursionError as e:
-        raise FormatError("not a Paddle 3 program: the JSON nests deeper than any program does",
-                          path=path, hint="the file is damaged or was built to crash readers") from e
+        raise FormatError(
+            "not a Paddle 3 program: the JSON nests deeper than any program does",
+            path=path,
+            hint="the file is damaged or was built to crash readers",
+        ) from e
 
 
 def read_pir(path) -> PirProgram:
@@ -193,8 +221,11 @@ def declared_params(doc: Any) -> tuple[list[tuple[str, tuple]] | None, bool]:
     except (KeyError, IndexError, TypeError):
         return None, False
     try:
-        declared = [(str(op["A"][3]), tuple(int(d) for d in op["O"]["TT"]["D"][1]))
-                    for op in ops if isinstance(op, dict) and op.get("#") == "p"]
+        declared = [
+            (str(op["A"][3]), tuple(int(d) for d in op["O"]["TT"]["D"][1]))
+            for op in ops
+            if isinstance(op, dict) and op.get("#") == "p"
+        ]
     except (KeyError, IndexError, TypeError, ValueError):
         declared = None  # a layout we do not know: let Paddle judge the parameters
     return declared, len(regions) == 1 and len(regions[0]["blocks"]) == 1 and _well_formed(block)
@@ -206,6 +237,7 @@ def _well_formed(block) -> bool:
     Paddle 3.3 segfaults on, for example, a parameter op without its ``OA`` list.  Anything
     unusual here (sub-regions, another serialisation layout) only means "probe it".
     """
+
     def tensor_ok(v) -> bool:
         if not (isinstance(v, dict) and isinstance(v.get("%"), int)):
             return False
@@ -213,8 +245,7 @@ def _well_formed(block) -> bool:
         if tt is None:
             return True
         d = tt.get("D") if isinstance(tt, dict) else None
-        return isinstance(d, list) and len(d) >= 2 and isinstance(d[1], list) and \
-            all(isinstance(x, int) for x in d[1])
+        return isinstance(d, list) and len(d) >= 2 and isinstance(d[1], list) and all(isinstance(x, int) for x in d[1])
 
     try:
         defined = {0}  # id 0: an absent optional input

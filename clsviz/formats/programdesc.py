@@ -19,6 +19,7 @@ Field numbers used (framework.proto)::
                  13 l 14 blocks_idx 15 longs 16 float64s 17 var_name 18 vars_name 19 float64
                  20 scalar 21 scalars
 """
+
 from __future__ import annotations
 
 import struct
@@ -34,21 +35,49 @@ from .protowire import read_varint as _varint
 from .protowire import signed64 as _signed
 from .tensorfile import DTYPES
 
-__all__ = ["Program", "BlockDesc", "VarDesc", "OpDesc", "read_program", "parse_program",
-           "VAR_KINDS", "ATTR_TYPES"]
+__all__ = ["Program", "BlockDesc", "VarDesc", "OpDesc", "read_program", "parse_program", "VAR_KINDS", "ATTR_TYPES"]
 
 #: VarType.Type codes of non-POD kinds.  7 is called DENSE_TENSOR in Paddle 3.
 VAR_KINDS = {
-    7: "LOD_TENSOR", 8: "SELECTED_ROWS", 9: "FEED_MINIBATCH", 10: "FETCH_LIST",
-    11: "STEP_SCOPES", 12: "LOD_RANK_TABLE", 13: "LOD_TENSOR_ARRAY", 14: "PLACE_LIST",
-    15: "READER", 17: "RAW", 18: "TUPLE", 25: "STRING", 26: "STRINGS", 27: "VOCAB",
-    28: "FEED_LIST", 29: "PSTRING", 30: "SPARSE_COO", 31: "SPARSE_CSR",
+    7: "LOD_TENSOR",
+    8: "SELECTED_ROWS",
+    9: "FEED_MINIBATCH",
+    10: "FETCH_LIST",
+    11: "STEP_SCOPES",
+    12: "LOD_RANK_TABLE",
+    13: "LOD_TENSOR_ARRAY",
+    14: "PLACE_LIST",
+    15: "READER",
+    17: "RAW",
+    18: "TUPLE",
+    25: "STRING",
+    26: "STRINGS",
+    27: "VOCAB",
+    28: "FEED_LIST",
+    29: "PSTRING",
+    30: "SPARSE_COO",
+    31: "SPARSE_CSR",
 }
 #: OpDesc.Attr ``type`` enum (AttrType).
 ATTR_TYPES = {
-    0: "INT", 1: "FLOAT", 2: "STRING", 3: "INTS", 4: "FLOATS", 5: "STRINGS", 6: "BOOLEAN",
-    7: "BOOLEANS", 8: "BLOCK", 9: "LONG", 10: "BLOCKS", 11: "LONGS", 12: "FLOAT64S",
-    13: "VAR", 14: "VARS", 15: "FLOAT64", 16: "SCALAR", 17: "SCALARS",
+    0: "INT",
+    1: "FLOAT",
+    2: "STRING",
+    3: "INTS",
+    4: "FLOATS",
+    5: "STRINGS",
+    6: "BOOLEAN",
+    7: "BOOLEANS",
+    8: "BLOCK",
+    9: "LONG",
+    10: "BLOCKS",
+    11: "LONGS",
+    12: "FLOAT64S",
+    13: "VAR",
+    14: "VARS",
+    15: "FLOAT64",
+    16: "SCALAR",
+    17: "SCALARS",
 }
 # Kinds Paddle never stores in a params file (inference/io.cc IsPersistable).
 _NOT_SAVED = {"FEED_MINIBATCH", "FETCH_LIST", "RAW", "READER", "FEED_LIST"}
@@ -63,9 +92,9 @@ class VarDesc:
     """One variable of a block."""
 
     name: str
-    kind: str                       # "LOD_TENSOR", "FEED_MINIBATCH", …
-    dtype: str | None = None        # "float32", … (tensor kinds only)
-    shape: tuple | None = None      # -1 for unknown (batch) dimensions
+    kind: str  # "LOD_TENSOR", "FEED_MINIBATCH", …
+    dtype: str | None = None  # "float32", … (tensor kinds only)
+    shape: tuple | None = None  # -1 for unknown (batch) dimensions
     persistable: bool = False
     lod_level: int = 0
     is_parameter: bool = False
@@ -78,10 +107,10 @@ class OpDesc:
     """One operator: ``inputs``/``outputs`` map parameter names to argument (var) names."""
 
     type: str
-    inputs: dict = field(default_factory=dict)     # {"X": ("conv2d_0.tmp_0",), …}
+    inputs: dict = field(default_factory=dict)  # {"X": ("conv2d_0.tmp_0",), …}
     outputs: dict = field(default_factory=dict)
-    attrs: dict = field(default_factory=dict)      # {"strides": [1, 1], …}
-    attr_types: dict = field(default_factory=dict, repr=False)   # {"strides": "INTS", …}
+    attrs: dict = field(default_factory=dict)  # {"strides": [1, 1], …}
+    attr_types: dict = field(default_factory=dict, repr=False)  # {"strides": "INTS", …}
     is_target: bool = False
 
     def input(self, parameter: str) -> tuple:
@@ -105,8 +134,8 @@ class OpDesc:
 class BlockDesc:
     idx: int
     parent_idx: int
-    vars: tuple = ()                # VarDesc, in file order
-    ops: tuple = ()                 # OpDesc, in execution order
+    vars: tuple = ()  # VarDesc, in file order
+    ops: tuple = ()  # OpDesc, in execution order
     forward_block_idx: int = -1
 
     def var(self, name: str) -> VarDesc:
@@ -159,8 +188,7 @@ class Program:
         feed/fetch/raw holders, sorted byte-wise (``std::sort`` on
         ``std::string``; Python's ``sorted`` agrees for UTF-8 names).
         """
-        names = [v.name for v in self.blocks[0].vars
-                 if v.persistable and v.kind not in _NOT_SAVED]
+        names = [v.name for v in self.blocks[0].vars if v.persistable and v.kind not in _NOT_SAVED]
         return sorted(names, key=lambda n: n.encode("utf-8"))
 
     def op_histogram(self, *, all_blocks: bool = True) -> dict[str, int]:
@@ -180,9 +208,11 @@ class Program:
     def summary(self) -> str:
         n_params = len(self.persistable_names())
         hist = ", ".join(f"{k}×{v}" for k, v in list(self.op_histogram().items())[:8])
-        return (f"ProgramDesc: {len(self.blocks)} block(s), {len(self.ops)} ops, "
-                f"{n_params} persistable tensors; feeds {self.feed_targets()}, "
-                f"fetches {self.fetch_targets()}; ops: {hist}")
+        return (
+            f"ProgramDesc: {len(self.blocks)} block(s), {len(self.ops)} ops, "
+            f"{n_params} persistable tensors; feeds {self.feed_targets()}, "
+            f"fetches {self.fetch_targets()}; ops: {hist}"
+        )
 
 
 # ------------------------------------------------------------------ protobuf
@@ -208,17 +238,17 @@ def _fields(buf, schema: dict) -> Iterator[tuple[int, int, Any]]:
             size, pos = _varint(buf, pos)
             if pos + size > n:
                 raise _DecodeError("length-delimited field runs past the end of its message")
-            value = buf[pos:pos + size]
+            value = buf[pos : pos + size]
             pos += size
         elif wire == 5:
             if pos + 4 > n:
                 raise _DecodeError("fixed32 runs past the end")
-            value = bytes(buf[pos:pos + 4])
+            value = bytes(buf[pos : pos + 4])
             pos += 4
         elif wire == 1:
             if pos + 8 > n:
                 raise _DecodeError("fixed64 runs past the end")
-            value = bytes(buf[pos:pos + 8])
+            value = bytes(buf[pos : pos + 8])
             pos += 8
         else:
             raise _DecodeError(f"unsupported wire type {wire}")
@@ -234,9 +264,28 @@ _VAR_TYPE = {1: {0}, 2: {2}, 3: {2}, 4: {2}}
 _VAR_DESC = {1: {2}, 2: {2}, 3: {0}, 4: {0}, 5: {0}, 6: {0}}
 _SCALAR = {1: {0}, 2: {0}, 3: {0}, 4: {1}, 5: {2}}
 _COMPLEX = {1: {1}, 2: {1}}
-_ATTR = {1: {2}, 2: {0}, 3: {0}, 4: {5}, 5: {2}, 6: {0, 2}, 7: {5, 2}, 8: {2}, 10: {0},
-         11: {0, 2}, 12: {0}, 13: {0}, 14: {0, 2}, 15: {0, 2}, 16: {1, 2}, 17: {2}, 18: {2},
-         19: {1}, 20: {2}, 21: {2}}
+_ATTR = {
+    1: {2},
+    2: {0},
+    3: {0},
+    4: {5},
+    5: {2},
+    6: {0, 2},
+    7: {5, 2},
+    8: {2},
+    10: {0},
+    11: {0, 2},
+    12: {0},
+    13: {0},
+    14: {0, 2},
+    15: {0, 2},
+    16: {1, 2},
+    17: {2},
+    18: {2},
+    19: {1},
+    20: {2},
+    21: {2},
+}
 _OP_VAR = {1: {2}, 2: {2}}
 _OP_DESC = {1: {2}, 2: {2}, 3: {2}, 4: {2}, 5: {0}}
 _BLOCK = {1: {0}, 2: {0}, 3: {2}, 4: {2}, 5: {0}}
@@ -244,6 +293,7 @@ _PROGRAM = {1: {2}, 4: {2}, 5: {2}}
 _VERSION = {1: {0}}
 _OP_VERSION_MAP = {1: {2}}
 _OP_VERSION_PAIR = {1: {2}, 2: {2}}
+
 
 def _str(value) -> str:
     data = bytes(value)
@@ -262,14 +312,14 @@ def _packed_varints(value) -> list[int]:
 
 
 def _repeated_int(wire, value, out: list) -> None:
-    if wire == 2:                      # packed
+    if wire == 2:  # packed
         out.extend(_signed(v) for v in _packed_varints(value))
     else:
         out.append(_signed(value))
 
 
 def _repeated_fixed(wire, value, out: list, st: struct.Struct) -> None:
-    if wire == 2:                      # packed
+    if wire == 2:  # packed
         out.extend(x[0] for x in st.iter_unpack(bytes(value)))
     else:
         out.append(st.unpack(value)[0])
@@ -299,17 +349,17 @@ def _var_type(buf) -> tuple[str, str | None, tuple | None, int]:
     for num, _, value in _fields(buf, _VAR_TYPE):
         if num == 1:
             kind_code = value
-        elif num in (3, 4):            # lod_tensor / tensor_array: {1 tensor, 2 lod_level}
+        elif num in (3, 4):  # lod_tensor / tensor_array: {1 tensor, 2 lod_level}
             for n2, _, v2 in _fields(value, _DENSE_DESC):
                 if n2 == 1:
                     dtype, shape = _tensor_desc(v2)
                 elif n2 == 2:
                     lod_level = _signed(v2)
-        elif num == 2:                 # selected_rows: a bare TensorDesc
+        elif num == 2:  # selected_rows: a bare TensorDesc
             dtype, shape = _tensor_desc(value)
     if kind_code in VAR_KINDS:
         kind = VAR_KINDS[kind_code]
-    elif kind_code in DTYPES:          # POD-typed scalar variables
+    elif kind_code in DTYPES:  # POD-typed scalar variables
         kind = DTYPES[kind_code]
     else:
         kind = f"type{kind_code}"
@@ -362,8 +412,7 @@ def _scalar(buf) -> Any:
             c = complex(re, im)
     # Scalar.Type: 1 BOOLEAN, 2 LONG, 3 FLOAT64, 4 COMPLEX128
     values: dict[Any, Any] = {1: b, 2: i, 3: r, 4: c}
-    return values.get(kind, next((x for x in (b, i, r, c) if x is not None),
-                                                   None))
+    return values.get(kind, next((x for x in (b, i, r, c) if x is not None), None))
 
 
 def _attr(buf) -> tuple[str, str, Any]:
@@ -376,25 +425,25 @@ def _attr(buf) -> tuple[str, str, Any]:
             name = _str(value)
         elif num == 2:
             type_code = value
-        elif num in (3, 12, 13):               # i, block_idx, l
+        elif num in (3, 12, 13):  # i, block_idx, l
             scalars[num] = _signed(value)
         elif num == 4:
             scalars[num] = _F32.unpack(value)[0]
         elif num == 19:
             scalars[num] = _F64.unpack(value)[0]
-        elif num in (5, 17):                   # s, var_name
+        elif num in (5, 17):  # s, var_name
             scalars[num] = _str(value)
         elif num == 10:
             scalars[num] = bool(value)
         elif num == 20:
             scalars[num] = _scalar(value)
-        elif num in (6, 14, 15):               # ints, blocks_idx, longs
+        elif num in (6, 14, 15):  # ints, blocks_idx, longs
             _repeated_int(wire, value, lists.setdefault(num, []))
         elif num == 7:
             _repeated_fixed(wire, value, lists.setdefault(num, []), _F32)
         elif num == 16:
             _repeated_fixed(wire, value, lists.setdefault(num, []), _F64)
-        elif num in (8, 18):                   # strings, vars_name
+        elif num in (8, 18):  # strings, vars_name
             lists.setdefault(num, []).append(_str(value))
         elif num == 11:
             _repeated_bool(wire, value, lists.setdefault(num, []))
@@ -403,13 +452,31 @@ def _attr(buf) -> tuple[str, str, Any]:
     if name is None:
         raise _DecodeError("an attribute has no name")
     type_name = ATTR_TYPES.get(type_code, f"type{type_code}") if type_code is not None else "typeNone"
-    slot = {"INT": 3, "FLOAT": 4, "STRING": 5, "BOOLEAN": 10, "BLOCK": 12, "LONG": 13,
-            "VAR": 17, "FLOAT64": 19, "SCALAR": 20}.get(type_name)
+    slot = {
+        "INT": 3,
+        "FLOAT": 4,
+        "STRING": 5,
+        "BOOLEAN": 10,
+        "BLOCK": 12,
+        "LONG": 13,
+        "VAR": 17,
+        "FLOAT64": 19,
+        "SCALAR": 20,
+    }.get(type_name)
     if slot is not None:
         default = {"STRING": "", "BOOLEAN": False, "FLOAT": 0.0, "FLOAT64": 0.0}.get(type_name, 0)
         return name, type_name, scalars.get(slot, None if type_name == "SCALAR" else default)
-    slot = {"INTS": 6, "FLOATS": 7, "STRINGS": 8, "BOOLEANS": 11, "BLOCKS": 14, "LONGS": 15,
-            "FLOAT64S": 16, "VARS": 18, "SCALARS": 21}.get(type_name)
+    slot = {
+        "INTS": 6,
+        "FLOATS": 7,
+        "STRINGS": 8,
+        "BOOLEANS": 11,
+        "BLOCKS": 14,
+        "LONGS": 15,
+        "FLOAT64S": 16,
+        "VARS": 18,
+        "SCALARS": 21,
+    }.get(type_name)
     if slot is not None:
         return name, type_name, lists.get(slot, [])
     # Unknown type code (a newer Paddle): keep whatever was set.
@@ -473,11 +540,13 @@ def parse_program(data: bytes, *, path=None) -> Program:
     """Decode ProgramDesc bytes.  Raises :class:`FormatError` if they are not one."""
     head = bytes(data[:16]).lstrip()
     if head.startswith(b"{"):
-        raise FormatError("this is a PIR JSON program, not a legacy ProgramDesc", path=path,
-                          hint="Paddle 3 writes *.json programs; load them with the predictor")
+        raise FormatError(
+            "this is a PIR JSON program, not a legacy ProgramDesc",
+            path=path,
+            hint="Paddle 3 writes *.json programs; load them with the predictor",
+        )
     if head[:1] == b"\x80":
-        raise FormatError("this is a Python pickle (e.g. .pdparams), not a ProgramDesc",
-                          path=path)
+        raise FormatError("this is a Python pickle (e.g. .pdparams), not a ProgramDesc", path=path)
     buf = memoryview(data)
     blocks, version, op_versions = [], None, {}
     try:
@@ -503,11 +572,17 @@ def parse_program(data: bytes, *, path=None) -> Program:
                     if op_name is not None:
                         op_versions[op_name] = op_version
     except (_DecodeError, struct.error) as e:
-        raise FormatError(f"not a Paddle ProgramDesc (protobuf decoding failed: {e})", path=path,
-                          hint="expected __model__, model or *.pdmodel written by Paddle") from e
+        raise FormatError(
+            f"not a Paddle ProgramDesc (protobuf decoding failed: {e})",
+            path=path,
+            hint="expected __model__, model or *.pdmodel written by Paddle",
+        ) from e
     if not blocks or blocks[0].idx != 0:
-        raise FormatError("not a Paddle ProgramDesc: no global block found", path=path,
-                          hint="expected __model__, model or *.pdmodel written by Paddle")
+        raise FormatError(
+            "not a Paddle ProgramDesc: no global block found",
+            path=path,
+            hint="expected __model__, model or *.pdmodel written by Paddle",
+        )
     return Program(tuple(blocks), version, op_versions, None if path is None else str(path))
 
 

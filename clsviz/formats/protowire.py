@@ -3,6 +3,7 @@
 clsviz reads Paddle's ProgramDesc, TensorDesc and sniffs ONNX headers without the
 protobuf library; these are the only pieces of the wire format they need in common.
 """
+
 from __future__ import annotations
 
 

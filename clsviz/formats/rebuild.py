@@ -15,6 +15,7 @@ converts with ``paddle.jit.save`` into a Paddle 3 program
 :class:`~clsviz.errors.FormatError` naming every one of them, before any
 weight is read.
 """
+
 from __future__ import annotations
 
 import re
@@ -34,9 +35,18 @@ from .programdesc import OpDesc, Program, read_program
 from .signature import apply_signature, program_io, read_signature
 from .tensorfile import read_combined, read_tensor_file, shape_fits
 
-__all__ = ["program_to_layer", "SUPPORTED_OPS", "unsupported_ops",
-           "read_program_weights", "infer_config", "config_from_program", "program_io",
-           "ends_with_softmax", "PIR_SUPPORTED_OPS", "pir_unsupported_ops"]
+__all__ = [
+    "program_to_layer",
+    "SUPPORTED_OPS",
+    "unsupported_ops",
+    "read_program_weights",
+    "infer_config",
+    "config_from_program",
+    "program_io",
+    "ends_with_softmax",
+    "PIR_SUPPORTED_OPS",
+    "pir_unsupported_ops",
+]
 
 _HANDLERS: dict[str, Callable] = {}
 #: ops whose outputs the layer never needs (no-ops at inference)
@@ -48,6 +58,7 @@ def _op(*names):
         for n in names:
             _HANDLERS[n] = fn
         return fn
+
     return deco
 
 
@@ -65,8 +76,9 @@ def _in(op: OpDesc, env: dict, param: str, index: int = 0):
     try:
         return env[names[index]]
     except KeyError:
-        raise FormatError(f"op {op.type!r} reads {names[index]!r}, which no earlier op writes "
-                          "and which is not a parameter") from None
+        raise FormatError(
+            f"op {op.type!r} reads {names[index]!r}, which no earlier op writes and which is not a parameter"
+        ) from None
 
 
 def _set(op: OpDesc, env: dict, value, param: str = "Out"):
@@ -83,7 +95,7 @@ def _padding(op: OpDesc, paddings):
     if algo in ("SAME", "VALID"):
         return algo
     p = [int(v) for v in paddings]
-    if len(p) == 4:      # the op stores [top, bottom, left, right], as the functional API wants
+    if len(p) == 4:  # the op stores [top, bottom, left, right], as the functional API wants
         return p
     return p[:2] if len(p) >= 2 else (p * 2 if p else [0, 0])
 
@@ -93,20 +105,32 @@ def _conv2d(op, env):
     _paddle, F = _F()
     x, w = _in(op, env, "Input"), _in(op, env, "Filter")
     b = _in(op, env, "Bias") if op.input("Bias") else None
-    y = F.conv2d(x, w, bias=b, stride=op.attr("strides", [1, 1]),
-                 padding=_padding(op, op.attr("paddings", [0, 0])),
-                 dilation=op.attr("dilations", [1, 1]), groups=int(op.attr("groups", 1) or 1),
-                 data_format=_data_format(op))
+    y = F.conv2d(
+        x,
+        w,
+        bias=b,
+        stride=op.attr("strides", [1, 1]),
+        padding=_padding(op, op.attr("paddings", [0, 0])),
+        dilation=op.attr("dilations", [1, 1]),
+        groups=int(op.attr("groups", 1) or 1),
+        data_format=_data_format(op),
+    )
     _set(op, env, y, "Output")
 
 
 @_op("batch_norm")
 def _batch_norm(op, env):
     _paddle, F = _F()
-    y = F.batch_norm(_in(op, env, "X"), _in(op, env, "Mean"), _in(op, env, "Variance"),
-                     weight=_in(op, env, "Scale"), bias=_in(op, env, "Bias"), training=False,
-                     epsilon=float(op.attr("epsilon", 1e-5)),
-                     data_format=_data_format(op, "data_layout"))
+    y = F.batch_norm(
+        _in(op, env, "X"),
+        _in(op, env, "Mean"),
+        _in(op, env, "Variance"),
+        weight=_in(op, env, "Scale"),
+        bias=_in(op, env, "Bias"),
+        training=False,
+        epsilon=float(op.attr("epsilon", 1e-5)),
+        data_format=_data_format(op, "data_layout"),
+    )
     _set(op, env, y, "Y")
 
 
@@ -118,11 +142,9 @@ def _pool2d(op, env):
     fmt = _data_format(op)
     ksize = [int(v) for v in op.attr("ksize", [1, 1])]
     if op.attr("global_pooling", False):
-        y = (F.adaptive_max_pool2d(x, 1) if kind == "max" else
-             F.adaptive_avg_pool2d(x, 1, data_format=fmt))
+        y = F.adaptive_max_pool2d(x, 1) if kind == "max" else F.adaptive_avg_pool2d(x, 1, data_format=fmt)
     elif op.attr("adaptive", False):
-        y = (F.adaptive_max_pool2d(x, ksize) if kind == "max" else
-             F.adaptive_avg_pool2d(x, ksize, data_format=fmt))
+        y = F.adaptive_max_pool2d(x, ksize) if kind == "max" else F.adaptive_avg_pool2d(x, ksize, data_format=fmt)
     else:
         pad = _padding(op, op.attr("paddings", [0, 0]))
         ceil = bool(op.attr("ceil_mode", False))
@@ -130,14 +152,16 @@ def _pool2d(op, env):
         if kind == "max":
             y = F.max_pool2d(x, ksize, stride, pad, ceil_mode=ceil, data_format=fmt)
         else:
-            y = F.avg_pool2d(x, ksize, stride, pad, ceil_mode=ceil,
-                             exclusive=bool(op.attr("exclusive", True)), data_format=fmt)
+            y = F.avg_pool2d(
+                x, ksize, stride, pad, ceil_mode=ceil, exclusive=bool(op.attr("exclusive", True)), data_format=fmt
+            )
     _set(op, env, y)
 
 
 def _unary(fn):
     def handler(op, env):
         _set(op, env, fn(op, _in(op, env, "X")))
+
     return handler
 
 
@@ -148,10 +172,12 @@ _op("silu")(_unary(lambda op, x: _F()[1].silu(x)))
 _op("gelu")(_unary(lambda op, x: _F()[1].gelu(x, approximate=bool(op.attr("approximate", False)))))
 _op("leaky_relu")(_unary(lambda op, x: _F()[1].leaky_relu(x, float(op.attr("alpha", 0.02)))))
 _op("relu6")(_unary(lambda op, x: _F()[0].clip(x, 0.0, float(op.attr("threshold", 6.0)))))
-_op("clip")(_unary(lambda op, x: _F()[0].clip(x, float(op.attr("min", 0.0)),
-                                               float(op.attr("max", 0.0)))))
-_op("hard_sigmoid")(_unary(lambda op, x: _F()[1].hardsigmoid(
-    x, slope=float(op.attr("slope", 0.2)), offset=float(op.attr("offset", 0.5)))))
+_op("clip")(_unary(lambda op, x: _F()[0].clip(x, float(op.attr("min", 0.0)), float(op.attr("max", 0.0)))))
+_op("hard_sigmoid")(
+    _unary(
+        lambda op, x: _F()[1].hardsigmoid(x, slope=float(op.attr("slope", 0.2)), offset=float(op.attr("offset", 0.5)))
+    )
+)
 _op("swish")(_unary(lambda op, x: x * _F()[1].sigmoid(float(op.attr("beta", 1.0)) * x)))
 
 
@@ -177,7 +203,7 @@ def _broadcast_y(x, y, axis: int):
             raise FormatError(f"elementwise op: Y of rank {yr} does not fit X of rank {xr} at axis {axis}")
         shape_axes = list(range(axis)) + list(range(axis + yr, xr))
         return x, paddle.unsqueeze(y, shape_axes) if shape_axes else y
-    x2, y2 = _broadcast_y(y, x, axis)   # X is the smaller one: the same rule, mirrored
+    x2, y2 = _broadcast_y(y, x, axis)  # X is the smaller one: the same rule, mirrored
     return y2, x2
 
 
@@ -185,6 +211,7 @@ def _elementwise(fn):
     def handler(op, env):
         x, y = _broadcast_y(_in(op, env, "X"), _in(op, env, "Y"), int(op.attr("axis", -1)))
         _set(op, env, fn(x, y))
+
     return handler
 
 
@@ -242,9 +269,12 @@ def _fc(op, env):
 @_op("matmul")
 def _matmul_v1(op, env):
     paddle, _ = _F()
-    out = paddle.matmul(_in(op, env, "X"), _in(op, env, "Y"),
-                        transpose_x=bool(op.attr("transpose_X", False)),
-                        transpose_y=bool(op.attr("transpose_Y", False)))
+    out = paddle.matmul(
+        _in(op, env, "X"),
+        _in(op, env, "Y"),
+        transpose_x=bool(op.attr("transpose_X", False)),
+        transpose_y=bool(op.attr("transpose_Y", False)),
+    )
     alpha = float(op.attr("alpha", 1.0))
     _set(op, env, out * alpha if alpha != 1.0 else out)
 
@@ -252,9 +282,16 @@ def _matmul_v1(op, env):
 @_op("matmul_v2")
 def _matmul_v2(op, env):
     paddle, _ = _F()
-    _set(op, env, paddle.matmul(_in(op, env, "X"), _in(op, env, "Y"),
-                                transpose_x=bool(op.attr("trans_x", False)),
-                                transpose_y=bool(op.attr("trans_y", False))))
+    _set(
+        op,
+        env,
+        paddle.matmul(
+            _in(op, env, "X"),
+            _in(op, env, "Y"),
+            transpose_x=bool(op.attr("trans_x", False)),
+            transpose_y=bool(op.attr("trans_y", False)),
+        ),
+    )
 
 
 @_op("flatten", "flatten2")
@@ -265,14 +302,15 @@ def _flatten2(op, env):
 @_op("flatten_contiguous_range")
 def _flatten_range(op, env):
     paddle, _ = _F()
-    _set(op, env, paddle.flatten(_in(op, env, "X"), int(op.attr("start_axis", 1)),
-                                 int(op.attr("stop_axis", -1))))
+    _set(op, env, paddle.flatten(_in(op, env, "X"), int(op.attr("start_axis", 1)), int(op.attr("stop_axis", -1))))
 
 
 def _static_list(op, attr: str, tensor_inputs: tuple[str, ...]):
     if any(op.input(t) for t in tensor_inputs):
-        raise FormatError(f"op {op.type!r} takes its {attr} from a tensor ({'/'.join(tensor_inputs)}); "
-                          "only attribute values are covered")
+        raise FormatError(
+            f"op {op.type!r} takes its {attr} from a tensor ({'/'.join(tensor_inputs)}); "
+            "only attribute values are covered"
+        )
     return [int(v) for v in op.attr(attr, [])]
 
 
@@ -317,8 +355,7 @@ def _split(op, env):
     if op.input("AxisTensor") or op.input("SectionsTensorList"):
         raise FormatError("op 'split' takes its axis/sections from tensors; only attributes are covered")
     sections = [int(v) for v in op.attr("sections", [])]
-    parts = paddle.split(_in(op, env, "X"), sections or int(op.attr("num", 0)),
-                         axis=int(op.attr("axis", 0)))
+    parts = paddle.split(_in(op, env, "X"), sections or int(op.attr("num", 0)), axis=int(op.attr("axis", 0)))
     for name, t in zip(op.output("Out"), parts):
         env[name] = t
 
@@ -337,9 +374,16 @@ def _scale(op, env):
     paddle, _ = _F()
     if op.input("ScaleTensor"):
         raise FormatError("op 'scale' takes its scale from a tensor; only the attribute is covered")
-    _set(op, env, paddle.scale(_in(op, env, "X"), scale=float(op.attr("scale", 1.0)),
-                               bias=float(op.attr("bias", 0.0)),
-                               bias_after_scale=bool(op.attr("bias_after_scale", True))))
+    _set(
+        op,
+        env,
+        paddle.scale(
+            _in(op, env, "X"),
+            scale=float(op.attr("scale", 1.0)),
+            bias=float(op.attr("bias", 0.0)),
+            bias_after_scale=bool(op.attr("bias_after_scale", True)),
+        ),
+    )
 
 
 @_op("softmax")
@@ -401,10 +445,12 @@ def read_any_program(files) -> Program | PirProgram:
 def _unsupported_error(missing: dict, path) -> FormatError:
     listing = ", ".join(f"{k} ×{v}" if v > 1 else k for k, v in sorted(missing.items()))
     return UnsupportedOps(
-        f"cannot rebuild this program as a dygraph Layer: {len(missing)} op type(s) not covered: "
-        f"{listing}", path=path, unsupported_ops=sorted(missing),
+        f"cannot rebuild this program as a dygraph Layer: {len(missing)} op type(s) not covered: {listing}",
+        path=path,
+        unsupported_ops=sorted(missing),
         hint="run it with mode='predictor' or mode='executor'; clsviz.migrate falls back to a "
-             "Paddle 2 bundle (.pdmodel + .pdiparams) for such programs")
+        "Paddle 2 bundle (.pdmodel + .pdiparams) for such programs",
+    )
 
 
 # ------------------------------------------------------------------ weights and I/O
@@ -417,17 +463,21 @@ def read_program_weights(program: Program, *, model_file, params_file=None) -> d
         folder = Path(model_file).parent
         missing = [n for n in names if not (folder / n).is_file()]
         if missing:
-            raise FormatError(f"{len(missing)} parameter file(s) the program needs are missing: "
-                              f"{', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}",
-                              path=folder, hint="copy the whole model folder, or pass the combined "
-                                                "params file (params=…)")
+            raise FormatError(
+                f"{len(missing)} parameter file(s) the program needs are missing: "
+                f"{', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}",
+                path=folder,
+                hint="copy the whole model folder, or pass the combined params file (params=…)",
+            )
         weights = {n: read_tensor_file(folder / n) for n in names}
     for n, arr in weights.items():
         want = program.vars[n].shape
         if want is not None and not shape_fits(want, arr.shape):
-            raise FormatError(f"parameter {n} is {list(arr.shape)} on disk but {list(want)} in the "
-                              "program", path=params_file or model_file,
-                              hint="the parameters belong to another model")
+            raise FormatError(
+                f"parameter {n} is {list(arr.shape)} on disk but {list(want)} in the program",
+                path=params_file or model_file,
+                hint="the parameters belong to another model",
+            )
     return weights
 
 
@@ -436,8 +486,7 @@ def ends_with_softmax(program) -> bool:
     if isinstance(program, PirProgram):
         fetches = program.fetch_ops()
         op = program.producer(fetches[0].inputs[0]) if fetches and fetches[0].inputs else None
-        return op is not None and op.type in ("softmax", "softmax_") and \
-            int(op.attrs.get("axis", -1)) in (-1, 1)
+        return op is not None and op.type in ("softmax", "softmax_") and int(op.attrs.get("axis", -1)) in (-1, 1)
     fetch = program.fetch_targets()
     if not fetch:
         return False
@@ -494,8 +543,7 @@ def config_from_program(files, config, *, from_file: bool | None = None):
 _PIR_MAP = {
     "conv2d": ("conv2d", ("Input", "Filter"), "Output", {}),
     "depthwise_conv2d": ("depthwise_conv2d", ("Input", "Filter"), "Output", {}),
-    "batch_norm": ("batch_norm", ("X", "Mean", "Variance", "Scale", "Bias"), "Y",
-                   {"data_format": "data_layout"}),
+    "batch_norm": ("batch_norm", ("X", "Mean", "Variance", "Scale", "Bias"), "Y", {"data_format": "data_layout"}),
     "pool2d": ("pool2d", ("X", "ksize"), "Out", {}),
     "relu": ("relu", ("X",), "Out", {}),
     "relu6": ("relu6", ("X",), "Out", {}),
@@ -551,7 +599,7 @@ def _pir_ops(program, output_index: int = 0):
     """Translate a PIR program's ops into legacy :class:`OpDesc` s: ``(ops, feed, fetch)``."""
     consts: dict[int, object] = {}
     lists: dict[int, tuple] = {}
-    pending: dict[int, tuple] = {}      # a split's vector output, waiting for builtin.split
+    pending: dict[int, tuple] = {}  # a split's vector output, waiting for builtin.split
 
     def var(i):
         return program.param_ids.get(i, f"%{i}")
@@ -579,7 +627,7 @@ def _pir_ops(program, output_index: int = 0):
         for param, value_id in zip(operands, op.inputs):
             if param == "-":
                 continue
-            if param[0].islower():          # a constant operand becomes an attribute
+            if param[0].islower():  # a constant operand becomes an attribute
                 if value_id not in consts:
                     raise _unsupported_error({f"{op.type} with a computed {param}": 1}, program.path)
                 attrs[param] = consts[value_id]
@@ -591,7 +639,7 @@ def _pir_ops(program, output_index: int = 0):
             attrs["reduce_all"] = not attrs.get("dim")
         if legacy == "dropout":
             attrs["dropout_prob"] = float(attrs.get("dropout_prob", 0.5) or 0.0)
-        if legacy == "split":               # its output is a vector that builtin.split unpacks
+        if legacy == "split":  # its output is a vector that builtin.split unpacks
             pending[op.outputs[0]] = (legacy, inputs, attrs)
             continue
         ops.append(OpDesc(legacy, inputs, {out_param: (var(op.outputs[0]),)}, attrs))
@@ -635,9 +683,11 @@ def _make_layer_class():
             # for "conv2d_0.w_0" would then fail: create under a generated name, then
             # give the tensor the program's name (what jit.save writes) without registering it.
             param = self.create_parameter(
-                shape=list(arr.shape), dtype=str(arr.dtype),
+                shape=list(arr.shape),
+                dtype=str(arr.dtype),
                 attr=paddle.ParamAttr(trainable=False),
-                default_initializer=paddle.nn.initializer.Constant(0.0))
+                default_initializer=paddle.nn.initializer.Constant(0.0),
+            )
             try:
                 param.name = name
             except (AttributeError, TypeError, ValueError):  # pragma: no cover - older Paddle
@@ -706,8 +756,11 @@ def program_to_layer(files, config=None):
     if not isinstance(files, detect.ModelFiles):
         files = detect.resolve(files)
     if files.model_file is None:
-        raise FormatError(f"a {files.kind.replace('_', ' ')} holds no program to rebuild",
-                          path=files.root, hint="pass arch= to rebuild the network from code")
+        raise FormatError(
+            f"a {files.kind.replace('_', ' ')} holds no program to rebuild",
+            path=files.root,
+            hint="pass arch= to rebuild the network from code",
+        )
     if config is None and files.config_file is not None:
         config = BundleConfig.read(files.config_file)
     program: Program | PirProgram
@@ -715,26 +768,33 @@ def program_to_layer(files, config=None):
         program = read_program(files.model_file)
         feeds, fetches = program.feed_targets(), program.fetch_targets()
         if not feeds or not fetches:
-            raise FormatError("this program has no feed/fetch ops: it is a training program, not an "
-                              "inference model", path=files.model_file,
-                              hint="rebuild the network from code (arch=) with the .pdparams beside it")
+            raise FormatError(
+                "this program has no feed/fetch ops: it is a training program, not an inference model",
+                path=files.model_file,
+                hint="rebuild the network from code (arch=) with the .pdparams beside it",
+            )
         if len(feeds) != 1:
-            raise FormatError(f"the program has {len(feeds)} inputs {feeds}; an image classifier has one",
-                              path=files.model_file)
+            raise FormatError(
+                f"the program has {len(feeds)} inputs {feeds}; an image classifier has one", path=files.model_file
+            )
         missing = unsupported_ops(program)
         if missing:
             raise _unsupported_error(missing, files.model_file)
-        weights = read_program_weights(program, model_file=files.model_file,
-                                       params_file=files.params_file)
+        weights = read_program_weights(program, model_file=files.model_file, params_file=files.params_file)
         config = infer_config(program, config, from_file=files.config_file is not None)
-        ops, feed, fetch = ([op for op in program.ops if op.type not in _IGNORED], feeds[0],
-                            fetches[config.output_index])
+        ops, feed, fetch = (
+            [op for op in program.ops if op.type not in _IGNORED],
+            feeds[0],
+            fetches[config.output_index],
+        )
     else:
         program = read_pir(files.model_file)
         if len(program.inputs) != 1 or not program.outputs:
-            raise FormatError(f"the program has {len(program.inputs)} inputs and "
-                              f"{len(program.outputs)} outputs; an image classifier has one of each",
-                              path=files.model_file)
+            raise FormatError(
+                f"the program has {len(program.inputs)} inputs and "
+                f"{len(program.outputs)} outputs; an image classifier has one of each",
+                path=files.model_file,
+            )
         missing = pir_unsupported_ops(program)
         if missing:
             raise _unsupported_error(missing, files.model_file)
@@ -743,8 +803,13 @@ def program_to_layer(files, config=None):
         weights = read_combined(files.params_file, program.persistable_names())
 
     strip = False
-    if config.softmax and ops and ops[-1].type == "softmax" and ops[-1].output("Out")[0] == fetch \
-            and int(ops[-1].attr("axis", -1)) in (-1, 1):
+    if (
+        config.softmax
+        and ops
+        and ops[-1].type == "softmax"
+        and ops[-1].output("Out")[0] == fetch
+        and int(ops[-1].attr("axis", -1)) in (-1, 1)
+    ):
         fetch, ops, strip = ops[-1].input("X")[0], ops[:-1], True
     with dygraph_mode():
         net = _layer_class()(weights, ops, feed=feed, fetch=fetch, source=str(files.model_file))

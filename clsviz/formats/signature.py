@@ -10,6 +10,7 @@ Read from the program file (PIR JSON or ProgramDesc), never by running it:
 A program with several inputs is not an image classifier clsviz can feed: :func:`read_signature`
 says so and names them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -42,8 +43,10 @@ class InputSpec:
         if len(s) == 2:
             return "flat"
         if len(s) != 4:
-            raise FormatError(f"input {self.name!r} has shape {list(s)}; clsviz feeds images as "
-                              f"[N, C, H, W], [N, H, W, C] or flat [N, D]")
+            raise FormatError(
+                f"input {self.name!r} has shape {list(s)}; clsviz feeds images as "
+                f"[N, C, H, W], [N, H, W, C] or flat [N, D]"
+            )
         c_first, c_last = s[1] in _CHANNELS, s[3] in _CHANNELS
         if c_last and not c_first:
             return "NHWC"
@@ -85,8 +88,8 @@ class InputSpec:
 class Signature:
     """All inputs and outputs of a program, and which output clsviz scores."""
 
-    inputs: tuple            # InputSpec
-    outputs: tuple           # InputSpec (name, shape, dtype) of each fetch, in column order
+    inputs: tuple  # InputSpec
+    outputs: tuple  # InputSpec (name, shape, dtype) of each fetch, in column order
     output_index: int = 0
 
     @property
@@ -94,9 +97,11 @@ class Signature:
         """The one input; a clear error for several."""
         if len(self.inputs) != 1:
             names = ", ".join(str(i) for i in self.inputs) or "none"
-            raise FormatError(f"the program has {len(self.inputs)} inputs ({names}); clsviz feeds "
-                              "an image classifier with exactly one image input",
-                              hint="export a program whose only input is the image batch")
+            raise FormatError(
+                f"the program has {len(self.inputs)} inputs ({names}); clsviz feeds "
+                "an image classifier with exactly one image input",
+                hint="export a program whose only input is the image batch",
+            )
         return self.inputs[0]
 
     @property
@@ -104,9 +109,11 @@ class Signature:
         return self.outputs[self.output_index] if self.outputs else None
 
     def to_dict(self) -> dict:
-        return {"inputs": [i.to_dict() for i in self.inputs],
-                "outputs": [{"name": o.name, "shape": list(o.shape), "dtype": o.dtype} for o in self.outputs],
-                "output": self.output.name if self.output else None}
+        return {
+            "inputs": [i.to_dict() for i in self.inputs],
+            "outputs": [{"name": o.name, "shape": list(o.shape), "dtype": o.dtype} for o in self.outputs],
+            "output": self.output.name if self.output else None,
+        }
 
 
 def _pick_output(outputs, output) -> int:
@@ -118,8 +125,10 @@ def _pick_output(outputs, output) -> int:
             for i, o in enumerate(outputs):
                 if o.name == output:
                     return i
-        raise OptionError(f"output={output!r} is not an output of this program",
-                          hint="its outputs: " + ", ".join(str(o) for o in outputs))
+        raise OptionError(
+            f"output={output!r} is not an output of this program",
+            hint="its outputs: " + ", ".join(str(o) for o in outputs),
+        )
     for i, o in enumerate(outputs):
         if len(o.shape) == 2:  # [N, classes]
             return i
@@ -153,7 +162,7 @@ def signature_of(files, *, output=None) -> Signature | None:
 
 
 def _square_side(n: int) -> int | None:
-    side = round(n ** 0.5)
+    side = round(n**0.5)
     return side if side > 0 and side * side == n else None
 
 
@@ -163,19 +172,23 @@ def flat_image_shape(dim: int | None, image_shape=None, *, where=None) -> tuple[
     if image_shape is not None:
         c, h, w = (int(v) for v in image_shape)
         if dim is not None and c * h * w != dim:
-            raise FormatError(f"image_shape {[c, h, w]} gives {c * h * w} values, but the program's "
-                              f"flat input takes {dim}", path=where,
-                              hint="pass image_shape=(C, H, W) with C×H×W equal to the input size")
+            raise FormatError(
+                f"image_shape {[c, h, w]} gives {c * h * w} values, but the program's flat input takes {dim}",
+                path=where,
+                hint="pass image_shape=(C, H, W) with C×H×W equal to the input size",
+            )
         return c, h, w
     if dim is not None:
         for c in (1, 3):
             side = _square_side(dim // c) if dim % c == 0 else None
             if side:
                 return c, side, side
-    raise FormatError(f"the program takes a flat input [N, {dim if dim else '?'}] and clsviz cannot "
-                      "tell which image size it flattens", path=where,
-                      hint="pass image_shape=(C, H, W) (CLI --image_shape C,H,W), with C×H×W equal "
-                           "to the input size")
+    raise FormatError(
+        f"the program takes a flat input [N, {dim if dim else '?'}] and clsviz cannot "
+        "tell which image size it flattens",
+        path=where,
+        hint="pass image_shape=(C, H, W) (CLI --image_shape C,H,W), with C×H×W equal to the input size",
+    )
 
 
 def apply_signature(config, sig: Signature, *, where=None):
@@ -184,15 +197,16 @@ def apply_signature(config, sig: Signature, *, where=None):
     (-1) from the config's crop; a flat input's image size per :func:`flat_image_shape`."""
     inp = sig.input
     if inp.dtype not in _DTYPES:
-        raise FormatError(f"the program's input {inp} has dtype {inp.dtype}; clsviz feeds images as "
-                          f"one of {', '.join(_DTYPES)}", path=where,
-                          hint="this program does not take an image")
+        raise FormatError(
+            f"the program's input {inp} has dtype {inp.dtype}; clsviz feeds images as one of {', '.join(_DTYPES)}",
+            path=where,
+            hint="this program does not take an image",
+        )
     layout = inp.layout
     pre = config.preprocess
     c: int | None
     if layout == "flat":
-        c, h, w = flat_image_shape(inp.flat_dim, config.image_shape if config.image_shape_given else None,
-                                   where=where)
+        c, h, w = flat_image_shape(inp.flat_dim, config.image_shape if config.image_shape_given else None, where=where)
     else:
         c = inp.channels
         ph, pw = inp.hw
@@ -203,8 +217,13 @@ def apply_signature(config, sig: Signature, *, where=None):
     if (h, w) != pre.crop_hw:
         changes["crop_size"] = h if h == w else (h, w)
         changes["resize_short"] = round(min(h, w) * 256 / 224) if pre.resize_short else None
-    return replace(config, preprocess=replace(pre, **changes), image_shape=(c, h, w),
-                   output_index=sig.output_index, input_name=inp.name)
+    return replace(
+        config,
+        preprocess=replace(pre, **changes),
+        image_shape=(c, h, w),
+        output_index=sig.output_index,
+        input_name=inp.name,
+    )
 
 
 def program_io(program) -> tuple[list[tuple], list[tuple]]:

@@ -25,6 +25,7 @@ bfloat16: numpy has no bf16, so bf16 tensors come back as ``uint16`` bit
 patterns, and ``uint16`` arrays are written as bf16 (Paddle's own convention
 for ``np.uint16``).  Pass ``dtype="uint16"`` to write a true uint16 tensor.
 """
+
 from __future__ import annotations
 
 import io
@@ -44,11 +45,22 @@ from .protowire import read_varint as _read_varint
 from .protowire import signed64 as _signed64
 
 __all__ = [
-    "TensorRecord", "TensorInfo", "DTYPES",
-    "read_tensor", "read_tensor_record", "write_tensor", "tensor_bytes",
-    "read_tensor_file", "write_tensor_file",
-    "read_combined", "iter_combined", "write_combined", "scan_combined", "is_tensor_file",
-    "encode_tensor_desc", "decode_tensor_desc",
+    "TensorRecord",
+    "TensorInfo",
+    "DTYPES",
+    "read_tensor",
+    "read_tensor_record",
+    "write_tensor",
+    "tensor_bytes",
+    "read_tensor_file",
+    "write_tensor_file",
+    "read_combined",
+    "iter_combined",
+    "write_combined",
+    "scan_combined",
+    "is_tensor_file",
+    "encode_tensor_desc",
+    "decode_tensor_desc",
 ]
 
 # VarType.Type codes (framework.proto) -> (name, numpy dtype).
@@ -75,11 +87,20 @@ DTYPES = {code: name for code, (name, _) in _CODE_TO_DTYPE.items()}
 
 # numpy kind -> code.  uint16 maps to bf16 on purpose (see module docstring).
 _NUMPY_TO_CODE = {
-    np.dtype("bool"): 0, np.dtype("int16"): 1, np.dtype("int32"): 2, np.dtype("int64"): 3,
-    np.dtype("float16"): 4, np.dtype("float32"): 5, np.dtype("float64"): 6,
-    np.dtype("uint8"): 20, np.dtype("int8"): 21, np.dtype("uint16"): 22,
-    np.dtype("complex64"): 23, np.dtype("complex128"): 24,
-    np.dtype("uint32"): 37, np.dtype("uint64"): 38,
+    np.dtype("bool"): 0,
+    np.dtype("int16"): 1,
+    np.dtype("int32"): 2,
+    np.dtype("int64"): 3,
+    np.dtype("float16"): 4,
+    np.dtype("float32"): 5,
+    np.dtype("float64"): 6,
+    np.dtype("uint8"): 20,
+    np.dtype("int8"): 21,
+    np.dtype("uint16"): 22,
+    np.dtype("complex64"): 23,
+    np.dtype("complex128"): 24,
+    np.dtype("uint32"): 37,
+    np.dtype("uint64"): 38,
 }
 
 _U32 = struct.Struct("<I")
@@ -95,8 +116,8 @@ class TensorRecord:
     """One deserialised tensor: data plus what the header said."""
 
     array: np.ndarray
-    dtype: str                 # Paddle name: "float32", "bfloat16", …
-    lod: tuple = ()            # tuple of tuples of offsets, usually empty
+    dtype: str  # Paddle name: "float32", "bfloat16", …
+    lod: tuple = ()  # tuple of tuples of offsets, usually empty
 
 
 @dataclass(frozen=True)
@@ -104,8 +125,8 @@ class TensorInfo:
     """Header of one tensor inside a file, without its data."""
 
     index: int
-    offset: int                # where the record starts in the file
-    data_offset: int           # where its raw data starts
+    offset: int  # where the record starts in the file
+    data_offset: int  # where its raw data starts
     dtype: str
     shape: tuple
     nbytes: int
@@ -167,10 +188,10 @@ def _read_exact(f: BinaryIO, n: int, what: str, index: int) -> bytes:
     data = f.read(n)
     if len(data) != n:
         raise FormatError(
-            f"truncated file: expected {n} bytes for the {what} of tensor #{index}, "
-            f"found {len(data)}",
+            f"truncated file: expected {n} bytes for the {what} of tensor #{index}, found {len(data)}",
             path=getattr(f, "name", None),
-            hint="the file was cut short (interrupted download or copy?)")
+            hint="the file was cut short (interrupted download or copy?)",
+        )
     return data
 
 
@@ -181,29 +202,33 @@ def _read_header(f: BinaryIO, index: int):
     if not first:
         return None
     if len(first) != 4:
-        raise FormatError(f"truncated file: {len(first)} stray bytes where tensor #{index} "
-                          "should start", path=path)
+        raise FormatError(f"truncated file: {len(first)} stray bytes where tensor #{index} should start", path=path)
     (version,) = _U32.unpack(first)
     if version != 0:
         raise FormatError(
-            f"not a Paddle tensor record: tensor #{index} starts with version {version}, "
-            "expected 0", path=path,
-            hint="is this a pickle (.pdparams) or a program (.pdmodel) instead of parameters?")
+            f"not a Paddle tensor record: tensor #{index} starts with version {version}, expected 0",
+            path=path,
+            hint="is this a pickle (.pdparams) or a program (.pdmodel) instead of parameters?",
+        )
     (lod_level,) = _U64.unpack(_read_exact(f, 8, "LoD level", index))
     if lod_level > _MAX_LOD_LEVELS:
-        raise FormatError(f"tensor #{index} claims {lod_level} LoD levels; the file is damaged "
-                          "or not a Paddle tensor file", path=path)
+        raise FormatError(
+            f"tensor #{index} claims {lod_level} LoD levels; the file is damaged or not a Paddle tensor file", path=path
+        )
     lod = []
     for _ in range(lod_level):
         (size,) = _U64.unpack(_read_exact(f, 8, "LoD size", index))
         if size % 8:
-            raise FormatError(f"tensor #{index}: LoD level of {size} bytes is not a whole "
-                              "number of size_t offsets", path=path)
+            raise FormatError(
+                f"tensor #{index}: LoD level of {size} bytes is not a whole number of size_t offsets", path=path
+            )
         left = _remaining(f)
         if left is not None and size > left:  # checked before reading: never allocate what is not there
-            raise FormatError(f"truncated file: tensor #{index} declares a LoD level of {size} bytes, "
-                              f"but only {left} remain", path=path,
-                              hint="the file is damaged or not a Paddle tensor file")
+            raise FormatError(
+                f"truncated file: tensor #{index} declares a LoD level of {size} bytes, but only {left} remain",
+                path=path,
+                hint="the file is damaged or not a Paddle tensor file",
+            )
         raw = _read_exact(f, size, "LoD offsets", index)
         lod.append(tuple(int(v) for v in np.frombuffer(raw, "<u8")))
     (tversion,) = _U32.unpack(_read_exact(f, 4, "tensor version", index))
@@ -211,16 +236,22 @@ def _read_header(f: BinaryIO, index: int):
         raise FormatError(f"tensor #{index}: tensor version {tversion}, expected 0", path=path)
     (desc_size,) = _I32.unpack(_read_exact(f, 4, "descriptor size", index))
     if not 0 < desc_size <= _MAX_DESC:
-        raise FormatError(f"tensor #{index}: descriptor size {desc_size} is out of range; the "
-                          "file is damaged or not a Paddle tensor file", path=path)
+        raise FormatError(
+            f"tensor #{index}: descriptor size {desc_size} is out of range; the "
+            "file is damaged or not a Paddle tensor file",
+            path=path,
+        )
     desc = _read_exact(f, desc_size, "descriptor", index)
     try:
         code, dims = decode_tensor_desc(desc)
     except ValueError as e:
         raise FormatError(f"tensor #{index}: cannot decode its TensorDesc ({e})", path=path) from e
     if code not in _CODE_TO_DTYPE:
-        raise FormatError(f"tensor #{index}: unsupported data type code {code}", path=path,
-                          hint=f"known codes: {sorted(_CODE_TO_DTYPE)}")
+        raise FormatError(
+            f"tensor #{index}: unsupported data type code {code}",
+            path=path,
+            hint=f"known codes: {sorted(_CODE_TO_DTYPE)}",
+        )
     if any(d < 0 for d in dims):
         raise FormatError(f"tensor #{index}: negative dimension in shape {list(dims)}", path=path)
     name, np_dtype = _CODE_TO_DTYPE[code]
@@ -251,7 +282,8 @@ def _read_record(f: BinaryIO, index: int) -> TensorRecord | None:
         raise FormatError(
             f"truncated file: expected {nbytes} bytes of data for tensor #{index}, found {left}",
             path=getattr(f, "name", None),
-            hint="the file was cut short (interrupted download or copy?)")
+            hint="the file was cut short (interrupted download or copy?)",
+        )
     buf = bytearray(nbytes)
     if hasattr(f, "readinto"):
         got = f.readinto(buf)
@@ -263,7 +295,8 @@ def _read_record(f: BinaryIO, index: int) -> TensorRecord | None:
         raise FormatError(
             f"truncated file: expected {nbytes} bytes of data for tensor #{index}, found {got}",
             path=getattr(f, "name", None),
-            hint="the file was cut short (interrupted download or copy?)")
+            hint="the file was cut short (interrupted download or copy?)",
+        )
     arr = np.frombuffer(buf, dtype=np_dtype).reshape(dims)
     if not np_dtype.isnative:
         arr = arr.astype(np_dtype.newbyteorder("="))
@@ -274,8 +307,7 @@ def read_tensor_record(f: BinaryIO, *, index: int = 0) -> TensorRecord:
     """Read one tensor record from a binary stream (header, LoD, data)."""
     record = _read_record(f, index)
     if record is None:
-        raise FormatError(f"unexpected end of file: expected tensor #{index}",
-                          path=getattr(f, "name", None))
+        raise FormatError(f"unexpected end of file: expected tensor #{index}", path=getattr(f, "name", None))
     return record
 
 
@@ -290,8 +322,9 @@ def read_tensor_file(path) -> np.ndarray:
         arr = read_tensor_record(f).array
         extra = len(f.read(1))
     if extra:
-        raise FormatError("file holds more than one tensor", path=path,
-                          hint="use read_combined() for combined parameter files")
+        raise FormatError(
+            "file holds more than one tensor", path=path, hint="use read_combined() for combined parameter files"
+        )
     return arr
 
 
@@ -320,7 +353,8 @@ def read_combined(path, names: Sequence[str] | None = None):
             f"the params file holds {len(arrays)} tensors but {len(names)} names were given",
             path=path,
             hint="does the params file belong to this program? (combined files follow the "
-                 "sorted persistable names of the model file next to them)")
+            "sorted persistable names of the model file next to them)",
+        )
     return dict(zip(names, arrays))
 
 
@@ -339,8 +373,9 @@ def scan_combined(path) -> list[TensorInfo]:
             data_offset = f.tell()
             if data_offset + nbytes > size:
                 raise FormatError(
-                    f"truncated file: expected {nbytes} bytes of data for tensor #{index}, "
-                    f"found {size - data_offset}", path=path)
+                    f"truncated file: expected {nbytes} bytes of data for tensor #{index}, found {size - data_offset}",
+                    path=path,
+                )
             infos.append(TensorInfo(index, start, data_offset, name, dims, nbytes, len(lod)))
             f.seek(data_offset + nbytes)
             index += 1
@@ -366,16 +401,17 @@ def is_tensor_file(path) -> bool:
 def _code_for(arr: np.ndarray, dtype: str | None) -> int:
     if dtype is not None:
         if dtype not in _NAME_TO_CODE:
-            raise FormatError(f"unknown tensor dtype {dtype!r}",
-                              hint=f"one of {sorted(_NAME_TO_CODE)}")
+            raise FormatError(f"unknown tensor dtype {dtype!r}", hint=f"one of {sorted(_NAME_TO_CODE)}")
         code = _NAME_TO_CODE[dtype]
         if _CODE_TO_DTYPE[code][1].itemsize != arr.dtype.itemsize:
             raise FormatError(f"cannot write a {arr.dtype} array as {dtype}")
         return code
     key = arr.dtype.newbyteorder("=") if arr.dtype.byteorder not in "=|" else arr.dtype
     if key not in _NUMPY_TO_CODE:
-        raise FormatError(f"arrays of dtype {arr.dtype} cannot be stored in a Paddle tensor file",
-                          hint="convert to float32/float16/int64/… first")
+        raise FormatError(
+            f"arrays of dtype {arr.dtype} cannot be stored in a Paddle tensor file",
+            hint="convert to float32/float16/int64/… first",
+        )
     return _NUMPY_TO_CODE[key]
 
 
@@ -386,8 +422,7 @@ def tensor_bytes(arr, *, dtype: str | None = None, lod: Sequence[Sequence[int]] 
     return buf.getvalue()
 
 
-def write_tensor(f: BinaryIO, arr, *, dtype: str | None = None,
-                 lod: Sequence[Sequence[int]] = ()) -> None:
+def write_tensor(f: BinaryIO, arr, *, dtype: str | None = None, lod: Sequence[Sequence[int]] = ()) -> None:
     """Write one array as a Paddle tensor record to a binary stream."""
     arr = np.asarray(arr)
     code = _code_for(arr, dtype)
