@@ -21,10 +21,13 @@ from ..transforms import IMAGE_SUFFIXES
 SAMPLE_IMAGES = Path(__file__).resolve().parents[2] / "sample_images"
 
 
-def prepare_bundle(model: str, workdir, *, image_size: int = 224, seed: int = 0) -> tuple[Path, str]:
+def prepare_bundle(
+    model: str, workdir, *, image_size: int = 224, seed: int = 0, softmax: bool = True
+) -> tuple[Path, str]:
     """An inference bundle for ``model``: an existing bundle path, ``"demo"`` (the bundled demo
     checkpoint), or an architecture name (random weights, seeded) exported at ``image_size``
-    into ``workdir``.  Returns ``(bundle, arch)``."""
+    into ``workdir``.  Returns ``(bundle, arch)``.  ``softmax=False`` keeps an architecture's
+    logits: random weights saturate a softmax, which leaves agreement columns nothing to see."""
     p = Path(model)
     if p.exists():
         files = detect.resolve(p)
@@ -44,7 +47,7 @@ def prepare_bundle(model: str, workdir, *, image_size: int = 224, seed: int = 0)
         paddle.seed(seed)
         net = get_model(model)
         state = net.state_dict()
-    export(model, state, out, image_shape=(3, image_size, image_size), force=True)
+    export(model, state, out, image_shape=(3, image_size, image_size), force=True, softmax=softmax)
     return out, model
 
 
