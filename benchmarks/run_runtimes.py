@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/run_runtimes.py [--repeats 40] [--write-doc]
 
 For ResNet50_vd at 224 (clsviz.get_model, random weights: latency does not depend on them)
-and the bundled demo model, ONE interleaved run each (clsviz.timing.interleaved: every
-round runs every contender once, in a shuffled order) of:
+and the bundled demo model, ONE interleaved run each, in a fresh process per model
+(clsviz.timing.interleaved: every round runs every contender once, in a shuffled order) of:
 
 * clsviz's engines, forward on one preprocessed image: predictor fp32 / bf16, openvino
   fp32 / bf16, onnxruntime fp32 without and with ``spinning=True`` (the engine option for a
@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -168,7 +169,7 @@ def spinning(bundle: Path, *, repeats: int, warmup: int, seed: int) -> dict:
 def markdown(res: dict) -> str:
     m = res["machine"]
     L = [f"Measured {res['date']} on {m} (`benchmarks/run_runtimes.py`, {res['models'][0]['repeats']} "
-         "interleaved rounds per model, batch 1, forward only, every engine on "
+         "interleaved rounds per model, each model in a fresh process, batch 1, forward only, every engine on "
          f"{res['models'][0]['threads']} threads). p50 relative to clsviz's predictor fp32 in the same run "
          "(lower is faster); rel. max|Δ| is against the predictor fp32."
          + (f" Load average {res['loadavg_before'][0]:.1f} before and {res['loadavg_after'][0]:.1f} after the "
@@ -203,6 +204,31 @@ def markdown(res: dict) -> str:
     return "\n".join(L) + "\n"
 
 
+def in_fresh_process(what: str, model: str, bundle: Path, a) -> dict:
+    """Run one measurement in a new Python process and return its JSON.
+
+    Each model gets a process of its own: engines left from the previous model (threads pinned
+    to cores, OpenVINO's executors, ~100 MB compiled networks) made the demo's ONNX Runtime
+    contenders 5-10 % slower in a shared process, more for some contenders than others.
+    """
+    cmd = [sys.executable, __file__, "--child", what, "--child-model", model, "--child-bundle", str(bundle),
+           "--repeats", str(a.repeats), "--warmup", str(a.warmup), "--seed", str(a.seed)]
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False, env=os.environ.copy())
+    if r.returncode:
+        raise SystemExit(f"[runtimes] {what} on {model} failed (exit {r.returncode})")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def child(a) -> int:
+    bundle = Path(a.child_bundle)
+    if a.child == "model":
+        res = one_model(a.child_model, bundle, repeats=a.repeats, warmup=a.warmup, seed=a.seed)
+    else:
+        res = spinning(bundle, repeats=max(10, a.repeats // 2), warmup=a.warmup, seed=a.seed)
+    print(json.dumps(res), flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=40)
@@ -211,7 +237,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "out" / "runtimes"))
     ap.add_argument("--write-doc", action="store_true")
     ap.add_argument("--from-json", default=None, help="render a saved runtimes.json instead of measuring")
+    ap.add_argument("--child", choices=("model", "spinning"), help=argparse.SUPPRESS)
+    ap.add_argument("--child-model", help=argparse.SUPPRESS)
+    ap.add_argument("--child-bundle", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.child:
+        return child(a)
     if a.from_json:
         md = markdown(json.loads(Path(a.from_json).read_text()))
         print(md)
@@ -231,13 +262,13 @@ def main(argv=None) -> int:
            "loadavg_before": list(os.getloadavg())}
     with tempfile.TemporaryDirectory(prefix="clsviz-runtimes-") as d:
         for model in ("ResNet50_vd", "demo"):
-            print(f"[runtimes] {model} ...", file=sys.stderr, flush=True)
             # logits: random weights would saturate a softmax and leave the rel. max|Δ| column empty
             bundle, _ = prepare_bundle(model, Path(d) / model, image_size=224, seed=a.seed, softmax=False)
-            res["models"].append(one_model(model, bundle, repeats=a.repeats, warmup=a.warmup, seed=a.seed))
+            print(f"[runtimes] {model} ...", file=sys.stderr, flush=True)
+            res["models"].append(in_fresh_process("model", model, bundle, a))
             if model == "ResNet50_vd":
                 print("[runtimes] spinning ...", file=sys.stderr, flush=True)
-                res["spinning"] = spinning(bundle, repeats=max(10, a.repeats // 2), warmup=a.warmup, seed=a.seed)
+                res["spinning"] = in_fresh_process("spinning", model, bundle, a)
     res["loadavg_after"] = list(os.getloadavg())
     (out / "runtimes.json").write_text(json.dumps(res, indent=1))
     md = markdown(res)

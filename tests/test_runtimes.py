@@ -345,3 +345,45 @@ def test_a_missing_extra_is_a_one_line_hint(demo_bundle, monkeypatch):
     with pytest.raises(BackendUnavailable) as e:
         clsviz.load(demo_bundle, mode="openvino")
     assert e.value.hint == "pip install 'clsviz[runtimes]'" and "\n" not in str(e.value)
+
+
+_PIN_PROBE = textwrap.dedent("""
+    import json, os, sys
+    import numpy as np
+    import clsviz
+
+    def pinned():  # thread id -> its CPUs, for threads allowed fewer CPUs than the process
+        out = {}
+        for t in os.listdir("/proc/self/task"):
+            cpus = os.sched_getaffinity(int(t))
+            if cpus != os.sched_getaffinity(0):
+                out[t] = sorted(cpus)
+        return out
+
+    res = {}
+    for threads in (len(os.sched_getaffinity(0)), 1):
+        before = pinned()
+        clf = clsviz.load(sys.argv[1], mode="onnxruntime", cpu_threads=threads)
+        clf.forward(np.zeros((1, *clf.config.image_shape), np.float32))
+        res[threads] = {"new": sorted(v for k, v in pinned().items() if k not in before),
+                        "describe": clf.describe()}
+    print(json.dumps({"cpus": sorted(os.sched_getaffinity(0)), "runs": res}))
+""")
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 usable CPUs")
+def test_onnxruntime_pins_pool_threads_like_its_own_default(demo_bundle, tmp_path):
+    """With every usable CPU, the pool threads are pinned one per CPU (as ONNX Runtime does when it
+    picks the count itself); the calling thread and a smaller count stay unpinned. Read from the OS."""
+    from clsviz.engines.onnxruntime import thread_affinities
+
+    r = subprocess.run([sys.executable, "-c", _PIN_PROBE, str(demo_bundle)], capture_output=True, text=True,
+                       timeout=300, env={**os.environ, "CLSVIZ_CACHE_DIR": str(tmp_path)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    cpus, runs = got["cpus"], got["runs"]
+    assert runs[str(len(cpus))]["new"] == [[c] for c in cpus[1:]]  # one pool thread per CPU but the caller's
+    assert ", pinned" in runs[str(len(cpus))]["describe"]
+    assert runs["1"]["new"] == [] and "pinned" not in runs["1"]["describe"]
+    assert thread_affinities(len(cpus) - 1) is None and thread_affinities(1) is None
+    assert thread_affinities(len(cpus)) == ";".join(str(c + 1) for c in cpus[1:])
