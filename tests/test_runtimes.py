@@ -387,3 +387,23 @@ def test_onnxruntime_pins_pool_threads_like_its_own_default(demo_bundle, tmp_pat
     assert runs["1"]["new"] == [] and "pinned" not in runs["1"]["describe"]
     assert thread_affinities(len(cpus) - 1) is None and thread_affinities(1) is None
     assert thread_affinities(len(cpus)) == ";".join(str(c + 1) for c in cpus[1:])
+
+
+_LOAD_ONE = ("import json, sys, clsviz; c = clsviz.load(sys.argv[1], mode='onnxruntime'); "
+             "print(json.dumps([c.onnx.reused, c.onnx.location, str(c.onnx.path)]))")
+
+
+def test_processes_loading_one_model_at_once_convert_it_once(tmp_path):
+    """Three processes start on a fresh fluid 1.x program and on a fresh bundle at the same time
+    (Ray actors do): all three load, one converts, the others wait and reuse its ONNX."""
+    fx = FX.write_fixture(tmp_path / "fx", "fluid_inference_loose", "tiny_cnn")
+    bundle = export_demo(tmp_path / "demo").out_dir
+    env = {**os.environ, "CLSVIZ_CACHE_DIR": str(tmp_path / "cache")}
+    for model, where in ((fx.path, "cache"), (bundle, "bundle")):
+        procs = [subprocess.Popen([sys.executable, "-c", _LOAD_ONE, str(model)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=env) for _ in range(3)]
+        outs = [p.communicate(timeout=600) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0], [e[-1500:] for _, e in outs]
+        got = [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
+        assert sorted(r[0] for r in got) == [False, True, True], got
+        assert {r[1] for r in got} == {where} and len({r[2] for r in got}) == 1

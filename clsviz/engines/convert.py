@@ -16,10 +16,15 @@ or the ONNX file itself changed.
 
 **Legacy programs** (fluid ``__model__``, ``model``/``params``, ``.pdmodel``) are first
 migrated (:func:`clsviz.migrate`) into the cache, then converted like any bundle.
+
+**Several processes at once** (Ray actors, two notebooks) load the same model: the first
+converts while holding ``<cache>/onnx/.<digest>.lock``; the others wait on it and then find
+its ONNX.  (Without the lock two of three processes failed on the migration's folder lock.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -28,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -259,15 +265,73 @@ def onnx_for(files: detect.ModelFiles) -> OnnxFile:
     srcs = _source_files(files)
     sources = tuple((p.name, _sha256(p)) for p in srcs)
     key = _digest(sources)
-    program = files
+    found = _found(files, sources, key, t0)
+    if found is not None:
+        return found
+    # another process (a Ray actor, a second notebook) may be converting the same model: wait
+    # for it and take its result rather than convert again or trip over its migration
+    with _converting(key):
+        return _found(files, sources, key, t0) or _make(files, sources, key, t0)
 
+
+def _found(files: detect.ModelFiles, sources, key: str, t0: float) -> OnnxFile | None:
+    """The ONNX made earlier for these sources, in the bundle or the cache, or None."""
+    assert files.model_file is not None
     bundle = files.model_file.parent
-    sidecar = bundle / SIDECAR
-    in_bundle = not files.legacy_program and files.config_file is not None and files.config_file == sidecar
-    if in_bundle:
+    if _in_bundle(files) and _matches(_read_record(bundle / SIDECAR), bundle / ONNX_NAME, sources):
+        return OnnxFile(bundle / ONNX_NAME, True, time.perf_counter() - t0, "bundle", sources)
+    root = cache_dir() / "onnx" / key
+    onnx, rec_file = root / ONNX_NAME, root / "record.json"
+    if onnx.is_file() and rec_file.is_file():
+        try:
+            rec = json.loads(rec_file.read_text())
+        except ValueError:
+            rec = None
+        if _matches(rec, onnx, sources):
+            return OnnxFile(onnx, True, time.perf_counter() - t0, "cache", sources)
+    return None
+
+
+def _in_bundle(files: detect.ModelFiles) -> bool:
+    """A clsviz-style bundle (Paddle 3 program beside its inference.yml): the ONNX may live in it."""
+    assert files.model_file is not None
+    sidecar = files.model_file.parent / SIDECAR
+    return not files.legacy_program and files.config_file is not None and files.config_file == sidecar
+
+
+@contextlib.contextmanager
+def _converting(key: str) -> Iterator[None]:
+    """Hold ``<cache>/onnx/.<key>.lock`` (a blocking ``flock``) while converting ``key``.
+
+    Without a writable cache folder (or ``fcntl``) there is no lock: each process converts on
+    its own, as before, each result written atomically.
+    """
+    try:
+        import fcntl  # noqa: PLC0415 - POSIX only
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    try:
+        folder = cache_dir() / "onnx"
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / f".{key}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd closes, also if this process dies
+        yield
+    finally:
+        os.close(fd)
+
+
+def _make(files: detect.ModelFiles, sources, key: str, t0: float) -> OnnxFile:
+    """Convert now: into the bundle if it takes it, else into the cache."""
+    assert files.model_file is not None
+    program = files
+    bundle = files.model_file.parent
+    if _in_bundle(files):
         onnx = bundle / ONNX_NAME
-        if _matches(_read_record(sidecar), onnx, sources):
-            return OnnxFile(onnx, True, time.perf_counter() - t0, "bundle", sources)
         staged = _stage(bundle)
         if staged is not None:
             try:
@@ -281,13 +345,6 @@ def onnx_for(files: detect.ModelFiles) -> OnnxFile:
     root = cache_dir() / "onnx" / key
     onnx = root / ONNX_NAME
     rec_file = root / "record.json"
-    if onnx.is_file() and rec_file.is_file():
-        try:
-            rec = json.loads(rec_file.read_text())
-        except ValueError:
-            rec = None
-        if _matches(rec, onnx, sources):
-            return OnnxFile(onnx, True, time.perf_counter() - t0, "cache", sources)
     root.mkdir(parents=True, exist_ok=True)
     if files.legacy_program:
         program = _migrated(files, sources, root)
