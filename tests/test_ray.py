@@ -225,3 +225,22 @@ def test_cli_runs_through_a_ray_client_address(demo_bundle, tmp_path):
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
+
+
+def test_the_deployment_runtimes_run_on_ray_too(ray_runtime, demo_bundle, tmp_path):
+    """modes openvino + onnxruntime on two actors: each actor loads a fresh copy of the bundle
+    (its ONNX made once, by whichever actor came first) and the answers equal a local run's."""
+    pytest.importorskip("openvino")
+    pytest.importorskip("onnxruntime")
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(demo_bundle, bundle, ignore=shutil.ignore_patterns("inference.onnx"))
+    folder, bad = _labelled(tmp_path, "labels_txt", 3, 7)
+    modes = ["openvino", "onnxruntime"]
+    on_ray = clsviz.evaluate(folder, bundle, modes=modes, batch_size=4, progress=False, ray=True, workers=2)
+    local = clsviz.evaluate(folder, bundle, modes=modes, batch_size=4, progress=False)
+    _assert_same(local, on_ray)
+    assert (bundle / "inference.onnx").is_file() and on_ray.run.backend == "ray"
+    for r in on_ray.modes.values():
+        assert [u.path for u in r.unreadable] == [str(p) for p in bad] and r.scored == 24
