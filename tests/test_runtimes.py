@@ -173,6 +173,29 @@ def test_a_fluid_1x_program_reaches_both_runtimes(tmp_path):
     assert clsviz.load(fx.path, mode="openvino").onnx.reused
 
 
+def test_every_program_layout_the_table_promises_reaches_both_runtimes():
+    """What ``capability`` says of the runtimes is true for every kind of program clsviz reads:
+    fluid ``__model__`` (loose and combined), ``model``/``params``, Paddle 2 ``.pdmodel`` and
+    Paddle 3 ``.json`` all run in both runtimes, each agreeing with the network's own output."""
+    from clsviz.engines import capability
+    from clsviz.formats import detect
+
+    ran = []
+    for kind, fx in FX.shared("tiny_cnn").items():
+        files = detect.resolve(fx.path)
+        if not files.has_program:
+            continue
+        for mode in RUNTIMES:
+            assert capability(files, mode).available, (kind, mode)
+            clf = clsviz.load(fx.path, mode=mode)
+            _agrees(clf.forward(fx.input.astype(np.float32)), fx.expected, rtol=1e-4)
+            clf.close()
+            ran.append((kind, mode))
+    kinds = {k for k, _ in ran}
+    assert {"fluid_inference_loose", "fluid_inference_combined", "fluid_model_params",
+            "paddle2_inference", "paddle3_inference"} <= kinds, kinds
+
+
 def test_an_op_paddle2onnx_lacks_is_named(cumprod_model):
     assert clsviz.load(cumprod_model, class_num=4).forward(np.ones((1, 3, 8, 8), np.float32)).shape == (1, 4)
     with pytest.raises(EngineError, match="unsupported op.*cumprod"):
