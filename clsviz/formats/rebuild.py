@@ -33,7 +33,7 @@ from . import detect
 from .pirjson import PirProgram, read_pir
 from .programdesc import OpDesc, Program, read_program
 from .signature import apply_signature, program_io, read_signature
-from .tensorfile import read_combined, read_tensor_file, shape_fits
+from .tensorfile import DTYPES, read_combined, read_tensor_file, shape_fits
 
 __all__ = [
     "program_to_layer",
@@ -179,6 +179,17 @@ _op("hard_sigmoid")(
     )
 )
 _op("swish")(_unary(lambda op, x: x * _F()[1].sigmoid(float(op.attr("beta", 1.0)) * x)))
+
+
+@_op("cast")
+def _cast(op, env):
+    """Fluid's ``out_dtype`` is a ``VarType`` code; a PIR program's ``dtype`` a name ("float32")."""
+    paddle, _ = _F()
+    to = op.attr("out_dtype", None)
+    name = DTYPES.get(to) if isinstance(to, int) else to
+    if not isinstance(name, str) or name in ("bfloat16", "complex64", "complex128"):
+        raise FormatError(f"op 'cast' to {to!r}: clsviz rebuilds casts to plain numeric types only")
+    _set(op, env, paddle.cast(_in(op, env, "X"), name))
 
 
 @_op("hard_swish")
@@ -574,6 +585,7 @@ _PIR_MAP = {
     "scale": ("scale", ("X", "scale"), "Out", {}),
     "mean": ("reduce_mean", ("X", "dim"), "Out", {"keepdim": "keep_dim"}),
     "assign": ("assign", ("X",), "Out", {}),
+    "cast": ("cast", ("X",), "Out", {"dtype": "out_dtype"}),
 }
 #: ops that only make constants or lists for the ops above
 _PIR_CONSTANTS = {"full_int_array", "full", "builtin.combine", "builtin.split"}
