@@ -37,6 +37,7 @@ from .errors import (
     OptionError,
     OutputError,
     UnsafeCheckpoint,
+    UnsupportedOps,
     UntrustedCode,
 )
 from .evaluate import Evaluation
@@ -94,6 +95,7 @@ __all__ = [
     "ImageError",
     "FormatError",
     "UnsafeCheckpoint",
+    "UnsupportedOps",
     "CheckpointMismatch",
     "ArchitectureError",
     "UntrustedCode",

@@ -51,3 +51,17 @@ def test_make_installs_the_extras_the_suite_needs():
     extras = set(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"])
     m = re.search(r"pip install -q -e '\.\[([a-z,]+)\]'", (REPO / "Makefile").read_text())
     assert m and {"notebooks", "ray", "runtimes", "dev"} <= set(m.group(1).split(",")) <= extras
+
+
+def test_one_exception_tree_every_error_at_the_top_level():
+    """Every exception clsviz raises is a ClsvizError, importable as ``clsviz.<Name>``."""
+    import inspect as _inspect
+
+    import clsviz
+    from clsviz import errors
+
+    classes = {n: c for n, c in vars(errors).items() if _inspect.isclass(c) and issubclass(c, Exception)
+               and c.__module__ == errors.__name__}
+    assert classes and all(issubclass(c, clsviz.ClsvizError) for c in classes.values())
+    missing = sorted(n for n in classes if getattr(clsviz, n, None) is not classes[n] or n not in clsviz.__all__)
+    assert not missing, missing
