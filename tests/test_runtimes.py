@@ -196,10 +196,26 @@ def test_every_program_layout_the_table_promises_reaches_both_runtimes():
             "paddle2_inference", "paddle3_inference"} <= kinds, kinds
 
 
-def test_an_op_paddle2onnx_lacks_is_named(cumprod_model):
+def test_an_op_paddle2onnx_lacks_is_named(cumprod_model, demo_bundle):
+    from clsviz.engines.convert import _unsupported_ops
+
     assert clsviz.load(cumprod_model, class_num=4).forward(np.ones((1, 3, 8, 8), np.float32)).shape == (1, 4)
-    with pytest.raises(EngineError, match="unsupported op.*cumprod"):
+    with pytest.raises(EngineError, match="unsupported op.*cumprod") as e:
         clsviz.load(cumprod_model, mode="onnxruntime", class_num=4)
+    assert "matmul" not in str(e.value)  # listed by paddle2onnx under its fluid-era name, matmul_v2
+    assert _unsupported_ops(cumprod_model) == ["cumprod"]
+    assert _unsupported_ops(demo_bundle / "inference.json") == []  # add, flatten, matmul … all listed
+
+
+def test_what_paddle2onnx_says_of_an_op_is_passed_on(tmp_path):
+    """A model paddle2onnx refuses for a reason other than a missing op (adaptive pooling on a
+    dynamic input size): the error quotes paddle2onnx on that op, and blames no other."""
+    import fixtures_wild as W
+
+    m = W.write_pir(tmp_path, ["dynamic"])["dynamic"]
+    with pytest.raises(EngineError, match=r"pool2d\] Adaptive only support static input shape") as e:
+        clsviz.load(m.path, mode="onnxruntime")
+    assert "unsupported op" not in str(e.value) and "fixed input size" in e.value.hint
 
 
 def test_the_engine_table_answers_for_every_mode():

@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -44,6 +45,7 @@ from ..bundle import clsviz_section, sha256_file
 from ..errors import BackendUnavailable, EngineError
 from ..formats import detect
 from ..formats.pirjson import read_pir
+from ..formats.rebuild import legacy_op_name
 from ..publish import add_own_files
 from ..safe_io import read_text
 
@@ -186,7 +188,23 @@ def _unsupported_ops(model_file: Path) -> list[str]:
     if not known:
         return []
     structural = {"data", "fetch", "parameter", "full_int_array", "full", "shadow_output"}
-    return sorted(op for op in ops - known - structural if op.rstrip("_") not in known)
+
+    def listed(op: str) -> bool:  # paddle2onnx lists some PIR ops by their fluid-era names
+        names = {op, op.rstrip("_"), op.replace(".", "_"), legacy_op_name(op)}
+        return bool(names & known)
+
+    return sorted(op for op in ops - structural if not listed(op))
+
+
+def _p2o_errors(text: str) -> list[str]:
+    """What paddle2onnx says about a particular op (``[OP: pd_op.pool2d] Adaptive only support
+    static input shape``), without its generic closing lines."""
+    out = []
+    for m in re.finditer(r"\[ERROR\]\[Paddle2ONNX\]\s*(\[OP:\s*[^\]]+\].*)", text):
+        line = m.group(1).strip()
+        if line not in out:
+            out.append(line)
+    return out
 
 
 def _convert(model_file: Path | None, params_file: Path | None, out: Path) -> None:
@@ -218,6 +236,14 @@ def _convert(model_file: Path | None, params_file: Path | None, out: Path) -> No
         return
     out.unlink(missing_ok=True)
     text = p.stdout + "\n" + p.stderr
+    said = _p2o_errors(text)
+    if said:  # paddle2onnx names the op and what it lacks (a dynamic size, an attribute value)
+        raise EngineError(
+            "paddle2onnx cannot convert this model: " + "; ".join(said)[:400],
+            path=model_file,
+            hint="run it with mode='predictor'"
+            + (", or export it with a fixed input size" if any("static" in s_ for s_ in said) else ""),
+        )
     ops = _unsupported_ops(model_file) if model_file.suffix == ".json" else []
     if ops or "unsupported operator" in text.lower():
         raise EngineError(

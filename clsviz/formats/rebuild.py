@@ -46,6 +46,7 @@ __all__ = [
     "ends_with_softmax",
     "PIR_SUPPORTED_OPS",
     "pir_unsupported_ops",
+    "legacy_op_name",
 ]
 
 _HANDLERS: dict[str, Callable] = {}
@@ -596,6 +597,13 @@ PIR_SUPPORTED_OPS = frozenset(_PIR_MAP) | _PIR_CONSTANTS | _PIR_IO
 
 def _pir_spec(op_type: str):
     return _PIR_MAP.get(op_type) or _PIR_MAP.get(op_type.rstrip("_"))
+
+
+def legacy_op_name(op_type: str) -> str | None:
+    """The fluid-era name of a PIR op (``add`` → ``elementwise_add``, ``matmul`` → ``matmul_v2``),
+    which paddle2onnx's list of PIR ops still uses for some; None for an op clsviz does not map."""
+    spec = _pir_spec(op_type)
+    return spec[0] if spec else None
 
 
 def pir_unsupported_ops(program) -> dict[str, int]:
