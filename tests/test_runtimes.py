@@ -446,3 +446,22 @@ def test_processes_loading_one_model_at_once_convert_it_once(tmp_path):
         got = [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
         assert sorted(r[0] for r in got) == [False, True, True], got
         assert {r[1] for r in got} == {where} and len({r[2] for r in got}) == 1
+
+
+def test_models_from_the_wild_run_in_both_runtimes(tmp_path):
+    """Grey, flat, NHWC, uint8, two-output and fluid models: each runtime is fed the model's own
+    layout and dtype, scores the chosen output, and gives the predictor's top-k on a real photo."""
+    import fixtures_wild as W
+
+    jpeg = sorted((REPO / "sample_images").glob("*.jpg"))[0]
+    for name, m in W.write_wild(tmp_path).items():
+        if name == "dynamic":
+            continue  # paddle2onnx refuses adaptive pooling on a dynamic size (tested above)
+        with clsviz.load(m.path) as ref:
+            want = ref.predict(jpeg, top_k=3)[0]
+        for mode in RUNTIMES:
+            with clsviz.load(m.path, mode=mode) as clf:
+                got = clf.predict(jpeg, top_k=3)[0]
+            assert [t.class_id for t in got.topk] == [t.class_id for t in want.topk], (name, mode)
+            np.testing.assert_allclose([t.score for t in got.topk], [t.score for t in want.topk],
+                                       atol=1e-5, err_msg=f"{name} {mode}")
