@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -298,19 +298,22 @@ def with_checksums(config: BundleConfig, folder, names) -> BundleConfig:
     return replace(config, checksums=sums)
 
 
-def verify_checksums(config: BundleConfig, paths) -> None:
+def verify_checksums(config: BundleConfig, paths, *, known: Mapping[str, str] | None = None) -> None:
     """Raise :class:`FormatError` if a file differs from the sha256 its bundle recorded.
 
     Catches weights swapped for another model's with the same names and shapes, which
-    no engine can notice.
+    no engine can notice.  ``known``: ``{file name: sha256}`` the caller has just computed
+    for these very files (the ONNX lookup hashes the program and weights too), so that a
+    100 MB weights file is not read twice in one load.
     """
     recorded = dict(config.checksums)
+    known = dict(known or {})
     for p in paths:
         if p is None:
             continue
         p = Path(p)
         want = recorded.get(p.name)
-        if want is not None and p.is_file() and sha256_file(p) != want:
+        if want is not None and p.is_file() and (known.get(p.name) or sha256_file(p)) != want:
             raise FormatError(
                 f"{p.name} does not match the sha256 recorded in inference.yml: "
                 f"the file was replaced or damaged after export",

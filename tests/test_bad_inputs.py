@@ -380,14 +380,18 @@ def test_params_from_a_different_model(tmp_path, bundle, other_bundle, mode, goo
     assert "[4]" in str(err) and "[5]" in str(err)
 
 
-def test_params_from_a_retrained_twin_are_detected(tmp_path, bundle, good):
-    """Same program, same tensor names and shapes, other values (the model retrained)."""
+def test_params_from_a_retrained_twin_are_detected(tmp_path, bundle, good, monkeypatch):
+    """Same program, same tensor names and shapes, other values (the model retrained); also in a
+    runtime mode, whose ONNX lookup hashes the weights the check then reuses."""
+    from clsviz.engines import engine_available
     from clsviz.formats.tensorfile import read_combined, write_combined
 
+    monkeypatch.setenv("CLSVIZ_CACHE_DIR", str(tmp_path / "cache"))
     twin = [a * np.float32(0.5) for a in read_combined(bundle / "inference.pdiparams")]
     where = variant(bundle, tmp_path / "b")
     write_combined(where / "inference.pdiparams", twin)
-    for mode in ("predictor", "executor"):
+    runtime = ("onnxruntime",) if engine_available("onnxruntime")[0] else ()
+    for mode in ("predictor", "executor", *runtime):
         with pytest.raises(FormatError, match="sha256"):
             clsviz.load(where, mode=mode)
 

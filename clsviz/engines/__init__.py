@@ -309,7 +309,12 @@ def load(
         # after the build, so damaged files get the engines' more specific errors first
         used = [files.checkpoint] if mode == "dygraph" else [files.model_file, files.params_file]
         try:
-            verify_checksums(cfg, [p for p in used if p is not None and p.parent == files.config_file.parent])
+            onnx = getattr(clf, "onnx", None)  # its lookup just hashed the program and weights
+            verify_checksums(
+                cfg,
+                [p for p in used if p is not None and p.parent == files.config_file.parent],
+                known=dict(onnx.sources) if onnx is not None else None,
+            )
         except Exception:
             clf.close()
             raise
