@@ -394,6 +394,8 @@ def test_params_from_a_retrained_twin_are_detected(tmp_path, bundle, good, monke
     for mode in ("predictor", "executor", *runtime):
         with pytest.raises(FormatError, match="sha256"):
             clsviz.load(where, mode=mode)
+    assert not (where / "inference.onnx").exists()  # refused before converting, the bundle untouched
+    assert not (tmp_path / "cache" / "onnx").exists() or not list((tmp_path / "cache" / "onnx").rglob("*.onnx"))
 
 
 JSON_CASES = {

@@ -41,8 +41,8 @@ from pathlib import Path
 
 import yaml
 
-from ..bundle import clsviz_section, sha256_file
-from ..errors import BackendUnavailable, EngineError
+from ..bundle import BundleConfig, clsviz_section, sha256_file, verify_checksums
+from ..errors import BackendUnavailable, ClsvizError, EngineError
 from ..formats import detect
 from ..formats.pirjson import read_pir
 from ..formats.rebuild import legacy_op_name
@@ -351,12 +351,23 @@ def _converting(key: str) -> Iterator[None]:
         os.close(fd)
 
 
+def _refuse_damaged(bundle: Path, sources) -> None:
+    """Raise :class:`FormatError` (as ``load`` would, after the build) before converting files the
+    bundle's own checksums say were replaced: no conversion time spent, no ONNX of them written."""
+    try:
+        config = BundleConfig.read(bundle / SIDECAR)
+    except ClsvizError:
+        return  # a sidecar load itself will judge
+    verify_checksums(config, [bundle / name for name, _ in sources], known=dict(sources))
+
+
 def _make(files: detect.ModelFiles, sources, key: str, t0: float) -> OnnxFile:
     """Convert now: into the bundle if it takes it, else into the cache."""
     assert files.model_file is not None
     program = files
     bundle = files.model_file.parent
     if _in_bundle(files):
+        _refuse_damaged(bundle, sources)
         onnx = bundle / ONNX_NAME
         staged = _stage(bundle)
         if staged is not None:
