@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 import numpy as np
 
@@ -28,10 +29,58 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 def default_threads() -> int:
+    """The CPUs this process may use: its affinity mask, capped by a cgroup CPU quota (a
+    container started with ``--cpus 2`` on a 64-core host gets 2, not 64 threads per engine)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        n = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover
-        return max(1, os.cpu_count() or 1)
+        n = os.cpu_count() or 1
+    quota = cpu_quota()
+    return max(1, min(n, quota) if quota is not None else n)
+
+
+def cpu_quota(root: str | os.PathLike = "/sys/fs/cgroup") -> int | None:
+    """The CPU quota of this process's cgroup, rounded up to whole CPUs, or None if unlimited.
+
+    cgroup v2: ``cpu.max`` ("200000 100000" = 2 CPUs, "max 100000" = none); v1:
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (-1 = none).  Read at the cgroup root as a
+    container sees it, then at this process's own cgroup path.
+    """
+    root = Path(root)
+    own = {"v2": "", "v1": ""}
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if controllers == "":
+                own["v2"] = path.lstrip("/")
+            elif "cpu" in controllers.split(","):
+                own["v1"] = path.lstrip("/")
+    except (OSError, ValueError):
+        pass
+
+    def ratio(quota: str, period: str) -> int | None:
+        try:
+            q, p = int(quota), int(period)
+        except ValueError:
+            return None
+        return max(1, -(-q // p)) if q > 0 and p > 0 else None
+
+    for d in dict.fromkeys([root, root / own["v2"]]):
+        try:
+            got = ratio(*(d / "cpu.max").read_text().split()[:2])
+        except (OSError, TypeError):
+            continue
+        if got is not None:
+            return got
+    for sub in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+        for d in dict.fromkeys([root / sub, root / sub / own["v1"]]):
+            try:
+                got = ratio((d / "cpu.cfs_quota_us").read_text().strip(), (d / "cpu.cfs_period_us").read_text().strip())
+            except OSError:
+                continue
+            if got is not None:
+                return got
+    return None
 
 
 def max_threads() -> int:
