@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import socket
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,6 +40,8 @@ _ADDRESS = re.compile(r"^(?:ray://)?(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.\-]+)
 # and a small one keeps Ray Data's back-pressure (a share of the store) tight.
 LOCAL_OBJECT_STORE_BYTES = 512 * 2**20
 CONNECT_TIMEOUT_S = 5.0
+CLIENT_SERVER_ATTEMPTS = 3  # connections tried when the head's per-client server dies at start
+CLIENT_SERVER_PAUSE_S = 1.0  # times the attempt number, between those tries
 # Batches per Ray Data task.  A task's answers reach the driver when it ends, so this sets how
 # smooth the progress is and how much a killed actor redoes, against the driver's cost per task.
 BATCHES_PER_TASK = 4
@@ -113,6 +116,47 @@ def _quiet_ray_data(ray) -> None:
             logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _server_failed(e: BaseException) -> bool:
+    """Ray Client's head could not start this client's own server process."""
+    return isinstance(e, ConnectionAbortedError) and "Initialization failure from server" in str(e)
+
+
+def _join(ray, target: str, kwargs: dict) -> None:
+    """``ray.init`` on a running cluster.
+
+    Through Ray Client (``ray://``) the head starts one server process per connection.  That
+    process now and then dies as it starts (seen on a loaded 2-core head, about one connection in
+    eight); the head then answers "Initialization failure from server", and a new connection gets
+    a new process.  So that failure is tried again, a few times, with a short pause.
+    """
+    for attempt in range(1, CLIENT_SERVER_ATTEMPTS + 1):
+        try:
+            with quiet():
+                ray.init(address=target, **kwargs)
+            return
+        except Exception as e:
+            if not _server_failed(e) or attempt == CLIENT_SERVER_ATTEMPTS:
+                raise
+            # Ray has already dropped the failed connection (which takes it ~30 s: the head's
+            # reconnect grace period), so say why the wait, then connect afresh
+            logging.getLogger(__name__).warning(
+                "clsviz: the Ray head could not start a server for this client (%s); trying again, %d of %d",
+                _first_words(e).removeprefix("Initialization failure from server: "),
+                attempt + 1,
+                CLIENT_SERVER_ATTEMPTS,
+            )
+            time.sleep(CLIENT_SERVER_PAUSE_S * attempt)
+
+
+def _first_words(e: BaseException) -> str:
+    """An exception's first line; when that line only introduces what follows (the head's traceback
+    after "Initialization failure from server:"), its last line too, which says what went wrong."""
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()] or [type(e).__name__]
+    if lines[0].endswith(":") and len(lines) > 1:
+        return f"{lines[0]} {lines[-1]}"
+    return lines[0]
+
+
 def _current(ray, *, started: bool) -> RaySession:
     res = ray.cluster_resources()
     nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
@@ -158,15 +202,19 @@ def connect(address=True) -> RaySession:
         else:
             if target != "auto":
                 _check_reachable(target)
-            with quiet():
-                ray.init(address=target, **kwargs)
+            _join(ray, target, kwargs)
     except ClsvizError:
         raise
     except Exception as e:  # ConnectionError, TimeoutError, RuntimeError, ValueError from ray.init
         what = "start a local Ray runtime" if target is None else f"join the Ray cluster at {target}"
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = _first_words(e)
         if target == "auto":
             hint = "is a cluster running here? `ray start --head` starts one; or pass ray=True for a local runtime"
+        elif _server_failed(e):
+            hint = (
+                f"the head answered but could not start this client's server, {CLIENT_SERVER_ATTEMPTS} times; "
+                "its logs say why: ray_client_server*.err under /tmp/ray/session_latest/logs on the head"
+            )
         elif target is not None and target.startswith("ray://"):
             hint = (
                 "is the head's client server on that port? A cluster with token authentication (Ray's "
