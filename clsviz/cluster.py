@@ -116,9 +116,19 @@ def _quiet_ray_data(ray) -> None:
             logging.getLogger(name).setLevel(logging.ERROR)
 
 
+# What Ray Client's head says when the server process it starts for a client died or never
+# answered (ray/util/client/server/proxier.py); not a refusal, such as a runtime_env it cannot build
+_SERVER_DIED = ("Starting Ray client server failed", "Proxy failed to Connect to backend")
+
+
 def _server_failed(e: BaseException) -> bool:
     """Ray Client's head could not start this client's own server process."""
-    return isinstance(e, ConnectionAbortedError) and "Initialization failure from server" in str(e)
+    said = str(e)
+    return (
+        isinstance(e, ConnectionAbortedError)
+        and "Initialization failure from server" in said
+        and any(s in said for s in _SERVER_DIED)
+    )
 
 
 def _join(ray, target: str, kwargs: dict) -> None:

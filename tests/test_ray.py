@@ -181,13 +181,16 @@ def test_cli_says_plainly_when_no_cluster_answers(demo_bundle, tmp_path):
 
 def test_a_failure_the_head_reports_is_named_by_its_last_line():
     """Ray Client puts the head's whole traceback after "Initialization failure from server:";
-    the one-line error keeps that line and the traceback's last, which says what failed."""
+    the one-line error keeps that line and the traceback's last, which says what failed.  Only a
+    per-client server that died is tried again, not a refusal."""
     from clsviz.cluster import _first_words, _server_failed
 
     said = "Starting Ray client server failed. See x.err"
     tb = "".join(traceback.format_exception(RuntimeError(said)))
     e = ConnectionAbortedError(f"Initialization failure from server:\n{tb}")
     assert _server_failed(e) and not _server_failed(ConnectionError(str(e)))
+    refused = "Call to `ray.init()` on the server failed with: runtime_env cannot be built"
+    assert not _server_failed(ConnectionAbortedError(f"Initialization failure from server:\n{refused}"))
     assert _first_words(e) == f"Initialization failure from server: RuntimeError: {said}"
     assert _first_words(TimeoutError("GCS did not answer\nin 60 s")) == "GCS did not answer"
     assert _first_words(ValueError()) == "ValueError"

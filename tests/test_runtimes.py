@@ -207,6 +207,41 @@ def test_an_op_paddle2onnx_lacks_is_named(cumprod_model, demo_bundle):
     assert _unsupported_ops(demo_bundle / "inference.json") == []  # add, flatten, matmul … all listed
 
 
+def test_a_refusal_is_remembered_for_the_same_files_and_paddle2onnx(cumprod_model, tmp_path, monkeypatch):
+    """paddle2onnx refuses the model once; later loads of the same files raise the same error
+    without converting again, until the record is from another paddle2onnx or is deleted."""
+    from clsviz.engines import convert
+
+    with pytest.raises(EngineError, match="unsupported op.*cumprod") as first:
+        clsviz.load(cumprod_model, mode="onnxruntime", class_num=4)
+    assert "before" not in first.value.hint
+    records = list((convert.cache_dir() / "onnx").glob("*/refused.json"))
+    assert len(records) == 1
+
+    model = tmp_path / "same-files" / "inference.json"  # keyed by content, not by place
+    shutil.copytree(cumprod_model.parent, model.parent)
+    real = convert._convert
+    with monkeypatch.context() as m:
+        def converted_again(*a, **k):
+            raise AssertionError("paddle2onnx ran again")
+        m.setattr(convert, "_convert", converted_again)
+        with pytest.raises(EngineError) as second:
+            clsviz.load(model, mode="onnxruntime", class_num=4)
+    assert second.value.message == first.value.message
+    assert "refused these same files before" in second.value.hint and str(records[0]) in second.value.hint
+    assert convert._convert is real
+
+    rec = json.loads(records[0].read_text())
+    records[0].write_text(json.dumps({**rec, "paddle2onnx": "0.0"}))  # another paddle2onnx: try again
+    with pytest.raises(EngineError, match="cumprod") as again:
+        clsviz.load(model, mode="onnxruntime", class_num=4)
+    assert "before" not in again.value.hint and json.loads(records[0].read_text())["paddle2onnx"] != "0.0"
+    records[0].unlink()
+    with pytest.raises(EngineError, match="cumprod") as after_delete:
+        clsviz.load(model, mode="onnxruntime", class_num=4)
+    assert "before" not in after_delete.value.hint and records[0].is_file()
+
+
 def test_what_paddle2onnx_says_of_an_op_is_passed_on(tmp_path):
     """A model paddle2onnx refuses for a reason other than a missing op (adaptive pooling on a
     dynamic input size): the error quotes paddle2onnx on that op, and blames no other."""

@@ -17,6 +17,12 @@ or the ONNX file itself changed.
 **Legacy programs** (fluid ``__model__``, ``model``/``params``, ``.pdmodel``) are first
 migrated (:func:`clsviz.migrate`) into the cache, then converted like any bundle.
 
+**A refusal is remembered.**  When paddle2onnx refuses the model itself (an op it lacks, an
+attribute it cannot map), ``<cache>/onnx/<digest>/refused.json`` keeps what it said, and a later
+load of the same files raises the same error at once instead of converting again.  Another
+paddle2onnx version tries again; so does deleting that file.  A time-out or a crash is not
+remembered.
+
 **Several processes at once** (Ray actors, two notebooks) load the same model: the first
 converts while holding ``<cache>/onnx/.<digest>.lock``; the others wait on it and then find
 its ONNX.  (Without the lock two of three processes failed on the migration's folder lock.)
@@ -53,6 +59,8 @@ ONNX_NAME = "inference.onnx"
 SIDECAR = "inference.yml"
 RUNTIMES_HINT = "pip install 'clsviz[runtimes]'"
 _TIMEOUT = 600
+_REFUSAL = "paddle2onnx cannot convert this model"  # how a refusal of the model itself begins
+_REFUSED = "refused.json"
 
 __all__ = ["onnx_for", "OnnxFile", "cache_dir", "ONNX_NAME", "converter"]
 
@@ -239,7 +247,7 @@ def _convert(model_file: Path | None, params_file: Path | None, out: Path) -> No
     said = _p2o_errors(text)
     if said:  # paddle2onnx names the op and what it lacks (a dynamic size, an attribute value)
         raise EngineError(
-            "paddle2onnx cannot convert this model: " + "; ".join(said)[:400],
+            f"{_REFUSAL}: " + "; ".join(said)[:400],
             path=model_file,
             hint="run it with mode='predictor'"
             + (", or export it with a fixed input size" if any("static" in s_ for s_ in said) else ""),
@@ -247,8 +255,7 @@ def _convert(model_file: Path | None, params_file: Path | None, out: Path) -> No
     ops = _unsupported_ops(model_file) if model_file.suffix == ".json" else []
     if ops or "unsupported operator" in text.lower():
         raise EngineError(
-            "paddle2onnx cannot convert this model: unsupported op(s) "
-            + (", ".join(ops) if ops else "(not named by paddle2onnx)"),
+            f"{_REFUSAL}: unsupported op(s) " + (", ".join(ops) if ops else "(not named by paddle2onnx)"),
             path=model_file,
             hint="run it with mode='predictor', or replace the op in the network",
         )
@@ -296,8 +303,55 @@ def onnx_for(files: detect.ModelFiles) -> OnnxFile:
         return found
     # another process (a Ray actor, a second notebook) may be converting the same model: wait
     # for it and take its result rather than convert again or trip over its migration
+    _refused_before(key)
     with _converting(key):
-        return _found(files, sources, key, t0) or _make(files, sources, key, t0)
+        found = _found(files, sources, key, t0)
+        if found is not None:
+            return found
+        _refused_before(key)
+        try:
+            return _make(files, sources, key, t0)
+        except EngineError as e:
+            if e.message.startswith(_REFUSAL):  # the model itself, not a time-out or a full disk
+                _remember_refusal(key, e)
+            raise
+
+
+def _refused_before(key: str) -> None:
+    """Raise again the refusal the same paddle2onnx gave these same files before, rather than
+    spend a conversion (seconds, a minute on a large model) to hear it again."""
+    record = cache_dir() / "onnx" / key / _REFUSED
+    try:
+        rec = json.loads(record.read_text())
+        if rec.get("paddle2onnx") != _p2o_version():
+            return  # another paddle2onnx may convert it
+        message, path, hint = str(rec["message"]), rec.get("path"), rec.get("hint")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return
+    raise EngineError(
+        message,
+        path=path,
+        hint=(f"{hint}; " if hint else "")
+        + f"paddle2onnx {rec['paddle2onnx']} refused these same files before ({record}; delete it to try again)",
+    )
+
+
+def _remember_refusal(key: str, e: EngineError) -> None:
+    root = cache_dir() / "onnx" / key
+    rec = {
+        "paddle2onnx": _p2o_version(),
+        "message": e.message,
+        "path": None if e.path is None else str(e.path),
+        "hint": e.hint,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = root / f".{_REFUSED}.{secrets.token_hex(4)}"
+        tmp.write_text(json.dumps(rec, indent=1))
+        os.replace(tmp, root / _REFUSED)
+    except OSError:
+        pass  # no cache folder: the next load converts again, as it did before
 
 
 def _found(files: detect.ModelFiles, sources, key: str, t0: float) -> OnnxFile | None:
