@@ -227,7 +227,7 @@ def test_a_refusal_is_remembered_for_the_same_files_and_paddle2onnx(cumprod_mode
         m.setattr(convert, "_convert", converted_again)
         with pytest.raises(EngineError) as second:
             clsviz.load(model, mode="onnxruntime", class_num=4)
-    assert second.value.message == first.value.message
+    assert second.value.message == first.value.message and second.value.path == str(model)
     assert "refused these same files before" in second.value.hint and str(records[0]) in second.value.hint
     assert convert._convert is real
 

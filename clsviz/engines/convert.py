@@ -303,12 +303,12 @@ def onnx_for(files: detect.ModelFiles) -> OnnxFile:
         return found
     # another process (a Ray actor, a second notebook) may be converting the same model: wait
     # for it and take its result rather than convert again or trip over its migration
-    _refused_before(key)
+    _refused_before(key, files.model_file)
     with _converting(key):
         found = _found(files, sources, key, t0)
         if found is not None:
             return found
-        _refused_before(key)
+        _refused_before(key, files.model_file)
         try:
             return _make(files, sources, key, t0)
         except EngineError as e:
@@ -317,20 +317,21 @@ def onnx_for(files: detect.ModelFiles) -> OnnxFile:
             raise
 
 
-def _refused_before(key: str) -> None:
-    """Raise again the refusal the same paddle2onnx gave these same files before, rather than
-    spend a conversion (seconds, a minute on a large model) to hear it again."""
+def _refused_before(key: str, model_file: Path) -> None:
+    """Raise again the refusal the same paddle2onnx gave these same files before (wherever they
+    were then: the error names ``model_file``), rather than spend a conversion (seconds, a minute
+    on a large model) to hear it again."""
     record = cache_dir() / "onnx" / key / _REFUSED
     try:
         rec = json.loads(record.read_text())
         if rec.get("paddle2onnx") != _p2o_version():
             return  # another paddle2onnx may convert it
-        message, path, hint = str(rec["message"]), rec.get("path"), rec.get("hint")
+        message, hint = str(rec["message"]), rec.get("hint")
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return
     raise EngineError(
         message,
-        path=path,
+        path=model_file,
         hint=(f"{hint}; " if hint else "")
         + f"paddle2onnx {rec['paddle2onnx']} refused these same files before ({record}; delete it to try again)",
     )
@@ -341,7 +342,6 @@ def _remember_refusal(key: str, e: EngineError) -> None:
     rec = {
         "paddle2onnx": _p2o_version(),
         "message": e.message,
-        "path": None if e.path is None else str(e.path),
         "hint": e.hint,
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
