@@ -61,6 +61,7 @@ RUNTIMES_HINT = "pip install 'clsviz[runtimes]'"
 _TIMEOUT = 600
 _REFUSAL = "paddle2onnx cannot convert this model"  # how a refusal of the model itself begins
 _REFUSED = "refused.json"
+_RECORD = "record.json"  # beside a cached inference.onnx: the sha256s it was made from
 
 __all__ = ["onnx_for", "OnnxFile", "cache_dir", "ONNX_NAME", "converter"]
 
@@ -100,6 +101,11 @@ def converter() -> Path:
     if found is None:
         raise BackendUnavailable("the paddle2onnx executable is not installed", hint=RUNTIMES_HINT)
     return Path(found)
+
+
+def _entry(key: str) -> Path:
+    """The cache folder for the sources with digest ``key``: their ONNX, its record, a refusal."""
+    return cache_dir() / "onnx" / key
 
 
 def _sha256(path: Path) -> str:
@@ -321,7 +327,7 @@ def _refused_before(key: str, model_file: Path) -> None:
     """Raise again the refusal the same paddle2onnx gave these same files before (wherever they
     were then: the error names ``model_file``), rather than spend a conversion (seconds, a minute
     on a large model) to hear it again."""
-    record = cache_dir() / "onnx" / key / _REFUSED
+    record = _entry(key) / _REFUSED
     try:
         rec = json.loads(record.read_text())
         if rec.get("paddle2onnx") != _p2o_version():
@@ -338,7 +344,7 @@ def _refused_before(key: str, model_file: Path) -> None:
 
 
 def _remember_refusal(key: str, e: EngineError) -> None:
-    root = cache_dir() / "onnx" / key
+    root = _entry(key)
     rec = {
         "paddle2onnx": _p2o_version(),
         "message": e.message,
@@ -360,8 +366,8 @@ def _found(files: detect.ModelFiles, sources, key: str, t0: float) -> OnnxFile |
     bundle = files.model_file.parent
     if _in_bundle(files) and _matches(_read_record(bundle / SIDECAR), bundle / ONNX_NAME, sources):
         return OnnxFile(bundle / ONNX_NAME, True, time.perf_counter() - t0, "bundle", sources)
-    root = cache_dir() / "onnx" / key
-    onnx, rec_file = root / ONNX_NAME, root / "record.json"
+    root = _entry(key)
+    onnx, rec_file = root / ONNX_NAME, root / _RECORD
     if onnx.is_file() and rec_file.is_file():
         try:
             rec = json.loads(rec_file.read_text())
@@ -433,9 +439,9 @@ def _make(files: detect.ModelFiles, sources, key: str, t0: float) -> OnnxFile:
                 staged.unlink(missing_ok=True)
         # the bundle could not take it (locked, a user's inference.onnx): the cache does
 
-    root = cache_dir() / "onnx" / key
+    root = _entry(key)
     onnx = root / ONNX_NAME
-    rec_file = root / "record.json"
+    rec_file = root / _RECORD
     root.mkdir(parents=True, exist_ok=True)
     if files.legacy_program:
         program = _migrated(files, sources, root)
